@@ -1,0 +1,43 @@
+"""memadvise: memory profiler and advisor for PyTorch models.
+
+>>> import memadvise                                                    # doctest: +SKIP
+>>> prof = memadvise.profile_file("sample_models/mlp.py", batch_size=8)  # doctest: +SKIP
+>>> prof.peak_bytes, prof.peak_phase                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from memadvise.errors import MemadviseError, ModelFileError, ProfileFileError, UsageError
+from memadvise.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Category",
+    "Holder",
+    "LayerStats",
+    "MemadviseError",
+    "ModelFileError",
+    "Phase",
+    "Profile",
+    "ProfileFileError",
+    "Timeline",
+    "UsageError",
+    "load_profile",
+    "profile_file",
+    "profile_model",
+    "to_dataframe",
+]
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """Import torch-heavy parts lazily so ``import memadvise`` stays cheap for offline work."""
+    if name in ("profile_file", "profile_model"):
+        from memadvise import api
+
+        return getattr(api, name)
+    if name == "to_dataframe":
+        from memadvise.reporters.tables import to_dataframe
+
+        return to_dataframe
+    raise AttributeError(f"module 'memadvise' has no attribute {name!r}")

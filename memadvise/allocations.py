@@ -1,0 +1,457 @@
+"""From allocator events to a ``Profile``: blocks, categories, the peak, per-layer figures, timeline.
+
+The profiler's event tree nests every allocation/free event under the operators and ranges that were
+open when it happened. This module walks that tree once, turns matching allocate/free pairs into
+*blocks* (one device allocation each), gives each block a category (gradient, optimizer state,
+activation or temporary) and an owning module, then replays the events in order to get live bytes by
+category at every moment. Memory that existed before the trace (parameters, buffers, inputs) enters as
+the baseline.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from memadvise.profile import CATEGORIES, Category, Holder, LayerStats, Phase, Profile, Timeline
+
+EVALUATE_PREFIX = "autograd::engine::evaluate_function"
+OUTSIDE = {
+    Phase.SETUP.value: "<setup>",
+    Phase.FORWARD.value: "<loss>",
+    Phase.BACKWARD.value: "<autograd>",
+    Phase.OPTIMIZER.value: "<optimizer>",
+}
+INPUTS_HOLDER = "<inputs>"
+MAX_TIMELINE_POINTS = 2000
+
+
+def _step_dict() -> defaultdict[int, dict[int, Any]]:
+    return defaultdict(dict)
+
+
+def _step_counter() -> defaultdict[int, Counter[str]]:
+    return defaultdict(Counter)
+
+
+@dataclass
+class Capture:
+    """What the tracer's hooks saw, per step: storages by data pointer, and module call figures."""
+
+    saved: defaultdict[int, dict[int, str]] = field(default_factory=_step_dict)
+    grads: defaultdict[int, dict[int, tuple[str, int]]] = field(default_factory=_step_dict)
+    optimizer_state: defaultdict[int, dict[int, tuple[str, int]]] = field(default_factory=_step_dict)
+    calls: defaultdict[int, Counter[str]] = field(default_factory=_step_counter)
+    output_bytes: defaultdict[int, Counter[str]] = field(default_factory=_step_counter)
+
+
+@dataclass(frozen=True)
+class BaselineBlock:
+    """A storage alive before the trace started."""
+
+    ptr: int
+    nbytes: int
+    category: str
+    module: str
+
+
+@dataclass
+class _Events:
+    """Allocation events in time order, with their context, and the ranges found in the tree."""
+
+    time: list[int] = field(default_factory=list)
+    ptr: list[int] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+    module: list[str | None] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    op: list[str] = field(default_factory=list)
+    group: list[int] = field(default_factory=list)
+    module_ranges: list[tuple[str, int, int]] = field(default_factory=list)
+    phase_ranges: list[tuple[str, int, int, int]] = field(default_factory=list)
+    node_ranges: list[tuple[int, int, int]] = field(default_factory=list)
+    seq_module: dict[int, str] = field(default_factory=dict)
+
+
+def _same_device(ev_device: Any, device: torch.device) -> bool:
+    try:
+        if ev_device.type != device.type:
+            return False
+        return device.index is None or ev_device.index in (None, device.index)
+    except AttributeError:
+        return False
+
+
+def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_prefix: str) -> _Events:
+    """One depth-first pass over the profiler's event tree."""
+    from torch._C._profiler import _EventType
+
+    allocation_tag = _EventType.Allocation
+    raw: list[tuple[int, int, int, int, str | None, int, str, int]] = []
+    ev = _Events()
+    counter = 0
+    # stack entries: (node, module, seq, op label, group id)
+    stack: list[tuple[Any, str | None, int, str, int]] = [(r, None, -1, "", -1) for r in reversed(tree)]
+    while stack:
+        node, module, seq, label, group = stack.pop()
+        counter += 1
+        if node.tag == allocation_tag:
+            fields_ = node.extra_fields
+            if _same_device(fields_.device, device) and fields_.alloc_size != 0:
+                raw.append(
+                    (node.start_time_ns, counter, fields_.ptr, fields_.alloc_size, module, seq, label, group)
+                )
+            continue
+        name = node.name
+        if name.startswith(module_prefix):
+            module = name[len(module_prefix) :]
+            ev.module_ranges.append((module, node.start_time_ns, node.end_time_ns))
+        elif name.startswith(phase_prefix):
+            phase, _, step = name[len(phase_prefix) :].rpartition("::")
+            ev.phase_ranges.append((phase, int(step), node.start_time_ns, node.end_time_ns))
+        elif name.startswith(EVALUATE_PREFIX):
+            seq = getattr(node.extra_fields, "sequence_number", -1)
+            ev.node_ranges.append((seq, node.start_time_ns, node.end_time_ns))
+            if not label:
+                label, group = name[len(EVALUATE_PREFIX) + 2 :] or name, counter
+        else:
+            node_seq = getattr(node.extra_fields, "sequence_number", -1)
+            if node_seq is not None and node_seq >= 0 and seq < 0 and module is not None:
+                ev.seq_module.setdefault(node_seq, module)
+            if not label and not name.startswith("Optimizer."):
+                label, group = name, counter
+        for child in reversed(node.children):
+            stack.append((child, module, seq, label, group))
+    raw.sort(key=lambda r: (r[0], r[1]))
+    for t, _, ptr, size, module, seq, label, group in raw:
+        ev.time.append(t)
+        ev.ptr.append(ptr)
+        ev.size.append(size)
+        ev.module.append(module)
+        ev.seq.append(seq)
+        ev.op.append(label or "<release>")
+        ev.group.append(group)
+    ev.phase_ranges.sort(key=lambda r: r[2])
+    return ev
+
+
+@dataclass
+class _Blocks:
+    """Allocate/free pairs: for each event the block it opens or closes (-1: a free of unknown memory)."""
+
+    of_event: list[int]
+    alloc: list[int]
+    free: list[int]  # -1 while never freed
+    size: list[int]
+    by_ptr: dict[int, list[int]]
+
+
+def pair_blocks(ev: _Events) -> _Blocks:
+    open_at: dict[int, int] = {}
+    blocks = _Blocks(of_event=[], alloc=[], free=[], size=[], by_ptr=defaultdict(list))
+    for i, (ptr, size) in enumerate(zip(ev.ptr, ev.size)):
+        if size > 0:
+            b = len(blocks.alloc)
+            if ptr in open_at:  # a free we never saw: close the old block here
+                blocks.free[open_at[ptr]] = i
+            open_at[ptr] = b
+            blocks.alloc.append(i)
+            blocks.free.append(-1)
+            blocks.size.append(size)
+            blocks.by_ptr[ptr].append(b)
+            blocks.of_event.append(b)
+        else:
+            b = open_at.pop(ptr, -1)
+            if b >= 0:
+                blocks.free[b] = i
+            blocks.of_event.append(b)
+    return blocks
+
+
+def _alive_at(blocks: _Blocks, b: int, position: int) -> bool:
+    """Was block ``b`` alive just before event ``position`` (after events[:position])?"""
+    free = blocks.free[b]
+    return blocks.alloc[b] < position and (free < 0 or free >= position)
+
+
+def _find_alive(blocks: _Blocks, ptr: int, position: int) -> int:
+    for b in blocks.by_ptr.get(ptr, ()):
+        if _alive_at(blocks, b, position):
+            return b
+    return -1
+
+
+def build_profile(
+    tree: list[Any],
+    *,
+    capture: Capture,
+    baseline: list[BaselineBlock],
+    layers: list[tuple[str, str]],
+    meta: dict[str, Any],
+    device: torch.device,
+    module_prefix: str,
+    phase_prefix: str,
+) -> Profile:
+    """Turn the event tree and the hooks' capture into the frozen ``Profile``."""
+    ev = walk_tree(tree, device, module_prefix, phase_prefix)
+    blocks = pair_blocks(ev)
+    n_events = len(ev.time)
+
+    # Phase and step of every event, from the phase ranges that contain it.
+    starts = [r[2] for r in ev.phase_ranges]
+    phase_of: list[str] = []
+    step_of: list[int] = []
+    for t in ev.time:
+        k = bisect.bisect_right(starts, t) - 1
+        if k >= 0 and t <= ev.phase_ranges[k][3]:
+            phase_of.append(ev.phase_ranges[k][0])
+            step_of.append(ev.phase_ranges[k][1])
+        else:
+            phase_of.append(Phase.SETUP.value)
+            step_of.append(ev.phase_ranges[k][1] if k >= 0 else 0)
+    phase_end: dict[tuple[str, int], int] = {
+        (phase, step): bisect.bisect_right(ev.time, end) for phase, step, _, end in ev.phase_ranges
+    }
+
+    # Owning module of every event: the innermost module range, else the forward op's module.
+    module_of: list[str] = []
+    for i in range(n_events):
+        mod = ev.module[i]
+        if mod is None and ev.seq[i] >= 0:
+            mod = ev.seq_module.get(ev.seq[i])
+        module_of.append(mod if mod is not None else OUTSIDE.get(phase_of[i], "<other>"))
+
+    # Category and module of every block.
+    n_blocks = len(blocks.alloc)
+    block_cat = [Category.TEMPORARIES.value] * n_blocks
+    block_mod = [module_of[a] for a in blocks.alloc]
+    rules = (
+        (capture.grads, Phase.BACKWARD, Category.GRADIENTS),
+        (capture.optimizer_state, Phase.OPTIMIZER, Category.OPTIMIZER_STATE),
+        (capture.saved, Phase.FORWARD, Category.ACTIVATIONS),
+    )
+    assigned: set[int] = set()
+    for by_step, phase, category in rules:
+        for step, ptrs in by_step.items():
+            position = phase_end.get((phase.value, step))
+            if position is None:
+                continue
+            for ptr, info in ptrs.items():
+                b = _find_alive(blocks, ptr, position)
+                if b >= 0 and b not in assigned:
+                    assigned.add(b)
+                    block_cat[b] = category.value
+                    block_mod[b] = info[0] if isinstance(info, tuple) else info
+
+    # Replay: live bytes per category after every event.
+    cat_index = {c: k for k, c in enumerate(CATEGORIES)}
+    live = [0] * len(CATEGORIES)
+    base_by_ptr = {b.ptr: b for b in baseline}
+    for b in baseline:
+        live[cat_index[b.category]] += b.nbytes
+    base_freed: set[int] = set()
+    event_cat: list[int] = []
+    event_delta: list[int] = []
+    for i in range(n_events):
+        b = blocks.of_event[i]
+        if b >= 0:
+            event_cat.append(cat_index[block_cat[b]])
+            event_delta.append(ev.size[i])
+        else:  # a free of memory allocated before the trace (reported by the CUDA allocator)
+            base = base_by_ptr.get(ev.ptr[i])
+            if base is not None and base.ptr not in base_freed:
+                base_freed.add(base.ptr)
+                event_cat.append(cat_index[base.category])
+                event_delta.append(-base.nbytes)
+            else:
+                event_cat.append(0)
+                event_delta.append(0)
+    base_total = sum(live)
+    totals = np.cumsum(np.asarray(event_delta, dtype=np.int64)) + base_total if n_events else np.zeros(0, np.int64)
+    peak_idx = int(np.argmax(totals)) if n_events else -1
+    peak_bytes = int(totals[peak_idx]) if n_events and totals[peak_idx] > base_total else base_total
+    if n_events and totals[peak_idx] <= base_total:
+        peak_idx = -1
+
+    # Second replay: category columns at timeline samples and at the peak.
+    samples: list[tuple[int, list[int]]] = []
+    breakdown = list(live)
+    current = list(live)
+    for i in range(n_events):
+        current[event_cat[i]] += event_delta[i]
+        if i == peak_idx:
+            breakdown = list(current)
+            samples.append((i, list(current)))
+        last_of_group = i + 1 == n_events or ev.group[i + 1] != ev.group[i] or ev.op[i + 1] != ev.op[i]
+        if last_of_group and i != peak_idx:
+            samples.append((i, list(current)))
+    timeline = _timeline(samples, ev, phase_of, step_of, module_of, peak_idx)
+
+    # Who holds the peak.
+    holders: Counter[tuple[str, str]] = Counter()
+    for b in baseline:
+        if b.ptr not in base_freed:
+            holders[(b.category, b.module)] += b.nbytes
+    if peak_idx >= 0:
+        for b in range(n_blocks):
+            if _alive_at(blocks, b, peak_idx + 1):
+                holders[(block_cat[b], block_mod[b])] += blocks.size[b]
+    peak_holders = tuple(
+        Holder(category=c, module=m, bytes=n) for (c, m), n in sorted(holders.items(), key=lambda kv: -kv[1]) if n
+    )
+
+    last = meta["steps"] - 1
+    layer_rows = _layers(
+        layers, ev, blocks, block_cat, block_mod, capture, baseline, totals, base_total, phase_end, last
+    )
+    activation_bytes = _activation_total(blocks, block_cat, phase_end.get((Phase.FORWARD.value, last)))
+    end_alive = sum(
+        blocks.size[b]
+        for b in range(n_blocks)
+        if blocks.free[b] < 0 and block_cat[b] != Category.OPTIMIZER_STATE.value
+    )
+    base_sum = Counter()
+    for b in baseline:
+        base_sum[b.category] += b.nbytes
+    return Profile(
+        model=meta["model"],
+        batch_size=meta["batch_size"],
+        mode=meta["mode"],
+        device=meta["device"],
+        optimizer=meta["optimizer"],
+        peak_bytes=peak_bytes,
+        peak_phase=phase_of[peak_idx] if peak_idx >= 0 else Phase.SETUP.value,
+        peak_step=step_of[peak_idx] if peak_idx >= 0 else 0,
+        peak_op=ev.op[peak_idx] if peak_idx >= 0 else "",
+        peak_module=module_of[peak_idx] if peak_idx >= 0 else "",
+        peak_breakdown={c: breakdown[k] for k, c in enumerate(CATEGORIES)},
+        param_bytes=base_sum[Category.PARAMETERS.value],
+        buffer_bytes=base_sum[Category.BUFFERS.value],
+        input_bytes=base_sum[Category.INPUTS.value],
+        grad_bytes=sum(n for _, n in capture.grads.get(last, {}).values()),
+        optimizer_state_bytes=sum(n for _, n in capture.optimizer_state.get(last, {}).values()),
+        activation_bytes=activation_bytes,
+        steps=meta["steps"],
+        layers=tuple(layer_rows),
+        peak_holders=peak_holders,
+        timeline=timeline,
+        untracked_bytes=end_alive,
+        torch_version=meta["torch_version"],
+        created=meta["created"],
+    )
+
+
+def _activation_total(blocks: _Blocks, block_cat: list[str], position: int | None) -> int:
+    if position is None:
+        return 0
+    return sum(
+        blocks.size[b]
+        for b in range(len(block_cat))
+        if block_cat[b] == Category.ACTIVATIONS.value and _alive_at(blocks, b, position)
+    )
+
+
+def _rise(totals: np.ndarray, base_total: int, i0: int, i1: int) -> int:
+    """Highest live total in events [i0, i1) above the level just before i0."""
+    if i1 <= i0:
+        return 0
+    before = int(totals[i0 - 1]) if i0 > 0 else base_total
+    return max(0, int(totals[i0:i1].max()) - before)
+
+
+def _layers(
+    layers: list[tuple[str, str]],
+    ev: _Events,
+    blocks: _Blocks,
+    block_cat: list[str],
+    block_mod: list[str],
+    capture: Capture,
+    baseline: list[BaselineBlock],
+    totals: np.ndarray,
+    base_total: int,
+    phase_end: dict[tuple[str, int], int],
+    last: int,
+) -> list[LayerStats]:
+    params: Counter[str] = Counter()
+    buffers: Counter[str] = Counter()
+    for b in baseline:
+        if b.category == Category.PARAMETERS.value:
+            params[b.module] += b.nbytes
+        elif b.category == Category.BUFFERS.value:
+            buffers[b.module] += b.nbytes
+    grads: Counter[str] = Counter()
+    for mod, n in capture.grads.get(last, {}).values():
+        grads[mod] += n
+    states: Counter[str] = Counter()
+    for mod, n in capture.optimizer_state.get(last, {}).values():
+        states[mod] += n
+    acts: Counter[str] = Counter()
+    position = phase_end.get((Phase.FORWARD.value, last))
+    if position is not None:
+        for b, cat in enumerate(block_cat):
+            if cat == Category.ACTIVATIONS.value and _alive_at(blocks, b, position):
+                acts[block_mod[b]] += blocks.size[b]
+    fwd_temp: Counter[str] = Counter()
+    for mod, start, end in ev.module_ranges:
+        rise = _rise(totals, base_total, bisect.bisect_left(ev.time, start), bisect.bisect_right(ev.time, end))
+        fwd_temp[mod] = max(fwd_temp[mod], rise)
+    bwd_temp: Counter[str] = Counter()
+    for seq, start, end in ev.node_ranges:
+        mod = ev.seq_module.get(seq)
+        if mod is None:
+            continue
+        rise = _rise(totals, base_total, bisect.bisect_left(ev.time, start), bisect.bisect_right(ev.time, end))
+        bwd_temp[mod] = max(bwd_temp[mod], rise)
+    calls = capture.calls.get(last, Counter())
+    outputs = capture.output_bytes.get(last, Counter())
+    return [
+        LayerStats(
+            name=name,
+            type=type_name,
+            calls=calls[name],
+            param_bytes=params[name],
+            buffer_bytes=buffers[name],
+            grad_bytes=grads[name],
+            optimizer_state_bytes=states[name],
+            activation_bytes=acts[name],
+            output_bytes=outputs[name],
+            forward_temp_bytes=fwd_temp[name],
+            backward_temp_bytes=bwd_temp[name],
+        )
+        for name, type_name in layers
+    ]
+
+
+def _timeline(
+    samples: list[tuple[int, list[int]]],
+    ev: _Events,
+    phase_of: list[str],
+    step_of: list[int],
+    module_of: list[str],
+    peak_idx: int,
+) -> Timeline:
+    """Keep at most MAX_TIMELINE_POINTS samples: the highest of each stretch, and always the peak."""
+    if len(samples) > MAX_TIMELINE_POINTS:
+        width = len(samples) / (MAX_TIMELINE_POINTS - 1)
+        kept: list[tuple[int, list[int]]] = []
+        start = 0
+        while start < len(samples):
+            stop = max(start + 1, int(round((len(kept) + 1) * width)))
+            chunk = samples[start:stop]
+            peak_here = [s for s in chunk if s[0] == peak_idx]
+            kept.append(peak_here[0] if peak_here else max(chunk, key=lambda s: sum(s[1])))
+            start = stop
+        samples = kept
+    index = tuple(i for i, _ in samples)
+    return Timeline(
+        index=index,
+        step=tuple(step_of[i] for i in index),
+        phase=tuple(phase_of[i] for i in index),
+        op=tuple(ev.op[i] for i in index),
+        module=tuple(module_of[i] for i in index),
+        bytes={c: tuple(s[1][k] for s in samples) for k, c in enumerate(CATEGORIES)},
+    )

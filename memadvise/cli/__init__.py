@@ -1,0 +1,36 @@
+"""The ``memadvise`` command line: a thin typer layer over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from memadvise.cli.profile_cmd import HELP as PROFILE_HELP
+from memadvise.cli.profile_cmd import profile_command
+
+app = typer.Typer(
+    name="memadvise",
+    help="Memory profiler and advisor for PyTorch models: exact training peak, per-layer memory, what-ifs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("profile", help=PROFILE_HELP)(profile_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from memadvise import __version__
+
+        typer.echo(f"memadvise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Memory profiler and advisor for PyTorch models."""
+
+
+def main() -> None:
+    app(prog_name="memadvise")

@@ -1,0 +1,100 @@
+"""What every command shares: consoles, option types, and the one error-to-exit-code path."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from memadvise.errors import MemadviseError
+
+EXIT_INPUT_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stdout_console() -> Console:
+    return Console(soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+class ModeChoice(str, Enum):
+    train = "train"
+    inference = "inference"
+
+
+class OptimizerChoice(str, Enum):
+    adamw = "adamw"
+    adam = "adam"
+    sgd = "sgd"
+    sgd_momentum = "sgd-momentum"
+    none = "none"
+
+
+class DeviceChoice(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size passed to example_inputs().")]
+ModeOpt = Annotated[
+    ModeChoice, typer.Option("--mode", "-m", help="train: forward, backward, optimizer step. inference: no_grad forward.")
+]
+OptimizerOpt = Annotated[OptimizerChoice, typer.Option("--optimizer", help="Optimizer of the training step.")]
+DeviceOpt = Annotated[
+    DeviceChoice | None, typer.Option("--device", help="Where to run the steps (default: cuda if available, else cpu).")
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
+
+
+def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
+    """Print one line on stderr and return the Exit to raise."""
+    print(f"memadvise: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn MemadviseError into one stderr line and exit code 2; other errors into exit code 3."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except MemadviseError as exc:
+            if debug:
+                traceback.print_exc()
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as exc:  # a bug in memadvise, not the user's input
+            if debug:
+                traceback.print_exc()
+            hint = "" if debug else " (run with --debug for the traceback)"
+            raise fail(f"internal error: {type(exc).__name__}: {exc}{hint}", EXIT_INTERNAL_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress(message: str) -> Iterator[None]:
+    """A spinner on stderr while long work runs (only when stderr is a terminal)."""
+    console = stderr_console()
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(message):
+        yield

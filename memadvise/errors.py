@@ -1,0 +1,19 @@
+"""Errors memadvise raises; the CLI turns each into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+
+class MemadviseError(Exception):
+    """Base class: a problem the user can fix (bad input, bad option, unreadable file)."""
+
+
+class ModelFileError(MemadviseError):
+    """The user's model file is missing, does not import, or a function in it failed."""
+
+
+class UsageError(MemadviseError):
+    """An option or argument has a value memadvise cannot use."""
+
+
+class ProfileFileError(MemadviseError):
+    """A saved profile cannot be read (missing, not JSON, or another schema)."""

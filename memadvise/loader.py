@@ -1,0 +1,145 @@
+"""Load a user's model file: ``build_model()``, ``example_inputs(batch_size)`` and an optional ``loss_fn``.
+
+``path/to/model.py:make_big`` picks another factory than ``build_model``. Every failure inside the
+user's file becomes a :class:`ModelFileError` naming the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from memadvise.errors import ModelFileError
+
+DEFAULT_FACTORY = "build_model"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model file provides; ``name`` is how reports refer to the model."""
+
+    path: Path
+    name: str
+    factory_name: str
+    build_model: Callable[[], Any]
+    example_inputs: Callable[[int], Any]
+    loss_fn: Callable[[Any, Any], Any] | None
+    module: ModuleType
+
+    def build(self) -> Any:
+        """Call the factory and check that it returns an ``nn.Module``."""
+        import torch
+
+        model = self.call(self.factory_name, self.build_model)
+        if not isinstance(model, torch.nn.Module):
+            raise ModelFileError(
+                f"{self.path}: {self.factory_name}() returned {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
+
+    def inputs(self, batch_size: int) -> Any:
+        return self.call("example_inputs", self.example_inputs, batch_size)
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a function of the user's file, turning its exceptions into one clear error."""
+        try:
+            return fn(*args)
+        except ModelFileError:
+            raise
+        except Exception as exc:
+            raise user_code_error(self.path, f"{what}() raised", exc) from exc
+
+
+def split_target(target: str) -> tuple[Path, str]:
+    """``model.py:factory`` → (path, factory); a bare path uses ``build_model``."""
+    path_text, sep, factory = str(target).rpartition(":")
+    if sep and factory.isidentifier() and path_text:
+        return Path(path_text), factory
+    return Path(target), DEFAULT_FACTORY
+
+
+def user_frame(path: Path, exc: BaseException) -> str:
+    """``:LINE`` of the innermost traceback frame inside ``path``, or ``""``."""
+    resolved = str(path.resolve())
+    line = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename and Path(frame.filename).resolve().as_posix() == Path(resolved).as_posix():
+            line = f":{frame.lineno}"
+    return line
+
+
+def user_code_error(path: Path, what: str, exc: BaseException) -> ModelFileError:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return ModelFileError(f"{path}{user_frame(path, exc)}: {what} {detail}")
+
+
+@contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    """Let the model file import modules that sit beside it."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(entry)
+        except ValueError:
+            pass
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"memadvise_user_model_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelFileError(f"{path}: cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        with _on_sys_path(path.parent.resolve()):
+            spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise ModelFileError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise user_code_error(path, "importing the file raised", exc) from exc
+    return module
+
+
+def load_model_file(target: str | Path) -> ModelSpec:
+    """Import a model file (``file.py`` or ``file.py:factory``) and check what it defines."""
+    path, factory_name = split_target(str(target))
+    if not path.exists():
+        raise ModelFileError(f"model file '{path}' not found")
+    if path.is_dir():
+        raise ModelFileError(f"'{path}' is a directory; give the path of a Python model file")
+    module = _import_file(path)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        hint = "" if factory_name != DEFAULT_FACTORY else " returning a torch.nn.Module"
+        raise ModelFileError(f"{path}: defines no function {factory_name}(){hint}")
+    example_inputs = getattr(module, "example_inputs", None)
+    if not callable(example_inputs):
+        raise ModelFileError(f"{path}: defines no function example_inputs(batch_size)")
+    loss_fn = getattr(module, "loss_fn", None)
+    if loss_fn is not None and not callable(loss_fn):
+        raise ModelFileError(f"{path}: loss_fn is defined but is not a function")
+    name = path.stem if factory_name == DEFAULT_FACTORY else f"{path.stem}:{factory_name}"
+    return ModelSpec(
+        path=path,
+        name=name,
+        factory_name=factory_name,
+        build_model=factory,
+        example_inputs=example_inputs,
+        loss_fn=loss_fn,
+        module=module,
+    )

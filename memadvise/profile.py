@@ -1,0 +1,207 @@
+"""The ``Profile``: what one trace of a model found, as plain frozen dataclasses.
+
+A profile holds names, shapes, dtypes and byte counts only — never modules or tensors — so it can be
+saved as JSON and every later step (analysis, reports, checks) can run from the file alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from memadvise.errors import ProfileFileError
+
+SCHEMA_VERSION = 1
+
+
+class Category(str, Enum):
+    """What a byte of live memory is for."""
+
+    PARAMETERS = "parameters"
+    BUFFERS = "buffers"
+    INPUTS = "inputs"
+    ACTIVATIONS = "activations"
+    GRADIENTS = "gradients"
+    OPTIMIZER_STATE = "optimizer_state"
+    TEMPORARIES = "temporaries"
+
+
+class Phase(str, Enum):
+    """Where in a training step memory was allocated."""
+
+    SETUP = "setup"
+    FORWARD = "forward"
+    BACKWARD = "backward"
+    OPTIMIZER = "optimizer"
+
+
+class Mode(str, Enum):
+    TRAIN = "train"
+    INFERENCE = "inference"
+
+
+class OptimizerName(str, Enum):
+    ADAMW = "adamw"
+    ADAM = "adam"
+    SGD = "sgd"
+    SGD_MOMENTUM = "sgd-momentum"
+    NONE = "none"
+
+
+CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Memory of one module (qualified name from ``named_modules``; ``""`` is the root model).
+
+    Parameter, buffer, gradient and optimizer-state bytes are the module's own (not its children's);
+    ``activation_bytes`` are the tensors it saved for backward that were alive at the end of the forward
+    pass; ``output_bytes`` the storage of what its forward returned (summed over calls in one step);
+    ``forward_temp_bytes`` / ``backward_temp_bytes`` the highest rise of live memory above the level at
+    entry while its forward (its backward operators) ran.
+    """
+
+    name: str
+    type: str
+    calls: int = 0
+    param_bytes: int = 0
+    buffer_bytes: int = 0
+    grad_bytes: int = 0
+    optimizer_state_bytes: int = 0
+    activation_bytes: int = 0
+    output_bytes: int = 0
+    forward_temp_bytes: int = 0
+    backward_temp_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Bytes of one category held by one module at the peak."""
+
+    category: str
+    module: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Live bytes by category, sampled after operators (column-wise to keep files small).
+
+    ``index`` counts operators from the start of the trace; samples may be thinned out for long traces,
+    but the peak sample is always kept.
+    """
+
+    index: tuple[int, ...] = ()
+    step: tuple[int, ...] = ()
+    phase: tuple[str, ...] = ()
+    op: tuple[str, ...] = ()
+    module: tuple[str, ...] = ()
+    bytes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def totals(self) -> list[int]:
+        """Total live bytes at each sample."""
+        columns = list(self.bytes.values())
+        return [sum(col[i] for col in columns) for i in range(len(self.index))]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One traced model: its exact peak, what held it, per-layer memory and the timeline."""
+
+    model: str
+    batch_size: int
+    mode: str
+    device: str
+    optimizer: str
+    peak_bytes: int
+    peak_phase: str
+    peak_step: int
+    peak_op: str
+    peak_module: str
+    peak_breakdown: dict[str, int]
+    param_bytes: int
+    buffer_bytes: int
+    input_bytes: int
+    grad_bytes: int
+    optimizer_state_bytes: int
+    activation_bytes: int
+    steps: int
+    layers: tuple[LayerStats, ...] = ()
+    peak_holders: tuple[Holder, ...] = ()
+    timeline: Timeline = field(default_factory=Timeline)
+    untracked_bytes: int = 0
+    torch_version: str = ""
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (integers in bytes)."""
+        data = asdict(self)
+        data["layers"] = [asdict(layer) for layer in self.layers]
+        data["peak_holders"] = [asdict(h) for h in self.peak_holders]
+        data["timeline"] = {
+            "index": list(self.timeline.index),
+            "step": list(self.timeline.step),
+            "phase": list(self.timeline.phase),
+            "op": list(self.timeline.op),
+            "module": list(self.timeline.module),
+            "bytes": {k: list(v) for k, v in self.timeline.bytes.items()},
+        }
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ProfileFileError(
+                f"profile has schema_version {version!r}; this memadvise reads schema_version {SCHEMA_VERSION}"
+            )
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["layers"] = tuple(LayerStats(**layer) for layer in data.get("layers", ()))
+            kwargs["peak_holders"] = tuple(Holder(**h) for h in data.get("peak_holders", ()))
+            tl = data.get("timeline") or {}
+            kwargs["timeline"] = Timeline(
+                index=tuple(tl.get("index", ())),
+                step=tuple(tl.get("step", ())),
+                phase=tuple(tl.get("phase", ())),
+                op=tuple(tl.get("op", ())),
+                module=tuple(tl.get("module", ())),
+                bytes={k: tuple(v) for k, v in (tl.get("bytes") or {}).items()},
+            )
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ProfileFileError(f"profile is missing or has unexpected fields: {exc}") from None
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a profile saved with ``memadvise profile --format json --output FILE`` or ``Profile.save``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileFileError(f"profile file '{p}' not found") from None
+    except OSError as exc:
+        raise ProfileFileError(f"cannot read profile file '{p}': {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileFileError(f"profile file '{p}' is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ProfileFileError(f"profile file '{p}' does not hold a JSON object")
+    return Profile.from_dict(data)

@@ -1,0 +1,48 @@
+"""Tabular views of a profile as pandas DataFrames (per-layer table, timeline) and CSV text."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from memadvise.profile import Profile
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LAYER_COLUMNS = (
+    "name",
+    "type",
+    "calls",
+    "param_bytes",
+    "buffer_bytes",
+    "grad_bytes",
+    "optimizer_state_bytes",
+    "activation_bytes",
+    "output_bytes",
+    "forward_temp_bytes",
+    "backward_temp_bytes",
+)
+
+
+def to_dataframe(profile: Profile, table: str = "layers") -> pd.DataFrame:
+    """``table="layers"``: one row per module; ``table="timeline"``: one row per timeline sample."""
+    import pandas as pd
+
+    if table == "layers":
+        return pd.DataFrame([asdict(layer) for layer in profile.layers], columns=list(LAYER_COLUMNS))
+    if table == "timeline":
+        tl = profile.timeline
+        frame = pd.DataFrame(
+            {"index": tl.index, "step": tl.step, "phase": tl.phase, "op": tl.op, "module": tl.module}
+        )
+        for category, column in tl.bytes.items():
+            frame[category] = column
+        frame["total"] = frame[list(tl.bytes)].sum(axis=1) if tl.bytes else 0
+        return frame
+    raise ValueError(f"unknown table {table!r}; use 'layers' or 'timeline'")
+
+
+def layers_csv(profile: Profile) -> str:
+    """The per-layer table as CSV (bytes as integers)."""
+    return str(to_dataframe(profile, "layers").to_csv(index=False))

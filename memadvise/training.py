@@ -1,0 +1,174 @@
+"""What memadvise runs: the training (or inference) step whose memory it measures.
+
+A training step is ``model.train()``; forward on the batch; the loss; ``backward()``; the outputs and
+loss are released; ``optimizer.step()``; ``optimizer.zero_grad(set_to_none=True)``. Inference is
+``model.eval()`` and a forward under ``torch.no_grad()``. The same code serves the tracer and the
+benchmarks, so "one plain step" means exactly what the tracer measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+
+from memadvise.errors import MemadviseError, UsageError
+from memadvise.profile import Mode, OptimizerName, Phase
+
+PhaseContext = Callable[[Phase, int], AbstractContextManager[Any]]
+
+
+class StepFailed(MemadviseError):
+    """The model's forward, loss or backward raised; ``__cause__`` holds the original exception."""
+
+    def __init__(self, what: str, exc: BaseException) -> None:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        super().__init__(f"{what} raised {detail}")
+        self.what = what
+
+
+def call_model(model: torch.nn.Module, inputs: Any) -> Any:
+    """A tensor is passed as is, a tuple/list positionally, a dict as keyword arguments."""
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def default_loss(output: Any) -> torch.Tensor:
+    """``output.loss`` if set; else the first element of a tuple/list, or ``.logits``; then ``.sum()``."""
+    loss = getattr(output, "loss", None)
+    if loss is None and isinstance(output, dict):
+        loss = output.get("loss")
+    if isinstance(loss, torch.Tensor):
+        return loss if loss.dim() == 0 else loss.sum()
+    value = output
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    elif getattr(value, "logits", None) is not None:
+        value = value.logits
+    elif isinstance(value, dict) and "logits" in value:
+        value = value["logits"]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"cannot derive a loss from a model output of type {type(output).__name__}; define loss_fn(output, inputs)"
+        )
+    return value.sum()
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+    """The optimizers a step can use; only parameters that require grad are optimised."""
+    trainable = [p for p in params if p.requires_grad]
+    choice = OptimizerName(name)
+    if choice is OptimizerName.NONE or not trainable:
+        return None
+    if choice is OptimizerName.ADAMW:
+        return torch.optim.AdamW(trainable, lr=1e-3)
+    if choice is OptimizerName.ADAM:
+        return torch.optim.Adam(trainable, lr=1e-3)
+    if choice is OptimizerName.SGD:
+        return torch.optim.SGD(trainable, lr=1e-2)
+    return torch.optim.SGD(trainable, lr=1e-2, momentum=0.9)
+
+
+def move_to(value: Any, device: torch.device) -> Any:
+    """Move every tensor inside nested tuples, lists and dicts to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: move_to(v, device) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(move_to(v, device) for v in value)
+    return value
+
+
+def iter_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor inside nested tuples, lists, dicts and dataclass-like outputs."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_tensors(v)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from iter_tensors(v)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` means CUDA when available, else CPU; an unusable choice is a UsageError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {device!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda was asked for, but this machine has no CUDA device available to torch")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {device!r} is not supported; use cpu or cuda")
+    return dev
+
+
+def _no_phase(phase: Phase, step: int) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
+def run_steps(
+    model: torch.nn.Module,
+    inputs: Any,
+    *,
+    mode: str = Mode.TRAIN.value,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_fn: Callable[[Any, Any], Any] | None = None,
+    steps: int = 2,
+    phase: PhaseContext = _no_phase,
+    after_backward: Callable[[int], None] | None = None,
+    after_optimizer: Callable[[int], None] | None = None,
+) -> None:
+    """Run ``steps`` training or inference steps; ``phase(p, step)`` wraps each part of a step."""
+    if Mode(mode) is Mode.INFERENCE:
+        model.eval()
+        with torch.no_grad():
+            for step in range(steps):
+                with phase(Phase.FORWARD, step):
+                    out = _guarded("the forward pass", call_model, model, inputs)
+                    del out
+        return
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step in range(steps):
+        with phase(Phase.FORWARD, step):
+            out = _guarded("the forward pass", call_model, model, inputs)
+            if loss_fn is not None:
+                loss = _guarded("loss_fn()", loss_fn, out, inputs)
+            else:
+                loss = _guarded("computing the default loss", default_loss, out)
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise StepFailed("the loss", TypeError("the loss must be a scalar tensor"))
+        with phase(Phase.BACKWARD, step):
+            _guarded("the backward pass", loss.backward)
+            del out, loss
+        if after_backward is not None:
+            after_backward(step)
+        with phase(Phase.OPTIMIZER, step):
+            if optimizer is not None:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                for p in params:
+                    p.grad = None
+        if after_optimizer is not None:
+            after_optimizer(step)
+
+
+def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except MemadviseError:
+        raise
+    except Exception as exc:
+        raise StepFailed(what, exc) from exc

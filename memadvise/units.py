@@ -1,0 +1,58 @@
+"""Byte sizes: the one place sizes are formatted and parsed.
+
+Convention: printed sizes are binary (KiB = 2**10, MiB = 2**20, GiB = 2**30) and say so.
+Parsed sizes accept both conventions: ``GB``/``G`` = 10**9 when spelled ``GB``, ``GiB`` = 2**30;
+a bare ``G``/``M``/``K`` suffix is binary (as PyTorch and nvidia-smi use it); a plain integer is bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from memadvise.errors import UsageError
+
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+_SUFFIXES = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kib": 2**10,
+    "kb": 10**3,
+    "m": 2**20,
+    "mib": 2**20,
+    "mb": 10**6,
+    "g": 2**30,
+    "gib": 2**30,
+    "gb": 10**9,
+    "t": 2**40,
+    "tib": 2**40,
+    "tb": 10**12,
+}
+
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def format_bytes(n: int | float, precision: int = 1) -> str:
+    """Format a byte count with binary units, e.g. ``1.5 MiB``; negative values keep their sign."""
+    sign = "-" if n < 0 else ""
+    value = float(abs(n))
+    for unit in _BINARY_UNITS:
+        if value < 1024 or unit == _BINARY_UNITS[-1]:
+            if unit == "B":
+                return f"{sign}{int(value)} B"
+            return f"{sign}{value:.{precision}f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_size(text: str) -> int:
+    """Parse ``24GB`` (10**9), ``24GiB`` / ``24G`` (2**30), ``512MiB``, ``1000`` (bytes) into bytes."""
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise UsageError(f"cannot read {text!r} as a size; use e.g. 24GB, 24GiB, 512MiB or a number of bytes")
+    number, suffix = match.groups()
+    factor = _SUFFIXES.get(suffix.lower())
+    if factor is None:
+        raise UsageError(f"unknown size unit {suffix!r} in {text!r}; use B, KiB, MiB, GiB, KB, MB, GB or K, M, G")
+    return int(round(float(number) * factor))
