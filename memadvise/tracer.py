@@ -19,7 +19,6 @@ gradients and the RNG state, so the model computes exactly what it did before.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -286,7 +285,6 @@ class Tracer:
         if self.device.type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
             torch.cuda.synchronize(self.device)
-        gc.collect()
         prof = torch.profiler.profile(activities=activities, profile_memory=True)
         with quiet_native_stderr():
             prof.start()
