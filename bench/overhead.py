@@ -60,7 +60,9 @@ def measure(path: str, batch_size: int, repeats: int = 3) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("models", nargs="*", help="model files (default: sample_models/*.py tests/zoo/*.py)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--csv", help="also write the rows to this CSV file")
@@ -73,7 +75,10 @@ def main() -> None:
     for path in models:
         console.print(f"[dim]measuring {path}…[/dim]")
         rows.append(measure(path, args.batch_size))
-    table = Table(title=f"Profiling cost vs one plain training step (batch {args.batch_size}, torch {torch.__version__})")
+    table = Table(
+        title=f"Profiling cost vs one plain training step (batch {args.batch_size}, "
+        f"torch {torch.__version__})"
+    )
     for column in ("model", "plain step", "profile", "ratio"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
@@ -85,7 +90,9 @@ def main() -> None:
         )
     ratios = [float(r["ratio"]) for r in rows]  # type: ignore[arg-type]
     console.print(table)
-    console.print(f"median ratio {statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x (target: at most 3x)")
+    console.print(
+        f"median ratio {statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x (target: at most 3x)"
+    )
     if args.csv:
         import pandas as pd
 

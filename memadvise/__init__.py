@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str) -> object:
     """Import torch-heavy parts lazily so ``import memadvise`` stays cheap for offline work."""
     if name in ("profile_file", "profile_model"):
         from memadvise import api

@@ -153,7 +153,7 @@ class _Blocks:
 def pair_blocks(ev: _Events) -> _Blocks:
     open_at: dict[int, int] = {}
     blocks = _Blocks(of_event=[], alloc=[], free=[], size=[], by_ptr=defaultdict(list))
-    for i, (ptr, size) in enumerate(zip(ev.ptr, ev.size)):
+    for i, (ptr, size) in enumerate(zip(ev.ptr, ev.size, strict=True)):
         if size > 0:
             b = len(blocks.alloc)
             if ptr in open_at:  # a free we never saw: close the old block here
@@ -223,7 +223,7 @@ def build_profile(
         mod = ev.module[i]
         if mod is None and ev.seq[i] >= 0:
             mod = ev.seq_module.get(ev.seq[i])
-        module_of.append(mod if mod is not None else OUTSIDE.get(phase_of[i], "<other>"))
+        module_of.append(OUTSIDE.get(phase_of[i], "<other>") if mod is None else mod)
 
     # Category and module of every block.
     n_blocks = len(blocks.alloc)
@@ -245,14 +245,14 @@ def build_profile(
                 if b >= 0 and b not in assigned:
                     assigned.add(b)
                     block_cat[b] = category.value
-                    block_mod[b] = info[0] if isinstance(info, tuple) else info
+                    block_mod[b] = str(info[0] if isinstance(info, tuple) else info)
 
     # Replay: live bytes per category after every event.
     cat_index = {c: k for k, c in enumerate(CATEGORIES)}
     live = [0] * len(CATEGORIES)
     base_by_ptr = {b.ptr: b for b in baseline}
-    for b in baseline:
-        live[cat_index[b.category]] += b.nbytes
+    for blk in baseline:
+        live[cat_index[blk.category]] += blk.nbytes
     base_freed: set[int] = set()
     event_cat: list[int] = []
     event_delta: list[int] = []
@@ -271,7 +271,9 @@ def build_profile(
                 event_cat.append(0)
                 event_delta.append(0)
     base_total = sum(live)
-    totals = np.cumsum(np.asarray(event_delta, dtype=np.int64)) + base_total if n_events else np.zeros(0, np.int64)
+    totals = (
+        np.cumsum(np.asarray(event_delta, dtype=np.int64)) + base_total if n_events else np.zeros(0, np.int64)
+    )
     peak_idx = int(np.argmax(totals)) if n_events else -1
     peak_bytes = int(totals[peak_idx]) if n_events and totals[peak_idx] > base_total else base_total
     if n_events and totals[peak_idx] <= base_total:
@@ -293,15 +295,17 @@ def build_profile(
 
     # Who holds the peak.
     holders: Counter[tuple[str, str]] = Counter()
-    for b in baseline:
-        if b.ptr not in base_freed:
-            holders[(b.category, b.module)] += b.nbytes
+    for blk in baseline:
+        if blk.ptr not in base_freed:
+            holders[(blk.category, blk.module)] += blk.nbytes
     if peak_idx >= 0:
         for b in range(n_blocks):
             if _alive_at(blocks, b, peak_idx + 1):
                 holders[(block_cat[b], block_mod[b])] += blocks.size[b]
     peak_holders = tuple(
-        Holder(category=c, module=m, bytes=n) for (c, m), n in sorted(holders.items(), key=lambda kv: -kv[1]) if n
+        Holder(category=c, module=m, bytes=n)
+        for (c, m), n in sorted(holders.items(), key=lambda kv: -kv[1])
+        if n
     )
 
     last = meta["steps"] - 1
@@ -314,9 +318,9 @@ def build_profile(
         for b in range(n_blocks)
         if blocks.free[b] < 0 and block_cat[b] != Category.OPTIMIZER_STATE.value
     )
-    base_sum = Counter()
-    for b in baseline:
-        base_sum[b.category] += b.nbytes
+    base_sum: Counter[str] = Counter()
+    for blk in baseline:
+        base_sum[blk.category] += blk.nbytes
     return Profile(
         model=meta["model"],
         batch_size=meta["batch_size"],
@@ -355,8 +359,9 @@ def _activation_total(blocks: _Blocks, block_cat: list[str], position: int | Non
     )
 
 
-def _rise(totals: np.ndarray, base_total: int, i0: int, i1: int) -> int:
-    """Highest live total in events [i0, i1) above the level just before i0."""
+def _rise(times: list[int], totals: np.ndarray, base_total: int, start: int, end: int) -> int:
+    """Highest live total during [start, end] above the level just before ``start``."""
+    i0, i1 = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
     if i1 <= i0:
         return 0
     before = int(totals[i0 - 1]) if i0 > 0 else base_total
@@ -378,11 +383,11 @@ def _layers(
 ) -> list[LayerStats]:
     params: Counter[str] = Counter()
     buffers: Counter[str] = Counter()
-    for b in baseline:
-        if b.category == Category.PARAMETERS.value:
-            params[b.module] += b.nbytes
-        elif b.category == Category.BUFFERS.value:
-            buffers[b.module] += b.nbytes
+    for blk in baseline:
+        if blk.category == Category.PARAMETERS.value:
+            params[blk.module] += blk.nbytes
+        elif blk.category == Category.BUFFERS.value:
+            buffers[blk.module] += blk.nbytes
     grads: Counter[str] = Counter()
     for mod, n in capture.grads.get(last, {}).values():
         grads[mod] += n
@@ -397,15 +402,12 @@ def _layers(
                 acts[block_mod[b]] += blocks.size[b]
     fwd_temp: Counter[str] = Counter()
     for mod, start, end in ev.module_ranges:
-        rise = _rise(totals, base_total, bisect.bisect_left(ev.time, start), bisect.bisect_right(ev.time, end))
-        fwd_temp[mod] = max(fwd_temp[mod], rise)
+        fwd_temp[mod] = max(fwd_temp[mod], _rise(ev.time, totals, base_total, start, end))
     bwd_temp: Counter[str] = Counter()
     for seq, start, end in ev.node_ranges:
-        mod = ev.seq_module.get(seq)
-        if mod is None:
-            continue
-        rise = _rise(totals, base_total, bisect.bisect_left(ev.time, start), bisect.bisect_right(ev.time, end))
-        bwd_temp[mod] = max(bwd_temp[mod], rise)
+        node_mod = ev.seq_module.get(seq)
+        if node_mod is not None:
+            bwd_temp[node_mod] = max(bwd_temp[node_mod], _rise(ev.time, totals, base_total, start, end))
     calls = capture.calls.get(last, Counter())
     outputs = capture.output_bytes.get(last, Counter())
     return [

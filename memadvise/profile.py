@@ -168,7 +168,8 @@ class Profile:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ProfileFileError(
-                f"profile has schema_version {version!r}; this memadvise reads schema_version {SCHEMA_VERSION}"
+                f"profile has schema_version {version!r}; "
+                f"this memadvise reads schema_version {SCHEMA_VERSION}"
             )
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -201,7 +202,9 @@ def load_profile(path: str | Path) -> Profile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ProfileFileError(f"profile file '{p}' is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise ProfileFileError(
+            f"profile file '{p}' is not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
     if not isinstance(data, dict):
         raise ProfileFileError(f"profile file '{p}' does not hold a JSON object")
     return Profile.from_dict(data)

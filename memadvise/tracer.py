@@ -259,7 +259,9 @@ class Tracer:
         """Run the steps on ``inputs`` (already on the model's device) and build the profile."""
         owners = _owner_names(self.model)
         baseline = baseline_blocks(self.model, inputs, self.device)
-        optimizer = make_optimizer(self.optimizer_name, self.model.parameters()) if self.mode == "train" else None
+        optimizer = (
+            make_optimizer(self.optimizer_name, self.model.parameters()) if self.mode == "train" else None
+        )
         param_names = {id(p): owners.get(id(p), "") for p in self.model.parameters()}
 
         def after_backward(step: int) -> None:
@@ -307,8 +309,8 @@ class Tracer:
             self._close_ranges()
             with quiet_native_stderr():
                 prof.stop()
-        del optimizer
-        tree = prof.profiler.kineto_results.experimental_event_tree()
+        optimizer = None  # the trace holds no optimizer state beyond this point
+        tree = _event_tree(prof)
         self._profile = build_profile(
             tree,
             capture=self._capture,
@@ -329,6 +331,14 @@ class Tracer:
             phase_prefix=PHASE_RANGE,
         )
         return self._profile
+
+
+def _event_tree(prof: torch.profiler.profile) -> list[Any]:
+    """The profiler's nested events (operators, ranges, allocations)."""
+    results = prof.profiler.kineto_results if prof.profiler is not None else None
+    if results is None:
+        raise RuntimeError("the profiler returned no results")
+    return list(results.experimental_event_tree())
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

@@ -55,7 +55,8 @@ def default_loss(output: Any) -> torch.Tensor:
         value = value["logits"]
     if not isinstance(value, torch.Tensor):
         raise TypeError(
-            f"cannot derive a loss from a model output of type {type(output).__name__}; define loss_fn(output, inputs)"
+            f"cannot derive a loss from a model output of type {type(output).__name__}; "
+            "define loss_fn(output, inputs)"
         )
     return value.sum()
 

@@ -54,5 +54,7 @@ def parse_size(text: str) -> int:
     number, suffix = match.groups()
     factor = _SUFFIXES.get(suffix.lower())
     if factor is None:
-        raise UsageError(f"unknown size unit {suffix!r} in {text!r}; use B, KiB, MiB, GiB, KB, MB, GB or K, M, G")
+        raise UsageError(
+            f"unknown size unit {suffix!r} in {text!r}; use B, KiB, MiB, GiB, KB, MB, GB or K, M, G"
+        )
     return int(round(float(number) * factor))

@@ -47,13 +47,19 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size passed to example_inputs().")]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Batch size passed to example_inputs().")
+]
 ModeOpt = Annotated[
-    ModeChoice, typer.Option("--mode", "-m", help="train: forward, backward, optimizer step. inference: no_grad forward.")
+    ModeChoice,
+    typer.Option(
+        "--mode", "-m", help="train: forward, backward, optimizer step. inference: no_grad forward."
+    ),
 ]
 OptimizerOpt = Annotated[OptimizerChoice, typer.Option("--optimizer", help="Optimizer of the training step.")]
 DeviceOpt = Annotated[
-    DeviceChoice | None, typer.Option("--device", help="Where to run the steps (default: cuda if available, else cpu).")
+    DeviceChoice | None,
+    typer.Option("--device", help="Where to run the steps (default: cuda if available, else cpu)."),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 

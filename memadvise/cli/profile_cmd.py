@@ -45,9 +45,15 @@ def profile_command(
     device: DeviceOpt = None,
     fmt: Annotated[
         Format | None,
-        typer.Option("--format", "-f", help="table, json or csv (per-layer) (default: from the suffix of --output, else table)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, json or csv (per-layer) (default: from the suffix of --output, else table).",
+        ),
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+    ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows in the layer and holder tables.")] = 10,
     debug: DebugOpt = False,
 ) -> None:

@@ -52,7 +52,11 @@ def breakdown_table(profile: Profile) -> Table:
     table.add_column("share", justify="right")
     for category, nbytes in sorted(profile.peak_breakdown.items(), key=lambda kv: -kv[1]):
         if nbytes:
-            table.add_row(CATEGORY_LABELS.get(category, category), format_bytes(nbytes), _pct(nbytes, profile.peak_bytes))
+            table.add_row(
+                CATEGORY_LABELS.get(category, category),
+                format_bytes(nbytes),
+                _pct(nbytes, profile.peak_bytes),
+            )
     table.add_row("total", format_bytes(profile.peak_bytes), "100.0%", style="bold")
     return table
 
@@ -81,9 +85,21 @@ def layer_weight(layer: LayerStats) -> int:
 
 def layers_table(profile: Profile, top: int = 10) -> Table:
     rows = sorted(profile.layers, key=lambda layer: -layer_weight(layer))[:top]
-    table = Table(title=f"Top {len(rows)} layers by memory (own parameters, gradients, state, activations)",
-                  title_justify="left")
-    for column in ("layer", "type", "params", "grads", "opt state", "activations", "output", "fwd temp", "bwd temp"):
+    table = Table(
+        title=f"Top {len(rows)} layers by memory (own parameters, gradients, state, activations)",
+        title_justify="left",
+    )
+    for column in (
+        "layer",
+        "type",
+        "params",
+        "grads",
+        "opt state",
+        "activations",
+        "output",
+        "fwd temp",
+        "bwd temp",
+    ):
         table.add_column(column, justify="left" if column in ("layer", "type") else "right")
     for layer in rows:
         table.add_row(
