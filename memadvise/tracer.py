@@ -120,6 +120,21 @@ def _owner_names(model: torch.nn.Module) -> dict[int, str]:
     return owners
 
 
+CUDA_BLOCK_ROUNDING = 512
+
+
+def allocator_size(nbytes: int, device: torch.device) -> int:
+    """Bytes the device allocator really takes for a request of ``nbytes``.
+
+    The CPU allocator reports requested sizes; PyTorch's CUDA caching allocator rounds every request
+    up to a multiple of 512 bytes (its allocation events report the rounded size), so memory that
+    existed before the trace is counted the same way.
+    """
+    if device.type == "cuda":
+        return max(CUDA_BLOCK_ROUNDING, -(-nbytes // CUDA_BLOCK_ROUNDING) * CUDA_BLOCK_ROUNDING)
+    return nbytes
+
+
 def baseline_blocks(model: torch.nn.Module, inputs: Any, device: torch.device) -> list[BaselineBlock]:
     """Storages alive before the first step: parameters, buffers, tensor attributes, inputs."""
     blocks: dict[int, BaselineBlock] = {}
@@ -130,7 +145,8 @@ def baseline_blocks(model: torch.nn.Module, inputs: Any, device: torch.device) -
         key = storage_key(t)
         if key is None or key[1] == 0 or key[0] in blocks:
             return
-        blocks[key[0]] = BaselineBlock(ptr=key[0], nbytes=key[1], category=category.value, module=module)
+        nbytes = allocator_size(key[1], device)
+        blocks[key[0]] = BaselineBlock(ptr=key[0], nbytes=nbytes, category=category.value, module=module)
 
     for mod_name, module in model.named_modules():
         for _, p in module.named_parameters(recurse=False):
@@ -283,11 +299,11 @@ class Tracer:
                         states.setdefault(key[0], (param_names.get(id(p), ""), key[1]))
 
         phase: PhaseContext = self._phase
-        activities = [torch.profiler.ProfilerActivity.CPU]
+        # Allocation events of every device are recorded on the CPU side; CUDA kernel tracing
+        # (CUPTI) would only add cost.
         if self.device.type == "cuda":
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
             torch.cuda.synchronize(self.device)
-        prof = torch.profiler.profile(activities=activities, profile_memory=True)
+        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
         with quiet_native_stderr():
             prof.start()
         try:
