@@ -17,3 +17,14 @@ class UsageError(MemadviseError):
 
 class ProfileFileError(MemadviseError):
     """A saved profile cannot be read (missing, not JSON, or another schema)."""
+
+
+# -- memory regression checks -----------------------------------------------------------------------
+
+
+class BaselineError(MemadviseError):
+    """A baseline file is missing, unreadable, corrupt, or lacks an entry a check needs."""
+
+
+class CheckConfigError(MemadviseError):
+    """The ``[tool.memadvise.check]`` table (pyproject.toml or memadvise.toml) has a value memadvise cannot use."""
