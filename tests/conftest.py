@@ -1,0 +1,54 @@
+"""Shared pytest setup: makes tests/groundtruth.py importable and prints the peak-accuracy table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+ACCURACY_RECORDS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+@pytest.fixture(scope="session")
+def accuracy_records(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Rows of the peak-accuracy table, filled by tests/integration/test_peak_accuracy.py."""
+    return request.config.stash.setdefault(ACCURACY_RECORDS, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print memadvise's peak error against the ground truth for every measured case."""
+    rows = config.stash.get(ACCURACY_RECORDS, [])
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.section("memadvise peak accuracy (vs. torch.profiler ground truth)")
+    header = (
+        f"{'model':<36} {'mode':<9} {'batch':>5} {'truth bytes':>14} {'memadvise bytes':>16} {'error %':>8}"
+        "  phase"
+    )
+    tr.write_line(header)
+    tr.write_line("-" * len(header))
+    errors = []
+    for r in rows:
+        ours = "-" if r["ours"] is None else f"{r['ours']:,}"
+        err = "-" if r["error"] is None else f"{100 * r['error']:.3f}"
+        if r["error"] is not None:
+            errors.append(r["error"])
+        phase = f"{r['truth_phase']} / {r['our_phase'] or '-'}"
+        tr.write_line(
+            f"{r['model']:<36} {r['mode']:<9} {r['batch']:>5} {r['truth']:>14,} {ours:>16} {err:>8}  {phase}"
+        )
+    if errors:
+        errors.sort()
+        n = len(errors)
+        median = errors[n // 2] if n % 2 else (errors[n // 2 - 1] + errors[n // 2]) / 2
+        tr.write_line(
+            f"{n} cases: median error {100 * median:.3f}%, max error {100 * errors[-1]:.3f}% "
+            "(phase column: truth / memadvise)"
+        )

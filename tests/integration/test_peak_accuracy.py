@@ -1,0 +1,139 @@
+"""memadvise's peak against an independent ground truth, for every model file we ship or test.
+
+For each model file in tests/zoo/ and sample_models/, at the two batch sizes in
+its ``BATCH_SIZES`` (default (2, 4)) and in train and inference mode,
+``memadvise.profile_file`` must report a peak within 2% of the peak measured
+by tests/groundtruth.py (torch.profiler allocator events), and the median
+error over all cases must be at most 1%.  The terminal summary prints every
+case's error, passing or not.
+
+Both measurements run in this process with one intra-op thread: some CPU
+kernels (e.g. oneDNN convolution backward) size their scratch buffers by the
+thread count, so the two sides must agree on it, and a single thread keeps the
+timings of this matrix stable on small machines.
+"""
+
+from __future__ import annotations
+
+import ast
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import groundtruth
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIRS = (REPO / "tests" / "zoo", REPO / "sample_models")
+MODES = ("train", "inference")
+OPTIMIZER = "adamw"
+MAX_ERROR = 0.02
+MAX_MEDIAN_ERROR = 0.01
+# Phases are compared only where the truth's winning phase leads the runner-up by this much.
+PHASE_MARGIN = 0.05
+OPTIONAL_LIBS = ("transformers", "torchvision")
+
+
+def _model_files() -> list[Path]:
+    """All model files, zoo first."""
+    return [p for d in MODEL_DIRS for p in sorted(d.glob("*.py")) if not p.name.startswith("_")]
+
+
+def _file_facts(path: Path) -> tuple[tuple[int, int], list[str]]:
+    """``BATCH_SIZES`` and the optional libraries a model file imports, read without importing it."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    batch_sizes: tuple[int, int] = (2, 4)
+    libs: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "BATCH_SIZES" for t in node.targets
+        ):
+            batch_sizes = tuple(ast.literal_eval(node.value))
+        elif isinstance(node, ast.Import):
+            libs.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            libs.add(node.module.split(".")[0])
+    return batch_sizes, sorted(libs & set(OPTIONAL_LIBS))
+
+
+def _label(path: Path) -> str:
+    """Short name such as ``zoo/gpt2.py``."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _cases() -> list[Any]:
+    """One pytest param per (model file, batch size, mode)."""
+    cases = []
+    for path in _model_files():
+        batch_sizes, libs = _file_facts(path)
+        for batch in batch_sizes:
+            for mode in MODES:
+                cases.append(pytest.param(path, batch, mode, libs, id=f"{_label(path)}-{mode}-b{batch}"))
+    return cases
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread() -> Iterator[None]:
+    """Run both measurements with one intra-op thread; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("path", "batch", "mode", "libs"), _cases())
+def test_peak_within_tolerance(
+    path: Path, batch: int, mode: str, libs: list[str], accuracy_records: list[dict[str, Any]]
+) -> None:
+    """|memadvise - truth| / truth <= 2% for one model, batch size and mode."""
+    for lib in libs:
+        pytest.importorskip(lib)
+    import memadvise
+
+    truth = groundtruth.measure_peak(path, batch, mode=mode, optimizer=OPTIMIZER)
+    row: dict[str, Any] = {
+        "model": _label(path),
+        "mode": mode,
+        "batch": batch,
+        "truth": truth.peak_bytes,
+        "truth_phase": truth.peak_phase,
+        "phase_peaks": truth.phase_peaks,
+        "ours": None,
+        "our_phase": None,
+        "error": None,
+    }
+    accuracy_records.append(row)
+    prof = memadvise.profile_file(str(path), batch_size=batch, mode=mode, optimizer=OPTIMIZER, device="cpu")
+    row["ours"] = int(prof.peak_bytes)
+    row["our_phase"] = prof.peak_phase
+    row["error"] = abs(row["ours"] - truth.peak_bytes) / truth.peak_bytes
+    assert row["error"] <= MAX_ERROR, (
+        f"{_label(path)} {mode} batch {batch}: memadvise {row['ours']:,} B vs truth "
+        f"{truth.peak_bytes:,} B ({100 * row['error']:.2f}% off)"
+    )
+
+
+def test_peak_phase_matches_where_unambiguous(accuracy_records: list[dict[str, Any]]) -> None:
+    """Where one phase clearly dominates the truth's curve, memadvise names the same phase."""
+    rows = [r for r in accuracy_records if r["our_phase"] is not None and r["truth_phase"] is not None]
+    if not rows:
+        pytest.skip("no accuracy case ran")
+    mismatches = []
+    for r in rows:
+        peaks = sorted(r["phase_peaks"].values(), reverse=True)
+        if len(peaks) > 1 and peaks[0] < (1 + PHASE_MARGIN) * peaks[1]:
+            continue
+        if r["our_phase"] != r["truth_phase"]:
+            case = f"{r['model']} {r['mode']} b{r['batch']}"
+            mismatches.append(f"{case}: {r['our_phase']} != {r['truth_phase']}")
+    assert not mismatches, "peak phase differs:\n" + "\n".join(mismatches)
+
+
+def test_median_error(accuracy_records: list[dict[str, Any]]) -> None:
+    """Median relative error over all measured cases <= 1% (runs after the cases above)."""
+    errors = [r["error"] for r in accuracy_records if r["error"] is not None]
+    if not errors:
+        pytest.skip("no accuracy case ran")
+    assert statistics.median(errors) <= MAX_MEDIAN_ERROR
