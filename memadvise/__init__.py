@@ -7,8 +7,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from memadvise.errors import MemadviseError, ModelFileError, ProfileFileError, UsageError
 from memadvise.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
+
+if TYPE_CHECKING:
+    from memadvise.api import profile_file, profile_model
+    from memadvise.reporters.tables import to_dataframe
 
 __version__ = "0.1.0"
 

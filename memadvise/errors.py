@@ -27,4 +27,4 @@ class BaselineError(MemadviseError):
 
 
 class CheckConfigError(MemadviseError):
-    """The ``[tool.memadvise.check]`` table (pyproject.toml or memadvise.toml) has a value memadvise cannot use."""
+    """The check table of pyproject.toml ``[tool.memadvise]`` or of memadvise.toml has an unusable value."""

@@ -186,8 +186,8 @@ class Profile:
                 bytes={k: tuple(v) for k, v in (tl.get("bytes") or {}).items()},
             )
             return cls(**kwargs)
-        except TypeError as exc:
-            raise ProfileFileError(f"profile is missing or has unexpected fields: {exc}") from None
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise ProfileFileError(f"profile has missing or misshapen fields: {exc}") from None
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -199,6 +199,8 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileFileError(f"profile file '{p}' not found") from None
     except OSError as exc:
         raise ProfileFileError(f"cannot read profile file '{p}': {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileFileError(f"profile file '{p}' is not a text (UTF-8 JSON) file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

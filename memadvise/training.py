@@ -149,7 +149,8 @@ def run_steps(
             else:
                 loss = _guarded("computing the default loss", default_loss, out)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise StepFailed("the loss", TypeError("the loss must be a scalar tensor"))
+                problem = TypeError("the loss must be a scalar tensor")
+                raise StepFailed("the loss", problem) from problem
         with phase(Phase.BACKWARD, step):
             _guarded("the backward pass", loss.backward)
             del out, loss

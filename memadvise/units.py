@@ -8,6 +8,7 @@ a bare ``G``/``M``/``K`` suffix is binary (as PyTorch and nvidia-smi use it); a 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from memadvise.errors import UsageError
 
@@ -37,12 +38,13 @@ def format_bytes(n: int | float, precision: int = 1) -> str:
     """Format a byte count with binary units, e.g. ``1.5 MiB``; negative values keep their sign."""
     sign = "-" if n < 0 else ""
     value = float(abs(n))
-    for unit in _BINARY_UNITS:
-        if value < 1024 or unit == _BINARY_UNITS[-1]:
-            if unit == "B":
-                return f"{sign}{int(value)} B"
-            return f"{sign}{value:.{precision}f} {unit}"
+    if value < 1024:
+        return f"{sign}{int(value)} B"
+    for unit in _BINARY_UNITS[1:]:
         value /= 1024
+        # choose the unit after rounding, so 1048575 bytes reads 1.0 MiB, not 1024.0 KiB
+        if round(value, precision) < 1024 or unit == _BINARY_UNITS[-1]:
+            return f"{sign}{value:.{precision}f} {unit}"
     raise AssertionError("unreachable")
 
 
@@ -57,4 +59,6 @@ def parse_size(text: str) -> int:
         raise UsageError(
             f"unknown size unit {suffix!r} in {text!r}; use B, KiB, MiB, GiB, KB, MB, GB or K, M, G"
         )
-    return int(round(float(number) * factor))
+    if "." not in number:
+        return int(number) * factor  # exact for integers of any size
+    return int(Decimal(number) * factor)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from memadvise.cli.check_cmd import HELP as CHECK_HELP
+from memadvise.cli.check_cmd import check_command
 from memadvise.cli.profile_cmd import HELP as PROFILE_HELP
 from memadvise.cli.profile_cmd import profile_command
 
@@ -15,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("profile", help=PROFILE_HELP)(profile_command)
+app.command("check", help=CHECK_HELP)(check_command)
 
 
 def _version(value: bool) -> None:

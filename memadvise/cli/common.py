@@ -21,12 +21,19 @@ EXIT_INTERNAL_ERROR = 3
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+REPORT_WIDTH = 120  # when output is a file or a pipe, rich would otherwise wrap at 80 columns
+
+
 def stdout_console() -> Console:
-    return Console(soft_wrap=False)
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=REPORT_WIDTH)
+    return console
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    """Diagnostics: never wrapped, so paths and messages stay copyable."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 class ModeChoice(str, Enum):

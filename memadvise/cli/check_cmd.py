@@ -1,0 +1,131 @@
+"""``memadvise check``: profile models and compare them with a baseline; exit 1 on a memory regression."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memadvise.cli.common import (
+    DebugOpt,
+    DeviceOpt,
+    ModeChoice,
+    OptimizerChoice,
+    handles_errors,
+    progress,
+    stdout_console,
+)
+
+EXIT_REGRESSION = 1
+
+HELP = """Profile models and compare them with a baseline file: exit 1 on a memory regression.
+
+Each MODEL_FILE (or FILE.py:factory) is profiled and its peak, parameters, activations, gradients and
+optimizer state are compared with the baseline entry for the same file, factory, batch size, mode,
+optimizer and device. A figure regresses when it grows by more than the tolerance (default 2%); the
+report names the model, the figure, old → new, the change in bytes and %, and the layers that changed
+most. Improvements are reported too; --update records the new figures (and creates the file).
+
+Without MODEL_FILE arguments, models, batch sizes, modes, tolerance and baseline come from
+\\[tool.memadvise.check] in pyproject.toml (or \\[check] in memadvise.toml), found from the current folder
+up. Exit codes: 0 within tolerance, 1 regression, 2 bad input (missing/corrupt baseline, bad option).
+Under GitHub Actions, ::error annotations are written to stderr.
+
+\b
+Examples:
+  memadvise check model.py --baseline memory-baseline.json --update    # record
+  memadvise check model.py --baseline memory-baseline.json             # gate
+  memadvise check model.py:build_large -b 8 -B base.json --tolerance 2%,50MiB
+  memadvise check                        # everything listed in \\[tool.memadvise.check]
+  memadvise check --format json > memory-check.json
+"""
+
+
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+ModelFilesArg = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="MODEL_FILE", help="model.py or model.py:factory (default: the config's)."),
+]
+BaselineOpt = Annotated[
+    Path | None, typer.Option("--baseline", "-B", help="Baseline JSON file (default: from the config).")
+]
+ToleranceOpt = Annotated[
+    str | None,
+    typer.Option("--tolerance", "-t", help="Allowed growth: 2%, 50MiB or 2%,50MiB (the larger); default 2%."),
+]
+UpdateOpt = Annotated[
+    bool, typer.Option("--update", help="Write the new figures to the baseline (creating it); exit 0.")
+]
+CheckBatchOpt = Annotated[
+    int | None, typer.Option("--batch-size", "-b", min=1, help="Batch size (default: the config's, else 1).")
+]
+CheckModeOpt = Annotated[
+    ModeChoice | None, typer.Option("--mode", "-m", help="train or inference (default train).")
+]
+CheckOptimizerOpt = Annotated[
+    OptimizerChoice | None, typer.Option("--optimizer", help="Optimizer of a training step (default adamw).")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="pyproject.toml or memadvise.toml (default: found upwards).")
+]
+FormatOpt = Annotated[CheckFormat, typer.Option("--format", "-f", help="text or json (on stdout).")]
+AnnotationsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--annotations/--no-annotations", help="GitHub ::error lines on stderr (default: under Actions)."
+    ),
+]
+TopOpt = Annotated[int, typer.Option("--top", min=1, help="Layers named per changed model.")]
+
+
+@handles_errors
+def check_command(
+    model_files: ModelFilesArg = None,
+    baseline: BaselineOpt = None,
+    tolerance: ToleranceOpt = None,
+    update: UpdateOpt = False,
+    batch_size: CheckBatchOpt = None,
+    mode: CheckModeOpt = None,
+    optimizer: CheckOptimizerOpt = None,
+    device: DeviceOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = CheckFormat.text,
+    annotations: AnnotationsOpt = None,
+    top: TopOpt = 3,
+    debug: DebugOpt = False,
+) -> None:
+    from memadvise.check import find_config, load_config, plan_checks, run_checks
+    from memadvise.reporters import check_report
+
+    config_path = config or find_config(Path.cwd())
+    plan = plan_checks(
+        model_files or [],
+        config=load_config(config_path) if config_path else None,
+        baseline=baseline,
+        tolerance=tolerance,
+        batch_size=batch_size,
+        mode=mode.value if mode else None,
+        optimizer=optimizer.value if optimizer else None,
+        device=device.value if device else None,
+    )
+    run = run_checks(plan, update=update, progress=progress)
+
+    for warning in (*run.warnings, *(w for r in run.results for w in r.warnings)):
+        typer.echo(f"memadvise: warning: {warning}", err=True)
+    if fmt is CheckFormat.json:
+        typer.echo(check_report.check_json(run, top))
+    else:
+        stdout_console().print(check_report.render_check(run, top), highlight=False)
+    if annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true":
+        workspace = os.environ.get("GITHUB_WORKSPACE")
+        for line in check_report.github_annotations(run, Path(workspace) if workspace else None, top):
+            typer.echo(line, err=True)
+    if run.regressed and not update:
+        raise typer.Exit(EXIT_REGRESSION)

@@ -1,0 +1,13 @@
+"""A model file whose factory has another name than ``build_model``."""
+
+from __future__ import annotations
+
+import torch
+
+
+def make_model() -> torch.nn.Module:
+    return torch.nn.Linear(4, 2)
+
+
+def example_inputs(batch_size: int) -> torch.Tensor:
+    return torch.randn(batch_size, 4)
