@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from memadvise.profile import CATEGORIES, Category, Holder, LayerStats, Phase, Profile, Timeline
 
-EVALUATE_PREFIX = "autograd::engine::evaluate_function"
 OUTSIDE = {
     Phase.SETUP.value: "<setup>",
     Phase.FORWARD.value: "<loss>",
@@ -61,7 +59,7 @@ class BaselineBlock:
 
 
 @dataclass
-class _Events:
+class Events:
     """Allocation events in time order, with their context, and the ranges found in the tree."""
 
     time: list[int] = field(default_factory=list)
@@ -77,68 +75,6 @@ class _Events:
     seq_module: dict[int, str] = field(default_factory=dict)
 
 
-def _same_device(ev_device: Any, device: torch.device) -> bool:
-    try:
-        if ev_device.type != device.type:
-            return False
-        return device.index is None or ev_device.index in (None, device.index)
-    except AttributeError:
-        return False
-
-
-def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_prefix: str) -> _Events:
-    """One depth-first pass over the profiler's event tree."""
-    from torch._C._profiler import _EventType
-
-    allocation_tag = _EventType.Allocation
-    raw: list[tuple[int, int, int, int, str | None, int, str, int]] = []
-    ev = _Events()
-    counter = 0
-    # stack entries: (node, module, seq, op label, group id)
-    stack: list[tuple[Any, str | None, int, str, int]] = [(r, None, -1, "", -1) for r in reversed(tree)]
-    while stack:
-        node, module, seq, label, group = stack.pop()
-        counter += 1
-        if node.tag == allocation_tag:
-            fields_ = node.extra_fields
-            if _same_device(fields_.device, device) and fields_.alloc_size != 0:
-                raw.append(
-                    (node.start_time_ns, counter, fields_.ptr, fields_.alloc_size, module, seq, label, group)
-                )
-            continue
-        name = node.name
-        if name.startswith(module_prefix):
-            module = name[len(module_prefix) :]
-            ev.module_ranges.append((module, node.start_time_ns, node.end_time_ns))
-        elif name.startswith(phase_prefix):
-            phase, _, step = name[len(phase_prefix) :].rpartition("::")
-            ev.phase_ranges.append((phase, int(step), node.start_time_ns, node.end_time_ns))
-        elif name.startswith(EVALUATE_PREFIX):
-            seq = getattr(node.extra_fields, "sequence_number", -1)
-            ev.node_ranges.append((seq, node.start_time_ns, node.end_time_ns))
-            if not label:
-                label, group = name[len(EVALUATE_PREFIX) + 2 :] or name, counter
-        else:
-            node_seq = getattr(node.extra_fields, "sequence_number", -1)
-            if node_seq is not None and node_seq >= 0 and seq < 0 and module is not None:
-                ev.seq_module.setdefault(node_seq, module)
-            if not label and not name.startswith("Optimizer."):
-                label, group = name, counter
-        for child in reversed(node.children):
-            stack.append((child, module, seq, label, group))
-    raw.sort(key=lambda r: (r[0], r[1]))
-    for t, _, ptr, size, module, seq, label, group in raw:
-        ev.time.append(t)
-        ev.ptr.append(ptr)
-        ev.size.append(size)
-        ev.module.append(module)
-        ev.seq.append(seq)
-        ev.op.append(label or "<release>")
-        ev.group.append(group)
-    ev.phase_ranges.sort(key=lambda r: r[2])
-    return ev
-
-
 @dataclass
 class _Blocks:
     """Allocate/free pairs: for each event the block it opens or closes (-1: a free of unknown memory)."""
@@ -150,7 +86,7 @@ class _Blocks:
     by_ptr: dict[int, list[int]]
 
 
-def pair_blocks(ev: _Events) -> _Blocks:
+def pair_blocks(ev: Events) -> _Blocks:
     open_at: dict[int, int] = {}
     blocks = _Blocks(of_event=[], alloc=[], free=[], size=[], by_ptr=defaultdict(list))
     for i, (ptr, size) in enumerate(zip(ev.ptr, ev.size, strict=True)):
@@ -186,18 +122,14 @@ def _find_alive(blocks: _Blocks, ptr: int, position: int) -> int:
 
 
 def build_profile(
-    tree: list[Any],
+    ev: Events,
     *,
     capture: Capture,
     baseline: list[BaselineBlock],
     layers: list[tuple[str, str]],
     meta: dict[str, Any],
-    device: torch.device,
-    module_prefix: str,
-    phase_prefix: str,
 ) -> Profile:
-    """Turn the event tree and the hooks' capture into the frozen ``Profile``."""
-    ev = walk_tree(tree, device, module_prefix, phase_prefix)
+    """Turn the time-ordered allocation events and the hooks' capture into the frozen ``Profile``."""
     blocks = pair_blocks(ev)
     n_events = len(ev.time)
 
@@ -346,6 +278,8 @@ def build_profile(
         untracked_bytes=end_alive,
         torch_version=meta["torch_version"],
         created=meta["created"],
+        trace=meta.get("trace", "real"),
+        assumptions=tuple(meta.get("assumptions", ())),
     )
 
 
@@ -370,7 +304,7 @@ def _rise(times: list[int], totals: np.ndarray, base_total: int, start: int, end
 
 def _layers(
     layers: list[tuple[str, str]],
-    ev: _Events,
+    ev: Events,
     blocks: _Blocks,
     block_cat: list[str],
     block_mod: list[str],
@@ -430,7 +364,7 @@ def _layers(
 
 def _timeline(
     samples: list[tuple[int, list[int]]],
-    ev: _Events,
+    ev: Events,
     phase_of: list[str],
     step_of: list[int],
     module_of: list[str],

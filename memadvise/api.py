@@ -67,15 +67,30 @@ def profile_file(
     mode: str = "train",
     optimizer: str = "adamw",
     device: str | None = None,
+    target_device: str | None = None,
     steps: int = 2,
 ) -> Profile:
-    """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it."""
+    """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
+
+    ``device="meta"`` traces fake: the model and its batch are built on the meta device, nothing is
+    allocated, and memory follows ``target_device``'s kernels (default ``cuda``).
+    """
     _check_choices(batch_size, mode, optimizer, steps)
     dev = resolve_device(device)
+    if target_device is not None and dev.type != "meta":
+        raise UsageError("target_device applies to fake tracing only (device='meta')")
+    if target_device is not None and target_device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown target device {target_device!r}; use cpu or cuda")
     spec = load_model_file(target)
     torch.manual_seed(0)
-    model = spec.build().to(dev)
-    inputs = move_to(spec.inputs(batch_size), dev)
+    if dev.type == "meta":
+        with torch.device("meta"):
+            model = spec.build()
+            inputs = move_to(spec.inputs(batch_size), dev)
+        model = model.to(dev)  # parameters created outside the device context
+    else:
+        model = spec.build().to(dev)
+        inputs = move_to(spec.inputs(batch_size), dev)
     try:
         with Tracer(
             model,
@@ -85,6 +100,7 @@ def profile_file(
             name=spec.name,
             batch_size=batch_size,
             preserve_state=False,
+            target_device=target_device,
         ) as tracer:
             tracer.run(inputs, spec.loss_fn)
     except StepFailed as exc:

@@ -137,6 +137,8 @@ class Profile:
     peak_holders: tuple[Holder, ...] = ()
     timeline: Timeline = field(default_factory=Timeline)
     untracked_bytes: int = 0
+    trace: str = "real"
+    assumptions: tuple[str, ...] = ()
     torch_version: str = ""
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -174,6 +176,7 @@ class Profile:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         try:
+            kwargs["assumptions"] = tuple(data.get("assumptions", ()))
             kwargs["layers"] = tuple(LayerStats(**layer) for layer in data.get("layers", ()))
             kwargs["peak_holders"] = tuple(Holder(**h) for h in data.get("peak_holders", ()))
             tl = data.get("timeline") or {}

@@ -1,17 +1,13 @@
-"""Capture: run training steps under hooks and the allocator-level profiler, return a ``Profile``.
+"""Capture: run training steps under hooks and a recorder, return a ``Profile``.
 
-What is hooked, and why:
+The recorder says where allocation events come from: the allocator-level profiler for a real run
+(:mod:`memadvise.allocator_events`) or a dispatch mode over meta tensors for a fake run
+(:mod:`memadvise.fake`). The hooks are the same for both:
 
-* ``torch.profiler`` with ``profile_memory=True`` reports every allocation and free made through the
-  device allocator, including buffers that kernels allocate internally without passing through the
-  dispatcher (RNN and convolution workspaces, for instance). Its running sum *is* live memory, so the
-  peak is exact, not re-derived from shapes.
-* Forward pre/post hooks on every module open and close a profiler range named after the module, so
-  each allocation is attributed to the innermost module running; backward allocations are attributed
-  through the autograd sequence number that links a backward node to the forward operator (and so the
-  module) that created it.
-* ``torch.autograd.graph.saved_tensors_hooks`` sees every tensor saved for backward (activations).
-* Gradient and optimizer-state storages are read after ``backward()`` and ``optimizer.step()``.
+* forward pre/post hooks on every module open and close a module range, so each allocation is
+  attributed to the innermost module running;
+* ``torch.autograd.graph.saved_tensors_hooks`` sees every tensor saved for backward (activations);
+* gradient and optimizer-state storages are read after ``backward()`` and ``optimizer.step()``.
 
 Leaving the tracer removes every hook, restores train/eval flags, parameters, buffers, existing
 gradients and the RNG state, so the model computes exactly what it did before.
@@ -19,54 +15,33 @@ gradients and the RNG state, so the model computes exactly what it did before.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from memadvise.allocations import BaselineBlock, Capture, build_profile
+from memadvise.allocations import BaselineBlock, Capture, Events, build_profile
+from memadvise.allocator_events import AllocatorRecorder
+from memadvise.kernel_buffers import KernelBufferModel
 from memadvise.profile import Category, Mode, OptimizerName, Phase, Profile
 from memadvise.training import PhaseContext, iter_tensors, make_optimizer, run_steps
 
-# Kineto logs its own start/stop lines on stderr; keep the user's terminal clean.
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
-MODULE_RANGE = "memadvise.module::"
-PHASE_RANGE = "memadvise.phase::"
+class Recorder(Protocol):
+    """Where allocation events come from (a real run's allocator, or a fake run's dispatch mode)."""
 
+    fake: bool
+    device: torch.device
 
-def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
-    """(data pointer, bytes) of the storage behind ``t``; ``None`` for tensors without one."""
-    try:
-        st = t.untyped_storage()
-        return st.data_ptr(), st.nbytes()
-    except (RuntimeError, NotImplementedError, AttributeError):
-        return None
-
-
-@contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence C++ log lines written straight to file descriptor 2 (profiler start/stop)."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    try:
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
+    def key(self, t: torch.Tensor) -> tuple[int, int] | None: ...
+    def open_module(self, name: str) -> Any: ...
+    def open_phase(self, phase: str, step: int) -> Any: ...
+    def close(self, handle: Any) -> None: ...
+    def session(self) -> AbstractContextManager[None]: ...
+    def events(self) -> Events: ...
 
 
 @dataclass
@@ -120,32 +95,22 @@ def _owner_names(model: torch.nn.Module) -> dict[int, str]:
     return owners
 
 
-CUDA_BLOCK_ROUNDING = 512
-
-
-def allocator_size(nbytes: int, device: torch.device) -> int:
-    """Bytes the device allocator really takes for a request of ``nbytes``.
-
-    The CPU allocator reports requested sizes; PyTorch's CUDA caching allocator rounds every request
-    up to a multiple of 512 bytes (its allocation events report the rounded size), so memory that
-    existed before the trace is counted the same way.
-    """
-    if device.type == "cuda":
-        return max(CUDA_BLOCK_ROUNDING, -(-nbytes // CUDA_BLOCK_ROUNDING) * CUDA_BLOCK_ROUNDING)
-    return nbytes
-
-
-def baseline_blocks(model: torch.nn.Module, inputs: Any, device: torch.device) -> list[BaselineBlock]:
+def baseline_blocks(
+    model: torch.nn.Module,
+    inputs: Any,
+    recorder: Recorder,
+    sizes: KernelBufferModel,
+) -> list[BaselineBlock]:
     """Storages alive before the first step: parameters, buffers, tensor attributes, inputs."""
     blocks: dict[int, BaselineBlock] = {}
 
     def add(t: torch.Tensor, category: Category, module: str) -> None:
-        if t.device.type != device.type:
+        if t.device.type != recorder.device.type:
             return
-        key = storage_key(t)
+        key = recorder.key(t)
         if key is None or key[1] == 0 or key[0] in blocks:
             return
-        nbytes = allocator_size(key[1], device)
+        nbytes = sizes.round(key[1])
         blocks[key[0]] = BaselineBlock(ptr=key[0], nbytes=nbytes, category=category.value, module=module)
 
     for mod_name, module in model.named_modules():
@@ -165,6 +130,9 @@ def baseline_blocks(model: torch.nn.Module, inputs: Any, device: torch.device) -
 class Tracer:
     """Trace training (or inference) steps of ``model``; use as a context manager.
 
+    A model on the ``meta`` device is traced fake: nothing is allocated, and memory follows the
+    kernels of ``target_device`` (default ``cuda``) where they differ.
+
     >>> with Tracer(model, mode="train", optimizer="adamw") as tracer:   # doctest: +SKIP
     ...     tracer.run(inputs)
     >>> profile = tracer.profile                                         # doctest: +SKIP
@@ -180,6 +148,7 @@ class Tracer:
         name: str = "model",
         batch_size: int = 0,
         preserve_state: bool = True,
+        target_device: str | None = None,
     ) -> None:
         self.model = model
         self.mode = Mode(mode).value
@@ -187,10 +156,21 @@ class Tracer:
         self.steps = steps
         self.name = name
         self.batch_size = batch_size
-        self.preserve_state = preserve_state
-        self.device = _model_device(model)
-        self._handles: list[Any] = []
+        device = _model_device(model)
         self._module_stack: list[str] = []
+        self.recorder: Recorder
+        if device.type == "meta":
+            from memadvise.fake import FakeRecorder
+
+            self.target = torch.device(target_device or "cuda")
+            self.recorder = FakeRecorder(self.target, self._module_stack)
+            preserve_state = False  # meta tensors hold no values to restore
+        else:
+            self.target = device
+            self.recorder = AllocatorRecorder(device)
+        self.sizes = KernelBufferModel(self.target)
+        self.preserve_state = preserve_state
+        self._handles: list[Any] = []
         self._range_stack: list[Any] = []
         self._step = 0
         self._capture = Capture()
@@ -224,37 +204,38 @@ class Tracer:
     def _pre_hook(self, mod_name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: Any) -> None:
             self._module_stack.append(mod_name)
-            rf = torch.autograd.profiler.record_function(MODULE_RANGE + mod_name)
-            rf.__enter__()
-            self._range_stack.append(rf)
+            self._range_stack.append(self.recorder.open_module(mod_name))
 
         return hook
 
     def _post_hook(self, mod_name: str) -> Callable[..., None]:
         def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
             if self._range_stack:
-                self._range_stack.pop().__exit__(None, None, None)
+                self.recorder.close(self._range_stack.pop())
             if self._module_stack:
                 self._module_stack.pop()
-            seen: set[int] = set()
-            total = 0
-            for t in iter_tensors(output):
-                key = storage_key(t)
-                if key is not None and key[0] not in seen:
-                    seen.add(key[0])
-                    total += key[1]
             self._capture.calls[self._step][mod_name] += 1
-            self._capture.output_bytes[self._step][mod_name] += total
+            self._capture.output_bytes[self._step][mod_name] += self._unique_bytes(output)
 
         return hook
 
+    def _unique_bytes(self, value: Any) -> int:
+        seen: set[int] = set()
+        total = 0
+        for t in iter_tensors(value):
+            key = self.recorder.key(t)
+            if key is not None and key[0] not in seen:
+                seen.add(key[0])
+                total += key[1]
+        return total
+
     def _close_ranges(self) -> None:
         while self._range_stack:
-            self._range_stack.pop().__exit__(None, None, None)
+            self.recorder.close(self._range_stack.pop())
         self._module_stack.clear()
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        key = storage_key(t)
+        key = self.recorder.key(t)
         if key is not None:
             where = self._module_stack[-1] if self._module_stack else ""
             self._capture.saved[self._step].setdefault(key[0], where)
@@ -267,47 +248,43 @@ class Tracer:
     @contextmanager
     def _phase(self, phase: Phase, step: int) -> Iterator[None]:
         self._step = step
-        with torch.autograd.profiler.record_function(f"{PHASE_RANGE}{phase.value}::{step}"):
+        handle = self.recorder.open_phase(phase.value, step)
+        try:
             yield
+        finally:
+            self.recorder.close(handle)
 
     # -- running ---------------------------------------------------------------------------------
     def run(self, inputs: Any, loss_fn: Callable[[Any, Any], Any] | None = None) -> Profile:
         """Run the steps on ``inputs`` (already on the model's device) and build the profile."""
+        recorder = self.recorder
         owners = _owner_names(self.model)
-        baseline = baseline_blocks(self.model, inputs, self.device)
+        baseline = baseline_blocks(self.model, inputs, recorder, self.sizes)
         optimizer = (
             make_optimizer(self.optimizer_name, self.model.parameters()) if self.mode == "train" else None
         )
         param_names = {id(p): owners.get(id(p), "") for p in self.model.parameters()}
 
+        def remember(into: dict[int, tuple[str, int]], p: torch.Tensor, t: torch.Tensor) -> None:
+            key = recorder.key(t)
+            if key is not None and t.device.type == recorder.device.type:
+                into.setdefault(key[0], (param_names.get(id(p), ""), self.sizes.round(key[1])))
+
         def after_backward(step: int) -> None:
-            grads = self._capture.grads[step]
             for p in self.model.parameters():
                 if p.grad is not None:
-                    key = storage_key(p.grad)
-                    if key is not None:
-                        grads.setdefault(key[0], (param_names.get(id(p), ""), key[1]))
+                    remember(self._capture.grads[step], p, p.grad)
 
         def after_optimizer(step: int) -> None:
             if optimizer is None:
                 return
-            states = self._capture.optimizer_state[step]
             for p, state in optimizer.state.items():
                 for t in iter_tensors(dict(state)):
-                    key = storage_key(t)
-                    if key is not None and t.device.type == self.device.type:
-                        states.setdefault(key[0], (param_names.get(id(p), ""), key[1]))
+                    remember(self._capture.optimizer_state[step], p, t)
 
         phase: PhaseContext = self._phase
-        # Allocation events of every device are recorded on the CPU side; CUDA kernel tracing
-        # (CUPTI) would only add cost.
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
-        with quiet_native_stderr():
-            prof.start()
         try:
-            with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+            with recorder.session(), torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
                 run_steps(
                     self.model,
                     inputs,
@@ -319,16 +296,12 @@ class Tracer:
                     after_backward=after_backward,
                     after_optimizer=after_optimizer,
                 )
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
         finally:
             self._close_ranges()
-            with quiet_native_stderr():
-                prof.stop()
         optimizer = None  # the trace holds no optimizer state beyond this point
-        tree = _event_tree(prof)
+        assumptions = getattr(recorder, "assumptions", {})
         self._profile = build_profile(
-            tree,
+            recorder.events(),
             capture=self._capture,
             baseline=baseline,
             layers=_layer_table(self.model),
@@ -336,25 +309,16 @@ class Tracer:
                 "model": self.name,
                 "batch_size": self.batch_size,
                 "mode": self.mode,
-                "device": str(self.device),
+                "device": str(self.target),
+                "trace": "fake" if recorder.fake else "real",
+                "assumptions": tuple(f"{text} ({n}x)" for text, n in assumptions.items()),
                 "optimizer": self.optimizer_name if self.mode == "train" else OptimizerName.NONE.value,
                 "steps": self.steps,
                 "torch_version": torch.__version__,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
-            device=self.device,
-            module_prefix=MODULE_RANGE,
-            phase_prefix=PHASE_RANGE,
         )
         return self._profile
-
-
-def _event_tree(prof: torch.profiler.profile) -> list[Any]:
-    """The profiler's nested events (operators, ranges, allocations)."""
-    results = prof.profiler.kineto_results if prof.profiler is not None else None
-    if results is None:
-        raise RuntimeError("the profiler returned no results")
-    return list(results.experimental_event_tree())
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

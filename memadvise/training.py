@@ -106,11 +106,11 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise UsageError(f"unknown device {device!r}; use cpu or cuda") from None
+        raise UsageError(f"unknown device {device!r}; use cpu, cuda or meta") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("device cuda was asked for, but this machine has no CUDA device available to torch")
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"device {device!r} is not supported; use cpu or cuda")
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise UsageError(f"device {device!r} is not supported; use cpu, cuda or meta (fake tracing)")
     return dev
 
 

@@ -1,0 +1,173 @@
+"""Recording a real run: the allocator-level profiler session and the walk over its event tree.
+
+``torch.profiler`` with ``profile_memory=True`` reports every allocation and free made through the
+device allocator, including buffers that kernels allocate internally without passing through the
+dispatcher (RNN and convolution workspaces, for instance); its running sum *is* live memory. Module and
+phase boundaries are profiler ranges opened by the tracer's hooks, so each allocation event arrives
+nested under the module, the phase and the operator that made it. Backward allocations are attributed
+through the autograd sequence number that links a backward node to the forward operator (and so the
+module) that created it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from memadvise.allocations import Events
+
+# Kineto logs its own start/stop lines on stderr; keep the user's terminal clean.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
+MODULE_RANGE = "memadvise.module::"
+PHASE_RANGE = "memadvise.phase::"
+EVALUATE_PREFIX = "autograd::engine::evaluate_function"
+
+
+def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
+    """(data pointer, bytes) of the storage behind ``t``; ``None`` for tensors without one."""
+    try:
+        st = t.untyped_storage()
+        return st.data_ptr(), st.nbytes()
+    except (RuntimeError, NotImplementedError, AttributeError):
+        return None
+
+
+@contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence C++ log lines written straight to file descriptor 2 (profiler start/stop)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+class AllocatorRecorder:
+    """Records a real run on ``device`` through the profiler's allocator events."""
+
+    fake = False
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._prof: torch.profiler.profile | None = None
+
+    def key(self, t: torch.Tensor) -> tuple[int, int] | None:
+        return storage_key(t)
+
+    def open_module(self, name: str) -> Any:
+        rf = torch.autograd.profiler.record_function(MODULE_RANGE + name)
+        rf.__enter__()
+        return rf
+
+    def open_phase(self, phase: str, step: int) -> Any:
+        rf = torch.autograd.profiler.record_function(f"{PHASE_RANGE}{phase}::{step}")
+        rf.__enter__()
+        return rf
+
+    @staticmethod
+    def close(handle: Any) -> None:
+        handle.__exit__(None, None, None)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Profile what runs inside; allocation events of every device are recorded on the CPU side."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+        with quiet_native_stderr():
+            prof.start()
+        try:
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        finally:
+            with quiet_native_stderr():
+                prof.stop()
+        self._prof = prof
+
+    def events(self) -> Events:
+        prof = self._prof
+        results = prof.profiler.kineto_results if prof is not None and prof.profiler is not None else None
+        if results is None:
+            raise RuntimeError("the profiler returned no results")
+        return walk_tree(list(results.experimental_event_tree()), self.device, MODULE_RANGE, PHASE_RANGE)
+
+
+def _same_device(ev_device: Any, device: torch.device) -> bool:
+    try:
+        if ev_device.type != device.type:
+            return False
+        return device.index is None or ev_device.index in (None, device.index)
+    except AttributeError:
+        return False
+
+
+def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_prefix: str) -> Events:
+    """One depth-first pass over the profiler's event tree."""
+    from torch._C._profiler import _EventType
+
+    allocation_tag = _EventType.Allocation
+    raw: list[tuple[int, int, int, int, str | None, int, str, int]] = []
+    ev = Events()
+    counter = 0
+    # stack entries: (node, module, seq, op label, group id)
+    stack: list[tuple[Any, str | None, int, str, int]] = [(r, None, -1, "", -1) for r in reversed(tree)]
+    while stack:
+        node, module, seq, label, group = stack.pop()
+        counter += 1
+        if node.tag == allocation_tag:
+            fields_ = node.extra_fields
+            if _same_device(fields_.device, device) and fields_.alloc_size != 0:
+                raw.append(
+                    (node.start_time_ns, counter, fields_.ptr, fields_.alloc_size, module, seq, label, group)
+                )
+            continue
+        name = node.name
+        if name.startswith(module_prefix):
+            module = name[len(module_prefix) :]
+            ev.module_ranges.append((module, node.start_time_ns, node.end_time_ns))
+        elif name.startswith(phase_prefix):
+            phase, _, step = name[len(phase_prefix) :].rpartition("::")
+            ev.phase_ranges.append((phase, int(step), node.start_time_ns, node.end_time_ns))
+        elif name.startswith(EVALUATE_PREFIX):
+            seq = getattr(node.extra_fields, "sequence_number", -1)
+            ev.node_ranges.append((seq, node.start_time_ns, node.end_time_ns))
+            if not label:
+                label, group = name[len(EVALUATE_PREFIX) + 2 :] or name, counter
+        else:
+            node_seq = getattr(node.extra_fields, "sequence_number", -1)
+            if node_seq is not None and node_seq >= 0 and seq < 0 and module is not None:
+                ev.seq_module.setdefault(node_seq, module)
+            if not label and not name.startswith("Optimizer."):
+                label, group = name, counter
+        for child in reversed(node.children):
+            stack.append((child, module, seq, label, group))
+    raw.sort(key=lambda r: (r[0], r[1]))
+    for t, _, ptr, size, module, seq, label, group in raw:
+        ev.time.append(t)
+        ev.ptr.append(ptr)
+        ev.size.append(size)
+        ev.module.append(module)
+        ev.seq.append(seq)
+        ev.op.append(label or "<release>")
+        ev.group.append(group)
+    ev.phase_ranges.sort(key=lambda r: r[2])
+    return ev
+
+

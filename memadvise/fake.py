@@ -1,0 +1,186 @@
+"""Recording a fake run: the model lives on the ``meta`` device, so nothing is allocated for real.
+
+A ``TorchDispatchMode`` sees every operator below autograd. Each storage an operator returns that was
+not seen before is an allocation of its ``nbytes``; a weak-reference finaliser on the storage records
+its free when the last tensor using it goes away. Storages get synthetic identities (meta storages
+have no data pointer), so the same bookkeeping as a real run — blocks, categories, the peak — applies.
+
+What a fake run cannot see, and how memadvise handles it:
+
+* Data-dependent operators (``.item()``, ``torch._assert`` on a tensor, ``if tensor:``) need values
+  meta tensors do not have. memadvise answers them with a stated assumption — ``True`` for booleans,
+  ``1`` for numbers — and lists each such assumption in the profile.
+* Operators without a meta implementation run for real on zero-filled CPU copies when their inputs
+  are small (under 64 MiB), and their outputs are turned back into meta tensors; each is listed.
+* Buffers that kernels allocate internally, outside the dispatcher, are modelled per target device
+  (see :mod:`memadvise.kernel_buffers`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.weak import WeakIdKeyDictionary
+
+from memadvise.allocations import Events
+from memadvise.kernel_buffers import KernelBufferModel
+
+REAL_FALLBACK_LIMIT = 64 * 2**20
+_LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default
+META = torch.device("meta")
+
+
+class FakeRecorder(TorchDispatchMode):
+    """Records allocation events of operators running on meta tensors."""
+
+    fake = True
+
+    def __init__(self, target: torch.device, module_stack: list[str]) -> None:
+        super().__init__()
+        self.device = META
+        self.target = target
+        self.kernels = KernelBufferModel(target)
+        self._module_stack = module_stack
+        self._ids: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._next_id = 1
+        self._clock = 0
+        self._group = 0
+        self._ev = Events()
+        self._node_span: dict[int, list[int]] = {}
+        self._op = "<release>"
+        self.assumptions: dict[str, int] = {}
+        self.recording = False
+
+    # -- identities and events -------------------------------------------------------------------
+    def now(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def key(self, t: torch.Tensor) -> tuple[int, int] | None:
+        """A stable synthetic identity for the storage behind ``t`` (assigned on first sight)."""
+        try:
+            st = t.untyped_storage()
+        except (RuntimeError, NotImplementedError, AttributeError):
+            return None
+        known = self._ids.get(st)
+        if known is None:
+            known = (self._next_id, self.kernels.round(st.nbytes()))
+            self._next_id += 1
+            self._ids[st] = known
+            if self.recording and known[1]:
+                self._event(known[0], known[1])
+                weakref.finalize(st, self._freed, known[0], known[1])
+        return known
+
+    def _freed(self, ident: int, nbytes: int) -> None:
+        if self.recording:
+            self._event(ident, -nbytes)
+
+    def _event(self, ident: int, size: int, op: str | None = None) -> None:
+        ev = self._ev
+        node = torch._C._current_autograd_node()
+        seq = node._sequence_nr() if node is not None else -1
+        t = self.now()
+        if seq >= 0:
+            span = self._node_span.setdefault(seq, [t, t])
+            span[1] = t
+        ev.time.append(t)
+        ev.ptr.append(ident)
+        ev.size.append(size)
+        ev.module.append(self._module_stack[-1] if self._module_stack else None)
+        ev.seq.append(seq)
+        ev.op.append(op or self._op)
+        ev.group.append(self._group)
+
+    @contextmanager
+    def transient(self, nbytes: int, op: str) -> Iterator[None]:
+        """A kernel-internal buffer alive around the operator's real work."""
+        ident = self._next_id
+        self._next_id += 1
+        nbytes = self.kernels.round(nbytes)
+        self._event(ident, nbytes, op)
+        try:
+            yield
+        finally:
+            self._event(ident, -nbytes, op)
+
+    # -- ranges ----------------------------------------------------------------------------------
+    def open_module(self, name: str) -> Any:
+        return ("module", name, self.now())
+
+    def open_phase(self, phase: str, step: int) -> Any:
+        return ("phase", (phase, step), self.now())
+
+    def close(self, handle: Any) -> None:
+        kind, what, start = handle
+        end = self.now()
+        if kind == "module":
+            self._ev.module_ranges.append((what, start, end))
+        else:
+            self._ev.phase_ranges.append((what[0], what[1], start, end))
+
+    # -- running ---------------------------------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        self.recording = True
+        try:
+            with torch.device("meta"), self:
+                yield
+        finally:
+            self.recording = False
+
+    def events(self) -> Events:
+        ev = self._ev
+        ev.node_ranges = [(seq, span[0], span[1]) for seq, span in self._node_span.items()]
+        ev.phase_ranges.sort(key=lambda r: r[2])
+        return ev
+
+    def _assume(self, what: str) -> None:
+        self.assumptions[what] = self.assumptions.get(what, 0) + 1
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = f"aten::{func.__name__.split('.')[0]}" if hasattr(func, "__name__") else str(func)
+        if func is _LOCAL_SCALAR:
+            value = args[0]
+            if value.dtype == torch.bool:
+                self._assume("a data-dependent check on a tensor was assumed to be True")
+                return True
+            self._assume("a tensor value read with .item() was assumed to be 1")
+            return 1.0 if value.dtype.is_floating_point else 1
+        self._group += 1
+        self._op = name
+        if self._module_stack and torch.is_grad_enabled():
+            self._ev.seq_module.setdefault(torch._C._autograd._get_sequence_nr() - 1, self._module_stack[-1])
+        with self.kernels.around(self, func, args, kwargs):
+            try:
+                out = func(*args, **kwargs)
+            except NotImplementedError:
+                out = self._run_for_real(func, name, args, kwargs)
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self.key(t)
+        self._op = "<release>"
+        return out
+
+    def _run_for_real(self, func: Any, name: str, args: Any, kwargs: Any) -> Any:
+        """Run an operator with no meta kernel on small zero-filled CPU inputs; outputs back to meta."""
+        flat = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        if sum(a.numel() * a.element_size() for a in flat) > REAL_FALLBACK_LIMIT:
+            raise NotImplementedError(f"{name} has no meta implementation and its inputs are too big to run")
+        self._assume(f"{name} has no meta implementation: ran on zero-filled CPU inputs")
+
+        def real(a: Any) -> Any:
+            if isinstance(a, torch.Tensor) and a.device.type == "meta":
+                return torch.zeros(a.shape, dtype=a.dtype, device="cpu")
+            return a
+
+        with torch.device("cpu"):
+            out = func(*tree_map(real, args), **tree_map(real, kwargs))
+        return tree_map(lambda o: o.to("meta") if isinstance(o, torch.Tensor) else o, out)
