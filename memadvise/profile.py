@@ -147,6 +147,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (integers in bytes)."""
         data = {"schema_version": self.schema_version, **asdict(self)}
+        data["assumptions"] = list(self.assumptions)
         data["layers"] = [asdict(layer) for layer in self.layers]
         data["peak_holders"] = [asdict(h) for h in self.peak_holders]
         data["timeline"] = {
