@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -158,11 +158,17 @@ class FakeRecorder(TorchDispatchMode):
         self._op = name
         if self._module_stack and torch.is_grad_enabled():
             self._ev.seq_module.setdefault(torch._C._autograd._get_sequence_nr() - 1, self._module_stack[-1])
-        with self.kernels.around(self, func, args, kwargs):
-            try:
-                out = func(*args, **kwargs)
-            except NotImplementedError:
-                out = self._run_for_real(func, name, args, kwargs)
+        plan = self.kernels.plan(func, args, kwargs)
+        with ExitStack() as around_outputs:
+            with ExitStack() as before_outputs:
+                for nbytes in plan.before_outputs:
+                    before_outputs.enter_context(self.transient(nbytes, name))
+                for nbytes in plan.around_outputs:
+                    around_outputs.enter_context(self.transient(nbytes, name))
+                try:
+                    out = func(*args, **kwargs)
+                except NotImplementedError:
+                    out = self._run_for_real(func, name, args, kwargs)
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     self.key(t)

@@ -1,22 +1,62 @@
 """Memory that kernels use without passing through the dispatcher, modelled for fake runs.
 
-A real run sees these buffers in the allocator's events; a fake (meta) run must add them by rule.
-Each rule below names the kernel, the target device and the measurement it was derived from.
+A real run sees these buffers in the allocator's events; a fake (meta) run adds them by rule. Each
+rule names the kernel, the target device and what it was measured on (torch 2.14, x86-64 CPU, oneDNN
+convolutions), so it can be re-measured when kernels change.
+
+A rule is a :class:`BufferPlan`: buffers freed before the operator's outputs are allocated (for
+instance a reordered copy of the input), and buffers alive while the outputs are allocated (for
+instance a blocked-layout output that is copied into the plain output and then freed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 CUDA_BLOCK_ROUNDING = 512
+SMALL_SPATIAL = 4  # input height x width at or under which oneDNN's backward changes algorithm
+
+_aten = torch.ops.aten
 
 
-class TransientSink(Protocol):
-    def transient(self, nbytes: int, op: str) -> Any: ...
+@dataclass(frozen=True)
+class BufferPlan:
+    """Transient buffers (bytes) around one operator."""
+
+    before_outputs: tuple[int, ...] = ()
+    around_outputs: tuple[int, ...] = ()
+
+
+NO_BUFFERS = BufferPlan()
+
+
+def _nbytes(t: Any) -> int:
+    return int(t.numel() * t.element_size()) if isinstance(t, torch.Tensor) else 0
+
+
+def _conv_output_bytes(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool = False,
+    output_padding: Any = (0, 0),
+    groups: int = 1,
+) -> int:
+    """Bytes of a convolution's output, from the standard size formulas."""
+    count = int(x.shape[0]) * int(w.shape[1] * groups if transposed else w.shape[0])
+    for i, size in enumerate(x.shape[2:]):
+        k = int(w.shape[2 + i])
+        if transposed:
+            out = (size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k - 1) + output_padding[i] + 1
+        else:
+            out = (size + 2 * padding[i] - dilation[i] * (k - 1) - 1) // stride[i] + 1
+        count *= int(out)
+    return count * x.element_size()
 
 
 class KernelBufferModel:
@@ -31,13 +71,86 @@ class KernelBufferModel:
             return max(CUDA_BLOCK_ROUNDING, -(-nbytes // CUDA_BLOCK_ROUNDING) * CUDA_BLOCK_ROUNDING)
         return nbytes
 
-    @contextmanager
-    def around(self, sink: TransientSink, func: Any, args: Any, kwargs: Any) -> Iterator[None]:
-        """Open the transient buffers ``func`` would allocate internally on the target."""
-        with ExitStack() as stack:
-            for nbytes, label in self.buffers(func, args, kwargs):
-                stack.enter_context(sink.transient(nbytes, label))
-            yield
+    def plan(self, func: Any, args: Any, kwargs: Any) -> BufferPlan:
+        if self.target.type == "cpu":
+            if func is _aten.convolution.default:
+                return self._cpu_conv_forward(*args)
+            if func is _aten.convolution_backward.default:
+                return self._cpu_conv_backward(*args)
+            if func is _aten.native_batch_norm_backward.default:
+                return self._cpu_batch_norm_backward(args[1])
+        return NO_BUFFERS
 
-    def buffers(self, func: Any, args: Any, kwargs: Any) -> list[tuple[int, str]]:
-        return []
+    @staticmethod
+    def _cpu_batch_norm_backward(x: Any) -> BufferPlan:
+        """Batch-norm backward on CPU keeps one input-sized buffer while it writes the input gradient
+        (measured on ResNet-18's BatchNorm2d layers)."""
+        return BufferPlan(around_outputs=(_nbytes(x),))
+
+    @staticmethod
+    def _onednn_conv(x: torch.Tensor, w: torch.Tensor, groups: int) -> bool:
+        return (
+            torch.backends.mkldnn.is_available() and x.dtype == torch.float32 and x.dim() == 4 and groups == 1
+        )
+
+    def _cpu_conv_forward(
+        self,
+        x: Any,
+        w: Any,
+        bias: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        transposed: bool,
+        output_padding: Any,
+        groups: int,
+    ) -> BufferPlan:
+        """oneDNN forward convolution on CPU (measured on ResNet-18 and a small U-Net).
+
+        The weight is reordered into a blocked copy, the input too when it has 8 channels or more,
+        and the result is computed into a blocked output that is then copied into the plain output:
+        input and weight copies are freed before the plain output exists, the blocked output after.
+        A transposed convolution keeps two output-sized buffers instead.
+        """
+        if not self._onednn_conv(x, w, groups):
+            return NO_BUFFERS
+        if transposed:
+            out_bytes = _conv_output_bytes(x, w, stride, padding, dilation, True, output_padding, groups)
+            return BufferPlan(around_outputs=(out_bytes, out_bytes))
+        reorders = [_nbytes(w)]
+        if x.shape[1] >= 8:
+            reorders.append(_nbytes(x))
+        out_bytes = _conv_output_bytes(x, w, stride, padding, dilation)
+        return BufferPlan(before_outputs=tuple(reorders), around_outputs=(out_bytes,))
+
+    def _cpu_conv_backward(
+        self,
+        grad_out: Any,
+        x: Any,
+        w: Any,
+        bias_sizes: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        transposed: bool,
+        output_padding: Any,
+        groups: int,
+        output_mask: Any,
+    ) -> BufferPlan:
+        """oneDNN backward convolution on CPU (measured on ResNet-18 and a small U-Net).
+
+        A blocked copy of the incoming gradient stays alive throughout; the weight gradient is first
+        computed into a blocked buffer beside a reordered input, then copied into the plain weight
+        gradient, so the larger of input and weight adds on top. Transposed: two gradient-sized
+        buffers and an input copy.
+        """
+        if not self._onednn_conv(x, w, groups):
+            return NO_BUFFERS
+        weight, grad, inp = _nbytes(w), _nbytes(grad_out), _nbytes(x)
+        if transposed:
+            return BufferPlan(around_outputs=(grad, grad, inp))
+        if x.shape[2] * x.shape[3] <= SMALL_SPATIAL:
+            # On tiny feature maps oneDNN picks a weight-gradient algorithm that holds four
+            # weight-sized buffers (measured: 4.0x the weight on ResNet-18's 2x2 and 1x1 stages).
+            return BufferPlan(around_outputs=(weight, weight, weight, weight, grad))
+        return BufferPlan(around_outputs=(grad, max(inp, weight)))
