@@ -34,21 +34,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     tr.write_line(header)
     tr.write_line("-" * len(header))
-    errors = []
+    errors: dict[str, list[float]] = {}
     for r in rows:
         ours = "-" if r["ours"] is None else f"{r['ours']:,}"
         err = "-" if r["error"] is None else f"{100 * r['error']:.3f}"
         if r["error"] is not None:
-            errors.append(r["error"])
+            errors.setdefault(r.get("trace", "real"), []).append(r["error"])
         phase = f"{r['truth_phase']} / {r['our_phase'] or '-'}"
         tr.write_line(
             f"{r['model']:<36} {r['mode']:<9} {r['batch']:>5} {r['truth']:>14,} {ours:>16} {err:>8}  {phase}"
         )
-    if errors:
-        errors.sort()
-        n = len(errors)
-        median = errors[n // 2] if n % 2 else (errors[n // 2 - 1] + errors[n // 2]) / 2
+    for trace, values in sorted(errors.items()):
+        values.sort()
+        n = len(values)
+        median = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
         tr.write_line(
-            f"{n} cases: median error {100 * median:.3f}%, max error {100 * errors[-1]:.3f}% "
+            f"{trace} traces, {n} cases: median error {100 * median:.3f}%, max error {100 * values[-1]:.3f}% "
             "(phase column: truth / memadvise)"
         )
