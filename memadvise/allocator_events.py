@@ -169,5 +169,3 @@ def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_p
         ev.group.append(group)
     ev.phase_ranges.sort(key=lambda r: r[2])
     return ev
-
-

@@ -8,6 +8,8 @@ from memadvise.cli.check_cmd import HELP as CHECK_HELP
 from memadvise.cli.check_cmd import check_command
 from memadvise.cli.profile_cmd import HELP as PROFILE_HELP
 from memadvise.cli.profile_cmd import profile_command
+from memadvise.cli.report_cmd import HELP as REPORT_HELP
+from memadvise.cli.report_cmd import report_command
 
 app = typer.Typer(
     name="memadvise",
@@ -18,6 +20,7 @@ app = typer.Typer(
 )
 app.command("profile", help=PROFILE_HELP)(profile_command)
 app.command("check", help=CHECK_HELP)(check_command)
+app.command("report", help=REPORT_HELP)(report_command)
 
 
 def _version(value: bool) -> None:

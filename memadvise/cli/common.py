@@ -52,6 +52,12 @@ class OptimizerChoice(str, Enum):
 class DeviceChoice(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
+    meta = "meta"
+
+
+class TargetDeviceChoice(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 BatchSizeOpt = Annotated[
@@ -66,8 +72,34 @@ ModeOpt = Annotated[
 OptimizerOpt = Annotated[OptimizerChoice, typer.Option("--optimizer", help="Optimizer of the training step.")]
 DeviceOpt = Annotated[
     DeviceChoice | None,
-    typer.Option("--device", help="Where to run the steps (default: cuda if available, else cpu)."),
+    typer.Option(
+        "--device",
+        help="Where to run the steps (default: cuda if available, else cpu); meta traces fake.",
+    ),
 ]
+FakeOpt = Annotated[
+    bool, typer.Option("--fake", help="Trace fake on the meta device (same as --device meta).")
+]
+TargetDeviceOpt = Annotated[
+    TargetDeviceChoice | None,
+    typer.Option("--target-device", help="Whose kernels a fake trace follows (default: cuda)."),
+]
+
+
+def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceChoice | None) -> str | None:
+    """The device to trace on, from --device, --fake and --target-device (checked for conflicts)."""
+    from memadvise.errors import UsageError
+
+    if fake and device not in (None, DeviceChoice.meta):
+        raise UsageError(
+            f"--fake traces on the meta device; it cannot be combined with --device {device.value}"
+        )
+    name = "meta" if fake else (device.value if device else None)
+    if target is not None and name != "meta":
+        raise UsageError("--target-device applies to fake traces only; add --fake (or --device meta)")
+    return name
+
+
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 
 

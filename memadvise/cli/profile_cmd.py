@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,29 +12,70 @@ from memadvise.cli.common import (
     BatchSizeOpt,
     DebugOpt,
     DeviceOpt,
+    FakeOpt,
     ModeChoice,
     ModeOpt,
     OptimizerChoice,
     OptimizerOpt,
+    TargetDeviceOpt,
+    chosen_device,
     handles_errors,
     progress,
     stderr_console,
     stdout_console,
 )
-from memadvise.reporters import Format, format_for_path
+from memadvise.reporters import CsvTable, Format, format_for_path
+
+if TYPE_CHECKING:
+    from memadvise.profile import Profile
 
 HELP = """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
 
 MODEL_FILE is a Python file defining build_model() and example_inputs(batch_size) (and optionally
 loss_fn(output, inputs)); use FILE.py:factory to call another factory than build_model.
 
+The terminal report has a compact timeline under the summary; --tree adds
+memory at the peak by module hierarchy. --format html (or -o FILE.html) writes
+one self-contained page: the timeline chart, what is alive at the peak by
+category and by module, and the sortable per-layer table.
+
 \b
 Examples:
   memadvise profile sample_models/gpt2.py --batch-size 4
+  memadvise profile sample_models/gpt2.py --tree --depth 3
+  memadvise profile sample_models/gpt2.py --output report.html
   memadvise profile sample_models/resnet.py --mode inference --format json
   memadvise profile model.py:build_large --optimizer sgd --output profile.json
   memadvise profile sample_models/bert.py --format csv --output layers.csv
+  memadvise profile sample_models/bert.py --format csv --table timeline -o timeline.csv
+  memadvise profile sample_models/llama2_7b.py --fake          # meta device: nothing allocated
+  memadvise profile sample_models/resnet.py --fake --target-device cpu
 """
+
+FormatOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table, json, csv or html (default: from the suffix of --output, else table).",
+    ),
+]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
+TopOpt = Annotated[int, typer.Option("--top", min=1, help="Rows in the layer and holder tables.")]
+TreeOpt = Annotated[
+    bool, typer.Option("--tree", help="Add memory at the peak by module hierarchy (table format).")
+]
+DepthOpt = Annotated[
+    int | None,
+    typer.Option("--depth", min=1, help="Levels of the module tree to show (implies --tree; default: all)."),
+]
+TableOpt = Annotated[
+    CsvTable | None,
+    typer.Option(
+        "--table",
+        help="With --format csv: layers (one row per module, the default) or timeline (one row per sample).",
+    ),
+]
 
 
 @handles_errors
@@ -43,54 +85,88 @@ def profile_command(
     mode: ModeOpt = ModeChoice.train,
     optimizer: OptimizerOpt = OptimizerChoice.adamw,
     device: DeviceOpt = None,
-    fmt: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table, json or csv (per-layer) (default: from the suffix of --output, else table).",
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
-    ] = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the layer and holder tables.")] = 10,
+    fake: FakeOpt = False,
+    target_device: TargetDeviceOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    top: TopOpt = 10,
+    tree: TreeOpt = False,
+    depth: DepthOpt = None,
+    table: TableOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
 
-    chosen = fmt or (format_for_path(str(output)) if output else None) or Format.TABLE
-    with progress(f"Profiling {model_file} ({mode.value}, batch {batch_size})…"):
+    chosen = choose_format(fmt, output, tree=tree or depth is not None, table=table)
+    where = chosen_device(device, fake, target_device)
+    kind = ", fake" if where == "meta" else ""
+    with progress(f"Profiling {model_file} ({mode.value}, batch {batch_size}{kind})…"):
         prof = profile_file(
             model_file,
             batch_size=batch_size,
             mode=mode.value,
             optimizer=optimizer.value,
-            device=device.value if device else None,
+            device=where,
+            target_device=target_device.value if target_device else None,
         )
+    emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
+
+
+def choose_format(fmt: Format | None, output: Path | None, *, tree: bool, table: CsvTable | None) -> Format:
+    """The report format (``--format``, else the suffix of ``--output``, else table), checked against
+    the options that only apply to one format — before any model runs."""
+    from memadvise.errors import UsageError
+
+    chosen = fmt or (format_for_path(str(output)) if output else None) or Format.TABLE
+    if tree and chosen is not Format.TABLE:
+        extra = " (the HTML report always shows the module tree)" if chosen is Format.HTML else ""
+        raise UsageError(f"--tree and --depth apply to the table format, not {chosen.value}{extra}")
+    if table is not None and chosen is not Format.CSV:
+        raise UsageError(f"--table chooses the table of --format csv; it does not apply to {chosen.value}")
+    return chosen
+
+
+def emit_report(
+    prof: Profile,
+    chosen: Format,
+    output: Path | None,
+    *,
+    top: int = 10,
+    tree: bool = False,
+    depth: int | None = None,
+    table: CsvTable | None = None,
+) -> None:
+    """Render ``prof`` in the chosen format to the terminal (stdout) or to ``output``."""
     if chosen is Format.JSON:
         text = prof.to_json()
     elif chosen is Format.CSV:
-        from memadvise.reporters.tables import layers_csv
+        from memadvise.reporters.tables import table_csv
 
-        text = layers_csv(prof)
+        text = table_csv(prof, (table or CsvTable.LAYERS).value)
+    elif chosen is Format.HTML:
+        from memadvise.reporters.html import render_html
+
+        text = render_html(prof)
     else:
         from memadvise.reporters.console import render_profile
 
-        renderable = render_profile(prof, top=top)
+        renderable = render_profile(prof, top=top, tree=tree or depth is not None, depth=depth)
         if output is None:
             stdout_console().print(renderable)
             return
         from rich.console import Console
 
-        file_console = Console(record=True, width=140, file=open("/dev/null", "w"))  # noqa: SIM115
+        file_console = Console(record=True, width=140, file=io.StringIO())
         file_console.print(renderable)
         text = file_console.export_text()
     if output is None:
         typer.echo(text.rstrip("\n"))
     else:
         _write(output, text)
-        stderr_console().print(f"wrote {chosen.value} profile to {output}")
+        what = "report" if chosen in (Format.HTML, Format.TABLE) else "profile"
+        if chosen is Format.CSV:
+            what = f"{(table or CsvTable.LAYERS).value} table"
+        stderr_console().print(f"wrote {chosen.value} {what} to {output}", highlight=False, markup=False)
 
 
 def _write(path: Path, text: str) -> None:

@@ -1,12 +1,18 @@
-"""The terminal report of a profile: summary, peak breakdown, top layers and the peak's holders."""
+"""The terminal report of a profile: summary, timeline, peak breakdown, top layers and the peak's holders.
+
+Also the module tree (``--tree``). Everything here returns rich renderables; nothing prints.
+"""
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from memadvise.profile import LayerStats, Profile
+from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
+from memadvise.reporters.timeline import PHASE_SHORT, column_maxima
 from memadvise.units import format_bytes
 
 CATEGORY_LABELS = {
@@ -33,7 +39,8 @@ def summary(profile: Profile) -> RenderableType:
     head.append("memadvise profile", style="bold")
     head.append(
         f"  {profile.model} · {profile.mode} · batch {profile.batch_size} · optimizer {profile.optimizer}"
-        f" · {profile.device} · torch {profile.torch_version}\n"
+        f" · {profile.device}{' (fake trace on meta)' if profile.trace == 'fake' else ''}"
+        f" · torch {profile.torch_version}\n"
     )
     head.append("Peak ", style="bold")
     head.append(format_bytes(profile.peak_bytes), style="bold magenta")
@@ -42,6 +49,8 @@ def summary(profile: Profile) -> RenderableType:
         where = f" in {profile.peak_phase} of step {profile.peak_step + 1}, during {profile.peak_op}"
         where += f" in {module_label(profile.peak_module)}"
         head.append(where)
+    for assumption in profile.assumptions:
+        head.append(f"\nassumed: {assumption}", style="dim")
     return head
 
 
@@ -138,14 +147,163 @@ def holders_table(profile: Profile, top: int = 10) -> Table:
     return table
 
 
-def render_profile(profile: Profile, top: int = 10) -> RenderableType:
-    """The whole terminal report."""
+PHASE_STYLES = {"setup": "dim", "forward": "cyan", "backward": "magenta", "optimizer": "green"}
+_EIGHTHS = " ▁▂▃▄▅▆▇█"
+
+
+class TimelineChart:
+    """A block chart of live memory over the traced steps, as wide as the console allows.
+
+    Each column is the highest total among the operators it covers (so the peak is never lost), coloured
+    by phase; the row below names the phases (fwd, bwd, opt) and the last row marks the peak with ``▲``.
+    """
+
+    def __init__(self, profile: Profile, height: int = 4) -> None:
+        self.profile = profile
+        self.height = max(1, height)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        timeline = self.profile.timeline
+        if not len(timeline):
+            yield Text("Timeline: no operators were traced.", style="dim")
+            return
+        top = max(timeline.totals())
+        top_label, bottom_label = format_bytes(top), "0 B"
+        gutter = max(len(top_label), len(bottom_label)) + 2  # label, space, axis
+        columns = max(8, options.max_width - gutter)
+        heights, phases, peak_column = column_maxima(timeline, columns)
+        steps = len(set(timeline.step))
+        yield Text.assemble(
+            ("Timeline", "bold"),
+            f"  live memory over {steps} step{'s' if steps != 1 else ''}, after each operator",
+        )
+        levels = self.height * 8
+        ticks = [min(levels, max(1 if h > 0 else 0, round(h * levels / top))) if top else 0 for h in heights]
+        for row in range(self.height - 1, -1, -1):
+            label = top_label if row == self.height - 1 else (bottom_label if row == 0 else "")
+            line = Text(label.rjust(gutter - 2) + " ┤" if label else " " * (gutter - 1) + "│")
+            for tick, phase in zip(ticks, phases, strict=True):
+                fill = min(8, max(0, tick - row * 8))
+                line.append(_EIGHTHS[fill], style=PHASE_STYLES.get(phase, ""))
+            yield line
+        yield Text(" " * gutter) + _phase_row(phases)
+        if peak_column is not None:
+            yield Text(" " * gutter) + _peak_row(peak_column, columns, f"peak {top_label}")
+
+
+def _phase_row(phases: list[str]) -> Text:
+    """``fwd────bwd──opt─────…``: each run of one phase starts with its short name."""
+    row = Text()
+    start = 0
+    for i in range(1, len(phases) + 1):
+        if i == len(phases) or phases[i] != phases[start]:
+            width = i - start
+            name = PHASE_SHORT.get(phases[start], phases[start])
+            row.append((name[:width]).ljust(width, "─"), style=PHASE_STYLES.get(phases[start], ""))
+            start = i
+    return row
+
+
+def _peak_row(column: int, columns: int, label: str) -> Text:
+    """``▲ peak 12.0 MiB`` under the peak column; near the right edge the label goes left of the ``▲``."""
+    if column + 2 + len(label) <= columns or column <= len(label):
+        row = Text(" " * column + "▲ ", style="bold") + Text(label, style="bold magenta")
+        row.truncate(columns)
+        return row
+    return (
+        Text(" " * (column - len(label) - 1)) + Text(label, style="bold magenta") + Text(" ▲", style="bold")
+    )
+
+
+def timeline_chart(profile: Profile, height: int = 4) -> TimelineChart:
+    """The compact terminal timeline shown under the summary of ``memadvise profile``."""
+    return TimelineChart(profile, height)
+
+
+CATEGORY_SHORT = {
+    "parameters": "params",
+    "buffers": "buffers",
+    "inputs": "inputs",
+    "activations": "acts",
+    "gradients": "grads",
+    "optimizer_state": "opt",
+    "temporaries": "temps",
+}
+
+
+def _node_label(node: ModuleNode, peak: int, root_name: str) -> Text:
+    """``0 (GPT2Block)  27.0 MiB  13.8%  acts 18.0 MiB · opt 6.0 MiB · params 3.0 MiB +1``."""
+    name = root_name if node.name == "" else node.local_name
+    text = Text(
+        name,
+        style="bold" if node.name == "" else ("" if node.is_model_module else "italic"),
+        no_wrap=True,
+        overflow="ellipsis",
+    )
+    if node.type:
+        text.append(f" ({node.type})", style="dim")
+    text.append(f"  {format_bytes(node.total)}", style="bold")
+    text.append(f"  {_pct(node.total, peak)}")
+    parts = sorted(node.by_category.items(), key=lambda kv: -kv[1])
+    shown = " · ".join(f"{CATEGORY_SHORT.get(c, c)} {format_bytes(n)}" for c, n in parts[:3])
+    if len(parts) > 3:
+        shown += f" +{len(parts) - 3}"
+    if shown:
+        text.append(f"  {shown}", style="dim")
+    return text
+
+
+def module_tree(profile: Profile, max_depth: int | None = None) -> RenderableType:
+    """What is alive at the peak by module hierarchy: subtree totals, largest first.
+
+    Modules holding nothing at the peak are left out; below ``max_depth`` levels the subtrees are folded
+    into their parent's total.
+    """
+    root = module_hierarchy(profile)
+    peak = root.total
+    tree = Tree(_node_label(root, peak, profile.model), guide_style="dim")
+    hidden = sum(1 for node in root.walk() if node.total == 0)
+    folded = 0
+
+    def add(parent: Tree, node: ModuleNode, depth: int) -> None:
+        nonlocal folded
+        for child in node.children:
+            if child.total == 0:
+                continue
+            if max_depth is not None and depth >= max_depth:
+                folded += sum(1 for n in child.walk() if n.total)
+                continue
+            add(parent.add(_node_label(child, peak, "")), child, depth + 1)
+
+    add(tree, root, 0)
+    notes = []
+    if folded:
+        notes.append(f"{folded} deeper modules folded into their parents (--depth {max_depth})")
+    if hidden:
+        verb = "modules hold" if hidden != 1 else "module holds"
+        notes.append(f"{hidden} {verb} nothing at the peak")
+    title = Text("Alive at the peak, by module", style="bold")
+    title.append("  (each line: the module and everything under it)", style="dim")
+    parts: list[RenderableType] = [title, tree]
+    if notes:
+        parts.append(Text("; ".join(notes) + ".", style="dim"))
+    return Group(*parts)
+
+
+def render_profile(
+    profile: Profile, top: int = 10, tree: bool = False, depth: int | None = None
+) -> RenderableType:
+    """The whole terminal report; ``tree=True`` adds the module tree (to ``depth`` levels)."""
     note = Text("Sizes in binary units: 1 MiB = 2^20 bytes, 1 GiB = 2^30 bytes.", style="dim")
-    return Group(
+    parts: list[RenderableType] = [
         summary(profile),
+        timeline_chart(profile),
         breakdown_table(profile),
         totals_table(profile),
         layers_table(profile, top),
         holders_table(profile, top),
-        note,
-    )
+    ]
+    if tree:
+        parts.append(module_tree(profile, depth))
+    parts.append(note)
+    return Group(*parts)

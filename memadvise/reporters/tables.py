@@ -46,3 +46,17 @@ def to_dataframe(profile: Profile, table: str = "layers") -> pd.DataFrame:
 def layers_csv(profile: Profile) -> str:
     """The per-layer table as CSV (bytes as integers)."""
     return str(to_dataframe(profile, "layers").to_csv(index=False))
+
+
+def timeline_csv(profile: Profile) -> str:
+    """The timeline as CSV: one row per sample, live bytes per category and their ``total``."""
+    return str(to_dataframe(profile, "timeline").to_csv(index=False))
+
+
+def table_csv(profile: Profile, table: str = "layers") -> str:
+    """``table="layers"`` or ``"timeline"`` as CSV text."""
+    if table == "timeline":
+        return timeline_csv(profile)
+    if table == "layers":
+        return layers_csv(profile)
+    raise ValueError(f"unknown table {table!r}; use 'layers' or 'timeline'")
