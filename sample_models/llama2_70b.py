@@ -1,46 +1,23 @@
 """Llama-2-70B-shaped language model: profile what you cannot run.
 
-LlamaForCausalLM from a ``LlamaConfig`` with Llama-2-70B's shapes (hidden 8192, 80 layers, 64 heads
-with 8 key-value heads, intermediate 28672, vocabulary 32000) and 2048-token sequences, eager
-attention. Its weights alone take 275 GB in fp32, so trace it fake — on the meta device, where
-nothing is allocated:
+LlamaForCausalLM with Llama-2-70B's shapes (hidden 8192, 80 layers, 64 heads sharing 8 key-value
+heads, intermediate 28672, vocabulary 32000) on 2048-token sequences, eager attention. Its weights
+alone take 275 GB in fp32, so trace it fake — on the meta device, where nothing is allocated:
 
     memadvise profile sample_models/llama2_70b.py --device meta --batch-size 1
-
-The report follows CUDA's kernels unless ``--target-device cpu`` is given.
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from _llama import build_llama, token_batch
 
-FAKE_ONLY = True  # far too large for a real run on most machines
-SEQ_LEN = 2048
-VOCAB = 32000
-
-
-def config() -> LlamaConfig:
-    """Llama-2-70B's shapes."""
-    cfg = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=8192,
-        intermediate_size=28672,
-        num_hidden_layers=80,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        max_position_embeddings=SEQ_LEN,
-    )
-    cfg._attn_implementation = "eager"  # materialised attention scores, as in the closed-form accounting
-    return cfg
+FAKE_ONLY = True  # far too large for a real run
 
 
 def build_model() -> torch.nn.Module:
-    """The model, with random weights (or none at all on the meta device)."""
-    return LlamaForCausalLM(config())
+    return build_llama(hidden=8192, intermediate=28672, layers=80, heads=64, kv_heads=8)
 
 
 def example_inputs(batch_size: int) -> dict[str, torch.Tensor]:
-    """Random token ids used as both inputs and labels, so the output carries ``.loss``."""
-    ids = torch.randint(0, VOCAB, (batch_size, SEQ_LEN))
-    return {"input_ids": ids, "labels": ids}
+    return token_batch(batch_size)
