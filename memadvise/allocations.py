@@ -121,6 +121,55 @@ def _find_alive(blocks: _Blocks, ptr: int, position: int) -> int:
     return -1
 
 
+def event_context(ev: Events) -> tuple[list[str], list[int], list[str]]:
+    """Phase, step and owning module of every event.
+
+    The phase and step come from the phase range containing the event; the module is the innermost
+    module range, else the module of the forward operator (for backward events), else a placeholder
+    such as ``<loss>`` or ``<optimizer>``.
+    """
+    starts = [r[2] for r in ev.phase_ranges]
+    phase_of: list[str] = []
+    step_of: list[int] = []
+    for t in ev.time:
+        k = bisect.bisect_right(starts, t) - 1
+        if k >= 0 and t <= ev.phase_ranges[k][3]:
+            phase_of.append(ev.phase_ranges[k][0])
+            step_of.append(ev.phase_ranges[k][1])
+        else:
+            phase_of.append(Phase.SETUP.value)
+            step_of.append(ev.phase_ranges[k][1] if k >= 0 else 0)
+    module_of: list[str] = []
+    for i in range(len(ev.time)):
+        mod = ev.module[i]
+        if mod is None and ev.seq[i] >= 0:
+            mod = ev.seq_module.get(ev.seq[i])
+        module_of.append(OUTSIDE.get(phase_of[i], "<other>") if mod is None else mod)
+    return phase_of, step_of, module_of
+
+
+def first_steps(ev: Events, steps: int) -> Events:
+    """The events of the first ``steps`` steps only: everything before the next step's first phase."""
+    later = [start for _, step, start, _ in ev.phase_ranges if step >= steps]
+    if not later:
+        return ev
+    cut = min(later)
+    n = bisect.bisect_left(ev.time, cut)
+    return Events(
+        time=ev.time[:n],
+        ptr=ev.ptr[:n],
+        size=ev.size[:n],
+        module=ev.module[:n],
+        seq=ev.seq[:n],
+        op=ev.op[:n],
+        group=ev.group[:n],
+        module_ranges=[r for r in ev.module_ranges if r[1] < cut],
+        phase_ranges=[r for r in ev.phase_ranges if r[2] < cut],
+        node_ranges=[r for r in ev.node_ranges if r[1] < cut],
+        seq_module=dict(ev.seq_module),
+    )
+
+
 def build_profile(
     ev: Events,
     *,
@@ -133,29 +182,13 @@ def build_profile(
     blocks = pair_blocks(ev)
     n_events = len(ev.time)
 
-    # Phase and step of every event, from the phase ranges that contain it.
-    starts = [r[2] for r in ev.phase_ranges]
-    phase_of: list[str] = []
-    step_of: list[int] = []
-    for t in ev.time:
-        k = bisect.bisect_right(starts, t) - 1
-        if k >= 0 and t <= ev.phase_ranges[k][3]:
-            phase_of.append(ev.phase_ranges[k][0])
-            step_of.append(ev.phase_ranges[k][1])
-        else:
-            phase_of.append(Phase.SETUP.value)
-            step_of.append(ev.phase_ranges[k][1] if k >= 0 else 0)
-    phase_end: dict[tuple[str, int], int] = {
-        (phase, step): bisect.bisect_right(ev.time, end) for phase, step, _, end in ev.phase_ranges
-    }
-
-    # Owning module of every event: the innermost module range, else the forward op's module.
-    module_of: list[str] = []
-    for i in range(n_events):
-        mod = ev.module[i]
-        if mod is None and ev.seq[i] >= 0:
-            mod = ev.seq_module.get(ev.seq[i])
-        module_of.append(OUTSIDE.get(phase_of[i], "<other>") if mod is None else mod)
+    phase_of, step_of, module_of = event_context(ev)
+    phase_end: dict[tuple[str, int], int] = {}
+    phase_ends: defaultdict[tuple[str, int], list[int]] = defaultdict(list)
+    for phase, step, _, end in ev.phase_ranges:  # a custom step may enter a phase several times
+        position = bisect.bisect_right(ev.time, end)
+        phase_end.setdefault((phase, step), position)
+        phase_ends[(phase, step)].append(position)
 
     # Category and module of every block.
     n_blocks = len(blocks.alloc)
@@ -169,11 +202,15 @@ def build_profile(
     assigned: set[int] = set()
     for by_step, phase, category in rules:
         for step, ptrs in by_step.items():
-            position = phase_end.get((phase.value, step))
-            if position is None:
+            positions = phase_ends.get((phase.value, step))
+            if not positions:
                 continue
             for ptr, info in ptrs.items():
-                b = _find_alive(blocks, ptr, position)
+                b = -1
+                for position in positions:
+                    b = _find_alive(blocks, ptr, position)
+                    if b >= 0:
+                        break
                 if b >= 0 and b not in assigned:
                     assigned.add(b)
                     block_cat[b] = category.value

@@ -27,6 +27,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 MODULE_RANGE = "memadvise.module::"
 PHASE_RANGE = "memadvise.phase::"
 EVALUATE_PREFIX = "autograd::engine::evaluate_function"
+HEALTH_RANGE = "memadvise.health"  # numerical-health reductions: left out of the measured memory
 
 
 def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
@@ -139,6 +140,8 @@ def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_p
                 )
             continue
         name = node.name
+        if name == HEALTH_RANGE:  # its allocations are not the model's; frees of them match no block
+            continue
         if name.startswith(module_prefix):
             module = name[len(module_prefix) :]
             ev.module_ranges.append((module, node.start_time_ns, node.end_time_ns))

@@ -1,4 +1,8 @@
-"""Load a user's model file: ``build_model()``, ``example_inputs(batch_size)`` and an optional ``loss_fn``.
+"""Load a user's model file: ``build_model()``, ``example_inputs(batch_size)`` and optional extras.
+
+The optional functions are ``loss_fn(output, inputs)``, ``train_step(model, inputs, optimizer)`` (which
+replaces the whole default training step and returns the loss or ``None``) and ``make_dataloader()``
+(whose ``num_workers``, ``prefetch_factor`` and ``pin_memory`` give the host-memory estimate).
 
 ``path/to/model.py:make_big`` picks another factory than ``build_model``. Every failure inside the
 user's file becomes a :class:`ModelFileError` naming the file, the line and the problem.
@@ -33,6 +37,8 @@ class ModelSpec:
     example_inputs: Callable[[int], Any]
     loss_fn: Callable[[Any, Any], Any] | None
     module: ModuleType
+    train_step: Callable[[Any, Any, Any], Any] | None = None
+    make_dataloader: Callable[[], Any] | None = None
 
     def build(self) -> Any:
         """Call the factory and check that it returns an ``nn.Module``."""
@@ -133,6 +139,12 @@ def load_model_file(target: str | Path) -> ModelSpec:
     loss_fn = getattr(module, "loss_fn", None)
     if loss_fn is not None and not callable(loss_fn):
         raise ModelFileError(f"{path}: loss_fn is defined but is not a function")
+    extras: dict[str, Callable[..., Any] | None] = {}
+    for extra in ("train_step", "make_dataloader"):
+        fn = getattr(module, extra, None)
+        if fn is not None and not callable(fn):
+            raise ModelFileError(f"{path}: {extra} is defined but is not a function")
+        extras[extra] = fn
     name = path.stem if factory_name == DEFAULT_FACTORY else f"{path.stem}:{factory_name}"
     return ModelSpec(
         path=path,
@@ -142,4 +154,6 @@ def load_model_file(target: str | Path) -> ModelSpec:
         example_inputs=example_inputs,
         loss_fn=loss_fn,
         module=module,
+        train_step=extras["train_step"],
+        make_dataloader=extras["make_dataloader"],
     )

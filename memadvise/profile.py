@@ -112,8 +112,89 @@ class Timeline:
 
 
 @dataclass(frozen=True)
+class Leak:
+    """Memory allocated in one step that is still alive at the end of every later step.
+
+    ``module`` and ``op`` are where the surviving tensors were created (``<loss>`` for code outside any
+    module, such as a ``train_step``); ``source`` is the user's ``file:line`` when it was found.
+    """
+
+    bytes_per_step: int
+    module: str
+    op: str
+    source: str = ""
+    tensors_per_step: float = 0.0
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    """Numerical figures of one module: its outputs' largest magnitude and its own gradients.
+
+    ``max_abs_activation`` is over every call and step (``None`` when not measured or not finite);
+    ``nonfinite`` is ``"nan"`` or ``"inf"`` when an output held one. Gradient figures are from the last
+    step: the norm and largest magnitude of the module's own parameters' gradients, and the fractions of
+    their nonzero values below fp16's smallest normal (6.1e-5) and smallest subnormal (6.0e-8).
+    """
+
+    name: str
+    max_abs_activation: float | None = None
+    nonfinite: str = ""
+    grad_norm: float | None = None
+    max_abs_grad: float | None = None
+    grad_below_fp16_normal: float = 0.0
+    grad_below_fp16_subnormal: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthFlag:
+    """One numerical problem: ``kind`` is overflow, grad_subnormal, grad_underflow, nonfinite,
+    vanishing_gradients or exploding_gradients; ``dtype`` the precision it concerns ("" for all)."""
+
+    kind: str
+    module: str
+    dtype: str = ""
+    value: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    """Numerical health gathered during the trace (``memadvise profile --health``), with advice."""
+
+    layers: tuple[LayerHealth, ...] = ()
+    flags: tuple[HealthFlag, ...] = ()
+    advice: tuple[str, ...] = ()
+
+    def flagged(self, kind: str, dtype: str | None = None) -> list[HealthFlag]:
+        """The flags of one kind (and precision, when given)."""
+        return [f for f in self.flags if f.kind == kind and (dtype is None or f.dtype == dtype)]
+
+
+@dataclass(frozen=True)
+class HostMemory:
+    """Host RAM that data loading holds beside the step: prefetched and pinned batches.
+
+    ``source`` says where the loader settings came from: ``options`` or ``make_dataloader``.
+    """
+
+    workers: int
+    prefetch_factor: int
+    pin_memory: bool
+    batch_bytes: int
+    prefetched_bytes: int
+    pinned_bytes: int
+    total_bytes: int
+    source: str = "options"
+
+
+@dataclass(frozen=True)
 class Profile:
-    """One traced model: its exact peak, what held it, per-layer memory and the timeline."""
+    """One traced model: its exact peak, what held it, per-layer memory and the timeline.
+
+    With more than two steps (``--steps K``), the peak, its holders, the timeline and the layers still
+    cover the first two steps only (so they do not depend on K); ``live_after_step`` covers all K steps
+    and ``leaks`` lists memory that survives from one step to the end of every later one.
+    """
 
     model: str
     batch_size: int
@@ -139,6 +220,11 @@ class Profile:
     untracked_bytes: int = 0
     trace: str = "real"
     assumptions: tuple[str, ...] = ()
+    live_after_step: tuple[int, ...] = ()
+    leak_bytes_per_step: int = 0
+    leaks: tuple[Leak, ...] = ()
+    health: Health | None = None
+    host_memory: HostMemory | None = None
     torch_version: str = ""
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -150,6 +236,14 @@ class Profile:
         data["assumptions"] = list(self.assumptions)
         data["layers"] = [asdict(layer) for layer in self.layers]
         data["peak_holders"] = [asdict(h) for h in self.peak_holders]
+        data["live_after_step"] = list(self.live_after_step)
+        data["leaks"] = [asdict(leak) for leak in self.leaks]
+        if self.health is not None:
+            data["health"] = {
+                "layers": [asdict(layer) for layer in self.health.layers],
+                "flags": [asdict(flag) for flag in self.health.flags],
+                "advice": list(self.health.advice),
+            }
         data["timeline"] = {
             "index": list(self.timeline.index),
             "step": list(self.timeline.step),
@@ -180,6 +274,20 @@ class Profile:
             kwargs["assumptions"] = tuple(data.get("assumptions", ()))
             kwargs["layers"] = tuple(LayerStats(**layer) for layer in data.get("layers", ()))
             kwargs["peak_holders"] = tuple(Holder(**h) for h in data.get("peak_holders", ()))
+            kwargs["live_after_step"] = tuple(data.get("live_after_step", ()))
+            kwargs["leaks"] = tuple(Leak(**leak) for leak in data.get("leaks", ()))
+            health = data.get("health")
+            kwargs["health"] = (
+                None
+                if health is None
+                else Health(
+                    layers=tuple(LayerHealth(**layer) for layer in health.get("layers", ())),
+                    flags=tuple(HealthFlag(**flag) for flag in health.get("flags", ())),
+                    advice=tuple(health.get("advice", ())),
+                )
+            )
+            host = data.get("host_memory")
+            kwargs["host_memory"] = None if host is None else HostMemory(**host)
             tl = data.get("timeline") or {}
             kwargs["timeline"] = Timeline(
                 index=tuple(tl.get("index", ())),

@@ -9,6 +9,12 @@ The recorder says where allocation events come from: the allocator-level profile
 * ``torch.autograd.graph.saved_tensors_hooks`` sees every tensor saved for backward (activations);
 * gradient and optimizer-state storages are read after ``backward()`` and ``optimizer.step()``.
 
+With more than two steps, the profile's peak still comes from the first two (the events of later steps
+are cut off before it is built) and :mod:`memadvise.leaks` scans all steps for memory that survives;
+when it finds some, one extra step under :mod:`memadvise.leak_sources` finds the user's source lines.
+With ``health=True``, :mod:`memadvise.health` reduces outputs and gradients during the first step,
+outside the measured memory.
+
 Leaving the tracer removes every hook, restores train/eval flags, parameters, buffers, existing
 gradients and the RNG state, so the model computes exactly what it did before.
 """
@@ -17,17 +23,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import torch
 
-from memadvise.allocations import BaselineBlock, Capture, Events, build_profile
+from memadvise.allocations import BaselineBlock, Capture, Events, build_profile, first_steps
 from memadvise.allocator_events import AllocatorRecorder
+from memadvise.health import HealthMonitor
 from memadvise.kernel_buffers import KernelBufferModel
-from memadvise.profile import Category, Mode, OptimizerName, Phase, Profile
-from memadvise.training import PhaseContext, iter_tensors, make_optimizer, run_steps
+from memadvise.leaks import MIN_LEAK_STEPS, scan_leaks
+from memadvise.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
+from memadvise.training import PhaseContext, TrainStep, iter_tensors, make_optimizer, run_steps
+
+PEAK_STEPS = 2  # the peak is the max over the first two steps: step 1 already holds optimizer state
 
 
 class Recorder(Protocol):
@@ -149,6 +159,7 @@ class Tracer:
         batch_size: int = 0,
         preserve_state: bool = True,
         target_device: str | None = None,
+        health: bool = False,
     ) -> None:
         self.model = model
         self.mode = Mode(mode).value
@@ -159,7 +170,16 @@ class Tracer:
         device = _model_device(model)
         self._module_stack: list[str] = []
         self.recorder: Recorder
-        if device.type == "meta":
+        from memadvise.fake import fake_mode_of
+
+        fake_mode = fake_mode_of(model)
+        if fake_mode is not None:
+            from memadvise.fake import FakeRecorder
+
+            self.target = device
+            self.recorder = FakeRecorder(device, self._module_stack, fake_mode)
+            preserve_state = False  # fake tensors hold no values to restore
+        elif device.type == "meta":
             from memadvise.fake import FakeRecorder
 
             self.target = torch.device(target_device or "cuda")
@@ -176,6 +196,7 @@ class Tracer:
         self._capture = Capture()
         self._state: _ModelState | None = None
         self._profile: Profile | None = None
+        self._health = HealthMonitor() if health else None
 
     # -- context management ----------------------------------------------------------------------
     def __enter__(self) -> Tracer:
@@ -216,6 +237,8 @@ class Tracer:
                 self._module_stack.pop()
             self._capture.calls[self._step][mod_name] += 1
             self._capture.output_bytes[self._step][mod_name] += self._unique_bytes(output)
+            if self._health is not None:
+                self._health.activation(mod_name, self._step, output)
 
         return hook
 
@@ -255,8 +278,16 @@ class Tracer:
             self.recorder.close(handle)
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, inputs: Any, loss_fn: Callable[[Any, Any], Any] | None = None) -> Profile:
-        """Run the steps on ``inputs`` (already on the model's device) and build the profile."""
+    def run(
+        self,
+        inputs: Any,
+        loss_fn: Callable[[Any, Any], Any] | None = None,
+        train_step: TrainStep | None = None,
+    ) -> Profile:
+        """Run the steps on ``inputs`` (already on the model's device) and build the profile.
+
+        ``train_step(model, inputs, optimizer)`` replaces the default training step.
+        """
         recorder = self.recorder
         owners = _owner_names(self.model)
         baseline = baseline_blocks(self.model, inputs, recorder, self.sizes)
@@ -274,11 +305,11 @@ class Tracer:
             for p in self.model.parameters():
                 if p.grad is not None:
                     remember(self._capture.grads[step], p, p.grad)
+            if self._health is not None:
+                self._health.gradients(step, self.model)
 
-        def after_optimizer(step: int) -> None:
-            if optimizer is None:
-                return
-            for p, state in optimizer.state.items():
+        def after_optimizer(step: int, opt: torch.optim.Optimizer) -> None:
+            for p, state in opt.state.items():
                 for t in iter_tensors(dict(state)):
                     remember(self._capture.optimizer_state[step], p, t)
 
@@ -295,13 +326,26 @@ class Tracer:
                     phase=phase,
                     after_backward=after_backward,
                     after_optimizer=after_optimizer,
+                    train_step=train_step,
                 )
         finally:
             self._close_ranges()
+        events = recorder.events()
+        extra: dict[str, Any] = {"steps": self.steps}
+        if self.steps >= MIN_LEAK_STEPS:
+            scan = scan_leaks(events, self.steps, baseline)
+            leaks = scan.leaks
+            if leaks and not recorder.fake:
+                leaks = self._leak_sources(leaks, inputs, optimizer, loss_fn, train_step)
+            extra.update(
+                live_after_step=scan.live_after_step, leaks=leaks, leak_bytes_per_step=scan.bytes_per_step
+            )
+        if self._health is not None:
+            extra["health"] = self._health.report()
         optimizer = None  # the trace holds no optimizer state beyond this point
         assumptions = getattr(recorder, "assumptions", {})
-        self._profile = build_profile(
-            recorder.events(),
+        profile = build_profile(
+            first_steps(events, PEAK_STEPS),
             capture=self._capture,
             baseline=baseline,
             layers=_layer_table(self.model),
@@ -313,12 +357,42 @@ class Tracer:
                 "trace": "fake" if recorder.fake else "real",
                 "assumptions": tuple(f"{text} ({n}x)" for text, n in assumptions.items()),
                 "optimizer": self.optimizer_name if self.mode == "train" else OptimizerName.NONE.value,
-                "steps": self.steps,
+                "steps": min(self.steps, PEAK_STEPS),
                 "torch_version": torch.__version__,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         )
+        self._profile = replace(profile, **extra)
         return self._profile
+
+    def _leak_sources(
+        self,
+        leaks: tuple[Leak, ...],
+        inputs: Any,
+        optimizer: torch.optim.Optimizer | None,
+        loss_fn: Callable[[Any, Any], Any] | None,
+        train_step: TrainStep | None,
+    ) -> tuple[Leak, ...]:
+        """One more step, outside the recorded events, to find the source lines of the leaks."""
+        from memadvise.leak_sources import find_sources
+
+        self._step = self.steps
+
+        def one_step(_mode: Any) -> None:
+            run_steps(
+                self.model,
+                inputs,
+                mode=self.mode,
+                optimizer=optimizer,
+                loss_fn=loss_fn,
+                steps=1,
+                train_step=train_step,
+            )
+
+        try:
+            return find_sources(leaks, one_step, self._module_stack)
+        finally:
+            self._close_ranges()
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

@@ -4,12 +4,18 @@ A training step is ``model.train()``; forward on the batch; the loss; ``backward
 loss are released; ``optimizer.step()``; ``optimizer.zero_grad(set_to_none=True)``. Inference is
 ``model.eval()`` and a forward under ``torch.no_grad()``. The same code serves the tracer and the
 benchmarks, so "one plain step" means exactly what the tracer measures.
+
+A model file may replace the training step with ``train_step(model, inputs, optimizer)`` (GANs, RL,
+several losses, gradient clipping, Hugging Face-style loops); it returns the loss or ``None``. Its phases
+are found as it runs: every ``backward()`` (through ``torch.autograd.backward``) is a backward phase,
+every ``Optimizer.step()`` of any optimizer an optimizer phase, and the rest of the step is forward.
+Inference ignores ``train_step``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -18,6 +24,8 @@ from memadvise.errors import MemadviseError, UsageError
 from memadvise.profile import Mode, OptimizerName, Phase
 
 PhaseContext = Callable[[Phase, int], AbstractContextManager[Any]]
+TrainStep = Callable[[torch.nn.Module, Any, "torch.optim.Optimizer | None"], Any]
+AfterOptimizer = Callable[[int, "torch.optim.Optimizer"], None]
 
 
 class StepFailed(MemadviseError):
@@ -28,6 +36,26 @@ class StepFailed(MemadviseError):
         detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         super().__init__(f"{what} raised {detail}")
         self.what = what
+
+
+class BadStepResult(MemadviseError):
+    """``train_step()`` returned something other than the loss (a scalar) or ``None``."""
+
+
+def check_step_result(result: Any) -> None:
+    """A custom step returns the loss (a one-element tensor or a number) or ``None``."""
+    if result is None or isinstance(result, (int, float)) and not isinstance(result, bool):
+        return
+    if isinstance(result, torch.Tensor):
+        if result.numel() == 1:
+            return
+        raise BadStepResult(
+            f"train_step() returned a tensor of shape {tuple(result.shape)}; "
+            "it must return the loss (a scalar) or None"
+        )
+    raise BadStepResult(
+        f"train_step() returned {type(result).__name__}; it must return the loss (a scalar) or None"
+    )
 
 
 def call_model(model: torch.nn.Module, inputs: Any) -> Any:
@@ -128,9 +156,13 @@ def run_steps(
     steps: int = 2,
     phase: PhaseContext = _no_phase,
     after_backward: Callable[[int], None] | None = None,
-    after_optimizer: Callable[[int], None] | None = None,
+    after_optimizer: AfterOptimizer | None = None,
+    train_step: TrainStep | None = None,
 ) -> None:
-    """Run ``steps`` training or inference steps; ``phase(p, step)`` wraps each part of a step."""
+    """Run ``steps`` training or inference steps; ``phase(p, step)`` wraps each part of a step.
+
+    ``train_step`` replaces the default training step (see the module docstring).
+    """
     if Mode(mode) is Mode.INFERENCE:
         model.eval()
         with torch.no_grad():
@@ -140,6 +172,13 @@ def run_steps(
                     del out
         return
     model.train()
+    if train_step is not None:
+        for step in range(steps):
+            with _custom_step_phases(step, phase, after_backward, after_optimizer):
+                result = _guarded("train_step()", train_step, model, inputs, optimizer)
+            check_step_result(result)
+            del result
+        return
     params = [p for p in model.parameters() if p.requires_grad]
     for step in range(steps):
         with phase(Phase.FORWARD, step):
@@ -163,8 +202,58 @@ def run_steps(
             else:
                 for p in params:
                     p.grad = None
+        if after_optimizer is not None and optimizer is not None:
+            after_optimizer(step, optimizer)
+
+
+@contextmanager
+def _custom_step_phases(
+    step: int,
+    phase: PhaseContext,
+    after_backward: Callable[[int], None] | None,
+    after_optimizer: AfterOptimizer | None,
+) -> Iterator[None]:
+    """Phases of a custom step: forward by default, backward inside ``torch.autograd.backward``,
+    optimizer inside any ``Optimizer.step()``; the callbacks run after each backward and optimizer step."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    stack = ExitStack()
+    current: list[AbstractContextManager[Any]] = []
+
+    def switch(to: Phase) -> None:
+        if current:
+            current.pop().__exit__(None, None, None)
+        ctx = phase(to, step)
+        ctx.__enter__()
+        current.append(ctx)
+
+    original_backward = torch.autograd.backward
+
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        switch(Phase.BACKWARD)
+        try:
+            return original_backward(*args, **kwargs)
+        finally:
+            if after_backward is not None:
+                after_backward(step)
+            switch(Phase.FORWARD)
+
+    def pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        switch(Phase.OPTIMIZER)
+
+    def post_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if after_optimizer is not None:
-            after_optimizer(step)
+            after_optimizer(step, opt)
+        switch(Phase.FORWARD)
+
+    stack.callback(lambda: current and current.pop().__exit__(None, None, None))
+    stack.enter_context(register_optimizer_step_pre_hook(pre_hook))
+    stack.enter_context(register_optimizer_step_post_hook(post_hook))
+    torch.autograd.backward = backward
+    stack.callback(setattr, torch.autograd, "backward", original_backward)
+    with stack:
+        switch(Phase.FORWARD)
+        yield
 
 
 def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 HELP = """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
 
 MODEL_FILE is a Python file defining build_model() and example_inputs(batch_size) (and optionally
-loss_fn(output, inputs)); use FILE.py:factory to call another factory than build_model.
+loss_fn(output, inputs), train_step(model, inputs, optimizer) to replace the whole training step, and
+make_dataloader()); use FILE.py:factory to call another factory than build_model.
+
+--steps K (K >= 3) traces K steps and reports memory that grows from step to step as a leak, with
+where the surviving tensors were created; the peak stays the max over the first two steps.
+--health adds per-layer numerical figures (max |activation|, gradient norms), fp16/bf16 flags and
+precision advice. --dataloader-workers/--pin-memory (or the file's make_dataloader()) add the host
+memory of prefetched and pinned batches.
 
 The terminal report has a compact timeline under the summary; --tree adds
 memory at the peak by module hierarchy. --format html (or -o FILE.html) writes
@@ -50,6 +57,9 @@ Examples:
   memadvise profile sample_models/bert.py --format csv --table timeline -o timeline.csv
   memadvise profile sample_models/llama2_7b.py --fake          # meta device: nothing allocated
   memadvise profile sample_models/resnet.py --fake --target-device cpu
+  memadvise profile sample_models/mlp.py --steps 5             # leak check over 5 steps
+  memadvise profile sample_models/gpt2.py --health
+  memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
 """
 
 FormatOpt = Annotated[
@@ -68,6 +78,25 @@ TreeOpt = Annotated[
 DepthOpt = Annotated[
     int | None,
     typer.Option("--depth", min=1, help="Levels of the module tree to show (implies --tree; default: all)."),
+]
+StepsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--steps",
+        help="Trace K >= 3 steps and report leaks (default: 2 steps, no leak check).",
+    ),
+]
+HealthOpt = Annotated[
+    bool,
+    typer.Option("--health", help="Gather numerical health: activation ranges, gradient norms, NaN/Inf."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--dataloader-workers", min=0, help="DataLoader workers, for the host-memory estimate."),
+]
+PinOpt = Annotated[
+    bool | None,
+    typer.Option("--pin-memory/--no-pin-memory", help="DataLoader pin_memory, for the host-memory estimate."),
 ]
 TableOpt = Annotated[
     CsvTable | None,
@@ -93,12 +122,24 @@ def profile_command(
     tree: TreeOpt = False,
     depth: DepthOpt = None,
     table: TableOpt = None,
+    steps: StepsOpt = None,
+    health: HealthOpt = False,
+    dataloader_workers: WorkersOpt = None,
+    pin_memory: PinOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
+    from memadvise.errors import UsageError
+    from memadvise.leaks import MIN_LEAK_STEPS
 
+    if steps is not None and steps < MIN_LEAK_STEPS:
+        raise UsageError(
+            f"--steps must be at least {MIN_LEAK_STEPS} to tell a leak from warm-up, not {steps}"
+        )
     chosen = choose_format(fmt, output, tree=tree or depth is not None, table=table)
     where = chosen_device(device, fake, target_device)
+    if health and where == "meta":
+        raise UsageError("--health needs real values; it cannot be combined with --fake")
     kind = ", fake" if where == "meta" else ""
     with progress(f"Profiling {model_file} ({mode.value}, batch {batch_size}{kind})…"):
         prof = profile_file(
@@ -108,6 +149,10 @@ def profile_command(
             optimizer=optimizer.value,
             device=where,
             target_device=target_device.value if target_device else None,
+            steps=steps or 2,
+            health=health,
+            dataloader_workers=dataloader_workers,
+            pin_memory=pin_memory,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 
