@@ -5,8 +5,11 @@ For each model file, in one process and one run:
     optimizer state exists), run by the same step code the tracer uses, with no hooks or profiler;
   * profile     — the wall time of ``memadvise.profile_model`` on the same model and batch: it traces two
     steps (the peak is taken over the first two, so optimizer state is included) and builds the report.
+  * health      — the same profile with ``health=True`` (``--health``); ``health extra`` is its extra time
+    over the plain profile (target: under 30%). Both profiles run twice, interleaved; the faster of each
+    pair is kept to damp noise.
 The ratio profile / plain step is the figure to watch (target: at most 3x). Import and model-building
-time are excluded from both.
+time are excluded from both. A model file's ``train_step()`` is used for the plain step and the traces.
 
     python bench/overhead.py                      # sample_models/*.py and tests/zoo/*.py, batch 2
     python bench/overhead.py sample_models/gpt2.py --batch-size 8 --csv overhead.csv
@@ -39,22 +42,37 @@ def measure(path: str, batch_size: int, repeats: int = 3) -> dict[str, object]:
     model = spec.build()
     inputs = spec.inputs(batch_size)
     optimizer = make_optimizer("adamw", model.parameters())
-    run_steps(model, inputs, optimizer=optimizer, loss_fn=spec.loss_fn, steps=1)  # warm-up
+    step = {"optimizer": optimizer, "loss_fn": spec.loss_fn, "train_step": spec.train_step}
+    run_steps(model, inputs, steps=1, **step)  # type: ignore[arg-type]  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        run_steps(model, inputs, optimizer=optimizer, loss_fn=spec.loss_fn, steps=1)
+        run_steps(model, inputs, steps=1, **step)  # type: ignore[arg-type]
         times.append(time.perf_counter() - start)
     plain = statistics.median(times)
-    del optimizer
-    start = time.perf_counter()
-    prof = memadvise.profile_model(model, inputs, loss_fn=spec.loss_fn, name=spec.name, batch_size=batch_size)
-    traced = time.perf_counter() - start
+    del optimizer, step
+    traced: list[float] = []
+    checked: list[float] = []
+    for _ in range(2):
+        for health, into in ((False, traced), (True, checked)):
+            start = time.perf_counter()
+            prof = memadvise.profile_model(
+                model,
+                inputs,
+                loss_fn=spec.loss_fn,
+                train_step=spec.train_step,
+                name=spec.name,
+                batch_size=batch_size,
+                health=health,
+            )
+            into.append(time.perf_counter() - start)
     return {
         "model": spec.name,
         "plain_step_s": plain,
-        "profile_s": traced,
-        "ratio": traced / plain,
+        "profile_s": min(traced),
+        "ratio": min(traced) / plain,
+        "health_s": min(checked),
+        "health_extra": min(checked) / min(traced) - 1,
         "peak_bytes": prof.peak_bytes,
     }
 
@@ -82,7 +100,7 @@ def main() -> None:
         title=f"Profiling cost vs one plain training step (batch {args.batch_size}, "
         f"torch {torch.__version__})"
     )
-    for column in ("model", "plain step", "profile", "ratio"):
+    for column in ("model", "plain step", "profile", "ratio", "with --health", "health extra"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         table.add_row(
@@ -90,11 +108,18 @@ def main() -> None:
             f"{row['plain_step_s'] * 1000:.1f} ms",
             f"{row['profile_s'] * 1000:.1f} ms",
             f"{row['ratio']:.2f}x",
+            f"{row['health_s'] * 1000:.1f} ms",
+            f"{100 * row['health_extra']:+.0f}%",  # type: ignore[operator]
         )
     ratios = [float(r["ratio"]) for r in rows]  # type: ignore[arg-type]
     console.print(table)
     console.print(
         f"median ratio {statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x (target: at most 3x)"
+    )
+    extras = [float(r["health_extra"]) for r in rows]  # type: ignore[arg-type]
+    console.print(
+        f"--health extra time: median {100 * statistics.median(extras):+.0f}%, "
+        f"worst {100 * max(extras):+.0f}% (target: under 30%)"
     )
     if args.csv:
         import pandas as pd

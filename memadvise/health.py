@@ -2,7 +2,8 @@
 
 During the first step, every module's output gets one reduction (its largest magnitude, which is NaN
 or inf when the output holds one), and after the first backward every module's own gradients get a few
-(norm, largest magnitude, how many nonzero values fall below fp16's smallest normal and subnormal).
+(norm, largest magnitude, and the share of nonzero values below fp16's smallest normal and subnormal,
+counted on up to 4096 evenly spaced values of each gradient).
 The reductions run under a profiler range that the event walk skips (``HEALTH_RANGE``), under
 ``no_grad``, and their results stay on the device until the trace ends, so they neither appear in the
 measured memory nor force a device synchronisation per module. The values are read once, afterwards.
@@ -30,6 +31,7 @@ BF16_MAX = float(torch.finfo(torch.bfloat16).max)
 FP16_MIN_NORMAL = 2.0**-14  # 6.1e-5
 FP16_MIN_SUBNORMAL = 2.0**-24  # 6.0e-8
 UNDERFLOW_SHARE = 0.05  # flag a module when this share of its nonzero gradients would underflow
+SAMPLE = 4096  # underflow shares are counted on at most this many evenly spaced values per gradient
 DEPTH_RATIO = 1e3  # "orders of magnitude": first vs last layer gradient norm
 
 
@@ -46,8 +48,33 @@ class HealthMonitor:
 
     step: int = 0
     _acts: list[tuple[str, torch.Tensor]] = field(default_factory=list)
-    _grads: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+    _grad_parts: tuple[list[str], list[int], Any, Any, list[torch.Tensor]] | None = None
     _done_grads: bool = False
+
+    def _grad_stats(self) -> dict[str, list[float]]:
+        """name → [norm, max |g|, below normal, below subnormal, nonzero] (read after the trace)."""
+        if self._grad_parts is None:
+            return {}
+        names, owner, norms, maxima, counts = self._grad_parts
+        self._grad_parts = None
+        norm_list = torch.stack([n.float() for n in norms]).tolist()
+        max_list = torch.stack([m.float() for m in maxima]).tolist()
+        below_normal, below_sub, zeros, sizes = (c.tolist() for c in counts)
+        sumsq = [0.0] * len(names)
+        amax = [0.0] * len(names)
+        for k, n, m in zip(owner, norm_list, max_list, strict=True):
+            sumsq[k] += n * n
+            amax[k] = m if math.isnan(m) or math.isnan(amax[k]) else max(amax[k], m)
+        return {
+            name: [
+                math.sqrt(sumsq[k]) if sumsq[k] >= 0 else sumsq[k],
+                amax[k],
+                below_normal[k] - zeros[k],
+                below_sub[k] - zeros[k],
+                sizes[k] - zeros[k],
+            ]
+            for k, name in enumerate(names)
+        }
 
     def activation(self, name: str, step: int, output: Any) -> None:
         """Largest magnitude of a module's floating-point outputs (first step only)."""
@@ -57,46 +84,54 @@ class HealthMonitor:
         if not tensors:
             return
         with excluded():
-            values = [torch.linalg.vector_norm(t.detach(), ord=math.inf).float() for t in tensors]
-            value = values[0] if len(values) == 1 else torch.stack(values).max()
+            values = [torch.linalg.vector_norm(t.detach(), ord=math.inf) for t in tensors]
+            value = values[0] if len(values) == 1 else torch.stack([v.float() for v in values]).max()
         self._acts.append((name, value))
 
     def gradients(self, step: int, model: torch.nn.Module) -> None:
-        """Norm, largest magnitude and underflow counts of each module's own gradients (first backward)."""
+        """Norm, largest magnitude and underflow counts of each module's own gradients (first backward).
+
+        A handful of operators for the whole model (foreach norms, one concatenation, segment sums),
+        whatever its number of modules.
+        """
         if step != self.step or self._done_grads:
             return
         self._done_grads = True
         seen: set[int] = set()  # a tied parameter counts for the first module that registers it
+        names: list[str] = []
+        grads: list[torch.Tensor] = []
+        owner: list[int] = []
+        for name, module in model.named_modules():
+            own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+            seen.update(id(p) for p in own)
+            mine = [p.grad.detach() for p in own if p.grad is not None and p.grad.is_floating_point()]
+            mine = [g for g in mine if g.numel()]
+            if mine:
+                names.append(name)
+                grads.extend(mine)
+                owner.extend([len(names) - 1] * len(mine))
+        if not grads:
+            return
         with excluded():
-            for name, module in model.named_modules():
-                own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
-                seen.update(id(p) for p in own)
-                grads = [p.grad for p in own if p.grad is not None]
-                grads = [g for g in grads if g.is_floating_point() and g.numel()]
-                if not grads:
-                    continue
-                flat = (
-                    grads[0].detach().reshape(-1)
-                    if len(grads) == 1
-                    else torch.cat([g.detach().reshape(-1) for g in grads])
-                )
-                a = flat.abs().float()
-                zeros = a.numel() - torch.count_nonzero(a)
-                stats = torch.stack(
-                    [
-                        torch.linalg.vector_norm(a),
-                        a.max(),
-                        (torch.count_nonzero(a < FP16_MIN_NORMAL) - zeros).float(),
-                        (torch.count_nonzero(a < FP16_MIN_SUBNORMAL) - zeros).float(),
-                        (a.numel() - zeros).float(),
-                    ]
-                )
-                self._grads.append((name, stats))
+            norms = torch._foreach_norm(grads, 2)
+            maxima = torch._foreach_norm(grads, math.inf)
+            lengths = torch.zeros(len(names), dtype=torch.int64)
+            for g, k in zip(grads, owner, strict=True):
+                lengths[k] += min(g.numel(), SAMPLE)
+            lengths = lengths.to(grads[0].device)
+            samples = [_sample(g) for g in grads]
+            a = torch.cat([g.float() for g in samples]).abs_()
+            counts = [
+                torch.segment_reduce(mask.float(), "sum", lengths=lengths)
+                for mask in (a < FP16_MIN_NORMAL, a < FP16_MIN_SUBNORMAL, a == 0)
+            ]
+            counts.append(lengths)
+        self._grad_parts = (names, owner, norms, maxima, counts)
 
     def report(self) -> Health:
         """Read the reductions (one transfer) and turn them into layers, flags and advice."""
-        act_values = torch.stack([v for _, v in self._acts]).tolist() if self._acts else []
-        grad_values = torch.stack([v for _, v in self._grads]).tolist() if self._grads else []
+        act_values = torch.stack([v.float() for _, v in self._acts]).tolist() if self._acts else []
+        grad_values = self._grad_stats()
         act_names = [n for n, _ in self._acts]
         order: list[str] = []
         act_max: dict[str, float] = {}
@@ -113,9 +148,8 @@ class HealthMonitor:
                     first_bad = (name, kind)
             else:
                 act_max[name] = max(act_max[name], value)
-        grads = {name: stats for (name, _), stats in zip(self._grads, grad_values, strict=True)}
+        grads = grad_values
         self._acts.clear()
-        self._grads.clear()
         names = order + [n for n in grads if n not in act_max]
         layers = tuple(
             _layer(name, act_max.get(name), nonfinite.get(name, ""), grads.get(name)) for name in names
@@ -128,6 +162,15 @@ class HealthMonitor:
             first_bad = (bad_grads[-1], "nan or inf in the gradients")
         flags = _flags(layers, first_bad, order)
         return Health(layers=layers, flags=flags, advice=advice(flags))
+
+
+def _sample(g: torch.Tensor) -> torch.Tensor:
+    """At most ``SAMPLE`` evenly spaced values of ``g`` (a strided view, so nothing is copied)."""
+    flat = g.reshape(-1)
+    n = flat.numel()
+    if n <= SAMPLE:
+        return flat
+    return flat[:: n // SAMPLE][:SAMPLE]
 
 
 def _finite(value: float) -> float | None:

@@ -290,6 +290,59 @@ def module_tree(profile: Profile, max_depth: int | None = None) -> RenderableTyp
     return Group(*parts)
 
 
+def leaks_section(profile: Profile, top: int = 10) -> RenderableType:
+    """Live memory after each step and the leaks (only for traces of three steps or more)."""
+    after = " → ".join(format_bytes(n) for n in profile.live_after_step)
+    head = Text.assemble(("Leaks", "bold"), f"  live after each of {profile.steps} steps: {after}")
+    if not profile.leaks:
+        return Group(
+            head, Text("No leak: nothing allocated in one step outlives the next ones.", style="green")
+        )
+    head.append("\n")
+    head.append(f"Leaking {format_bytes(profile.leak_bytes_per_step)} per step", style="bold red")
+    table = Table(title="Tensors that outlive their step, by origin", title_justify="left")
+    for column in ("per step", "module", "operator", "created at"):
+        table.add_column(column, justify="right" if column == "per step" else "left")
+    for leak in profile.leaks[:top]:
+        table.add_row(
+            format_bytes(leak.bytes_per_step), module_label(leak.module), leak.op, leak.source or "-"
+        )
+    return Group(head, table)
+
+
+def health_section(profile: Profile, top: int = 10) -> RenderableType:
+    """Numerical health: flags, advice and the layers with the largest activations."""
+    health = profile.health
+    assert health is not None
+    parts: list[RenderableType] = [Text("Numerical health", style="bold")]
+    for line in health.advice:
+        parts.append(Text(f"• {line}", style="yellow" if health.flags else "green"))
+    rows = sorted(health.layers, key=lambda layer: -(layer.max_abs_activation or 0.0))[:top]
+    table = Table(title=f"Largest activations (top {len(rows)})", title_justify="left")
+    for column in ("layer", "max |activation|", "grad norm", "grads < fp16 normal"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for layer in rows:
+        act = "nan/inf" if layer.nonfinite else f"{layer.max_abs_activation or 0.0:.3g}"
+        norm = "-" if layer.grad_norm is None else f"{layer.grad_norm:.3g}"
+        table.add_row(module_label(layer.name), act, norm, f"{layer.grad_below_fp16_normal:.0%}")
+    parts.append(table)
+    return Group(*parts)
+
+
+def host_memory_line(profile: Profile) -> RenderableType:
+    host = profile.host_memory
+    assert host is not None
+    text = Text.assemble(
+        ("Host RAM for data loading ", "bold"), (format_bytes(host.total_bytes), "bold magenta")
+    )
+    text.append(
+        f"  ({host.workers} workers x prefetch {host.prefetch_factor}: {format_bytes(host.prefetched_bytes)}"
+        f" prefetched; pinned: {format_bytes(host.pinned_bytes)}; one batch {format_bytes(host.batch_bytes)};"
+        f" from {host.source})"
+    )
+    return text
+
+
 def render_profile(
     profile: Profile, top: int = 10, tree: bool = False, depth: int | None = None
 ) -> RenderableType:
@@ -305,5 +358,11 @@ def render_profile(
     ]
     if tree:
         parts.append(module_tree(profile, depth))
+    if profile.steps >= 3 and profile.live_after_step:
+        parts.append(leaks_section(profile, top))
+    if profile.health is not None:
+        parts.append(health_section(profile, top))
+    if profile.host_memory is not None:
+        parts.append(host_memory_line(profile))
     parts.append(note)
     return Group(*parts)

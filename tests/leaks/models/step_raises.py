@@ -1,0 +1,20 @@
+"""A ``train_step`` that raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def build_model() -> nn.Module:
+    return nn.Linear(4, 3)
+
+
+def example_inputs(batch_size: int) -> torch.Tensor:
+    return torch.randn(batch_size, 4)
+
+
+def train_step(model: nn.Module, inputs: torch.Tensor, optimizer: Any) -> torch.Tensor:
+    raise ValueError("reward buffer is empty")
