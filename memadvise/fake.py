@@ -18,12 +18,14 @@ What a fake run cannot see, and how memadvise handles it:
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
@@ -36,14 +38,99 @@ _LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default
 META = torch.device("meta")
 
 
+_MACHINERY = ("/torch/_", "/torch/utils/", "/torch/overrides", "memadvise/fake.py")
+_LOOP_LIMIT = 3
+_repeats: dict[tuple[str, int], int] = {}
+
+
+def _reading_site() -> tuple[str, int]:
+    """File and line of the code that read a tensor's value (outside PyTorch's dispatch machinery)."""
+    frame = sys._getframe(2)
+    while frame is not None and any(part in frame.f_code.co_filename for part in _MACHINERY):
+        frame = frame.f_back  # type: ignore[assignment]
+    return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("", 0)
+
+
+def assumed_scalar(value: torch.Tensor, note: Any) -> bool | int | float:
+    """The value a fake tensor is assumed to hold when code reads it (``.item()``, ``if t:``).
+
+    Checks are assumed True — unless the same line asks again and again, as a rejection-sampling
+    loop does (``while True: ... if not mask.any(): break``): after a few rounds it gets False.
+    """
+    if value.dtype == torch.bool:
+        site = _reading_site()
+        _repeats[site] = _repeats.get(site, 0) + 1
+        if _repeats[site] > _LOOP_LIMIT:
+            _repeats[site] = 0
+            note("a data-dependent check repeated in a loop was assumed False to end the loop")
+            return False
+        note("a data-dependent check on a tensor was assumed to be True")
+        return True
+    note("a tensor value read with .item() was assumed to be 1")
+    return 1.0 if value.dtype.is_floating_point else 1
+
+
+class AssumeScalars(TorchDispatchMode):
+    """While a fake model and its batch are built: answer data-dependent reads by assumption."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.assumptions: dict[str, int] = {}
+
+    def _note(self, what: str) -> None:
+        self.assumptions[what] = self.assumptions.get(what, 0) + 1
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is _LOCAL_SCALAR:
+            return assumed_scalar(args[0], self._note)
+        return func(*args, **(kwargs or {}))
+
+
+def fake_mode_of(model: torch.nn.Module) -> Any:
+    """The FakeTensorMode that made ``model``'s tensors, or ``None`` for a real (or meta) model."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.fake_mode if isinstance(t, FakeTensor) else None
+    return None
+
+
+def new_fake_mode() -> Any:
+    """A FakeTensorMode for building a model whose tensors report a real device but hold no data."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+class _CompositeLikeReal(TorchFunctionMode):
+    """Keep composite operators on the path a real tensor takes.
+
+    ``F.linear`` with a bias on a non-contiguous batch of inputs ends in ``output.add_(bias)`` for
+    real tensors, but in an out-of-place ``add`` (one more output-sized buffer) for tensor
+    subclasses such as fake tensors; here it is computed the real tensors' way.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if bias is not None and x.dim() > 2 and not x.is_contiguous():
+                return torch.matmul(x, weight.t()).add_(bias)
+        return func(*args, **kwargs)
+
+
 class FakeRecorder(TorchDispatchMode):
     """Records allocation events of operators running on meta tensors."""
 
     fake = True
 
-    def __init__(self, target: torch.device, module_stack: list[str]) -> None:
+    def __init__(self, target: torch.device, module_stack: list[str], fake_mode: Any = None) -> None:
         super().__init__()
-        self.device = META
+        # With a FakeTensorMode, tensors carry the target's device (so device-dependent code paths
+        # follow the target's, e.g. CPU RNN kernels); without one, they live on the meta device.
+        self.fake_mode = fake_mode
+        self.device = target if fake_mode is not None else META
         self.target = target
         self.kernels = KernelBufferModel(target)
         self._module_stack = module_stack
@@ -130,8 +217,12 @@ class FakeRecorder(TorchDispatchMode):
     def session(self) -> Iterator[None]:
         self.recording = True
         try:
-            with torch.device("meta"), self:
-                yield
+            if self.fake_mode is not None:
+                with self.fake_mode, self, _CompositeLikeReal():
+                    yield
+            else:
+                with torch.device("meta"), self:
+                    yield
         finally:
             self.recording = False
 
@@ -148,12 +239,7 @@ class FakeRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         name = f"aten::{func.__name__.split('.')[0]}" if hasattr(func, "__name__") else str(func)
         if func is _LOCAL_SCALAR:
-            value = args[0]
-            if value.dtype == torch.bool:
-                self._assume("a data-dependent check on a tensor was assumed to be True")
-                return True
-            self._assume("a tensor value read with .item() was assumed to be 1")
-            return 1.0 if value.dtype.is_floating_point else 1
+            return assumed_scalar(args[0], self._assume)
         self._group += 1
         self._op = name
         if self._module_stack and torch.is_grad_enabled():
@@ -169,6 +255,9 @@ class FakeRecorder(TorchDispatchMode):
                     out = func(*args, **kwargs)
                 except NotImplementedError:
                     out = self._run_for_real(func, name, args, kwargs)
+                if plan.sized_output is not None:
+                    index, nbytes = plan.sized_output
+                    out = (*out[:index], torch.empty(nbytes, dtype=torch.uint8), *out[index + 1 :])
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     self.key(t)
@@ -183,10 +272,14 @@ class FakeRecorder(TorchDispatchMode):
         self._assume(f"{name} has no meta implementation: ran on zero-filled CPU inputs")
 
         def real(a: Any) -> Any:
-            if isinstance(a, torch.Tensor) and a.device.type == "meta":
+            if isinstance(a, torch.Tensor):
                 return torch.zeros(a.shape, dtype=a.dtype, device="cpu")
             return a
 
         with torch.device("cpu"):
             out = func(*tree_map(real, args), **tree_map(real, kwargs))
+        if self.fake_mode is not None:
+            return tree_map(
+                lambda o: self.fake_mode.from_tensor(o) if isinstance(o, torch.Tensor) else o, out
+            )
         return tree_map(lambda o: o.to("meta") if isinstance(o, torch.Tensor) else o, out)

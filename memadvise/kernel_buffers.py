@@ -17,20 +17,29 @@ from typing import Any
 import torch
 
 CUDA_BLOCK_ROUNDING = 512
-SMALL_SPATIAL = 4  # input height x width at or under which oneDNN's backward changes algorithm
+SMALL_SPATIAL = 4
+LSTM_SCRATCH_BASE = 16952  # bytes of oneDNN's LSTM scratch pad that do not scale with the shape
+LSTM_WORKSPACE_MIN = 28672
+PAGE = 4096  # input height x width at or under which oneDNN's backward changes algorithm
 
 _aten = torch.ops.aten
 
 
 @dataclass(frozen=True)
 class BufferPlan:
-    """Transient buffers (bytes) around one operator."""
+    """Transient buffers (bytes) around one operator, and an output whose real size the fake kernel
+    does not give (``(output index, bytes)``, e.g. a workspace saved for backward)."""
 
     before_outputs: tuple[int, ...] = ()
     around_outputs: tuple[int, ...] = ()
+    sized_output: tuple[int, int] | None = None
 
 
 NO_BUFFERS = BufferPlan()
+
+
+def _pages(nbytes: int) -> int:
+    return -(-nbytes // PAGE) * PAGE
 
 
 def _nbytes(t: Any) -> int:
@@ -79,7 +88,38 @@ class KernelBufferModel:
                 return self._cpu_conv_backward(*args)
             if func is _aten.native_batch_norm_backward.default:
                 return self._cpu_batch_norm_backward(args[1])
+            if func is _aten.mkldnn_rnn_layer.default:
+                return self._cpu_lstm_layer(*args)
+            if func is _aten.mkldnn_rnn_layer_backward.default:
+                return self._cpu_lstm_layer_backward(*args)
         return NO_BUFFERS
+
+    @staticmethod
+    def _cpu_lstm_layer(x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *rest: Any) -> BufferPlan:
+        """oneDNN LSTM layer on CPU (fitted on 11 shapes, torch 2.14, one thread).
+
+        While it runs it holds reordered copies of both weight matrices, the summed biases and a
+        scratch pad of about four gate-sized rows per time step; in training it also returns a
+        workspace (saved for backward) of about 15 hidden-state rows per time step, in 4 KiB pages.
+        """
+        steps, batch, hidden = int(x.shape[0]), int(x.shape[1]), int(w_hh.shape[1])
+        train = bool(rest[-1])
+        row = batch * hidden * x.element_size()
+        scratch = 4 * steps * row + LSTM_SCRATCH_BASE
+        plan_buffers = (_nbytes(w_ih), _nbytes(w_hh), _nbytes(b_ih), scratch)
+        if not train:
+            return BufferPlan(around_outputs=plan_buffers)
+        workspace = max(LSTM_WORKSPACE_MIN, _pages((15 * steps + 24) * row))
+        return BufferPlan(around_outputs=plan_buffers, sized_output=(3, workspace))
+
+    @staticmethod
+    def _cpu_lstm_layer_backward(x: Any, w_ih: Any, w_hh: Any, *rest: Any) -> BufferPlan:
+        """oneDNN LSTM layer backward on CPU: reordered weights, summed biases and a scratch pad."""
+        steps, batch, hidden = int(x.shape[0]), int(x.shape[1]), int(w_hh.shape[1])
+        scratch = 4 * steps * batch * hidden * x.element_size() + LSTM_SCRATCH_BASE
+        return BufferPlan(
+            around_outputs=(_nbytes(w_ih), _nbytes(w_hh), 4 * hidden * x.element_size(), scratch)
+        )
 
     @staticmethod
     def _cpu_batch_norm_backward(x: Any) -> BufferPlan:

@@ -33,18 +33,6 @@ MAX_ERROR = 0.02
 MAX_MEDIAN_ERROR = 0.01
 # Fake (meta-device) traces follow CPU kernels here (--target-device cpu) and must be within 3%.
 MAX_FAKE_ERROR = 0.03
-# Fake traces that miss the 3% target today: oneDNN's CPU RNN kernels keep reordered weights and
-# workspaces that the fake trace does not model yet. Strict: the mark must go when they pass.
-KNOWN_FAKE_MISSES = {
-    ("zoo/gru_bidir.py", "train"),
-    ("zoo/gru_bidir.py", "inference"),
-    ("zoo/lstm_lm.py", "train"),
-    ("zoo/lstm_lm.py", "inference"),
-    ("sample_models/lstm_lm.py", "inference"),
-}
-RNN_MISS = pytest.mark.xfail(
-    strict=True, reason="CPU RNN kernel buffers are not modelled in fake traces yet (errors printed above)"
-)
 # Phases are compared only where the truth's winning phase leads the runner-up by this much.
 PHASE_MARGIN = 0.05
 OPTIONAL_LIBS = ("transformers", "torchvision")
@@ -95,9 +83,8 @@ def _cases() -> list[Any]:
                 )
         for mode in MODES[: 2 if batch_sizes else 0]:
             batch = batch_sizes[0]
-            marks = [RNN_MISS] if (_label(path), mode) in KNOWN_FAKE_MISSES else []
             case_id = f"{_label(path)}-{mode}-b{batch}-fake"
-            cases.append(pytest.param(path, batch, mode, libs, "fake", id=case_id, marks=marks))
+            cases.append(pytest.param(path, batch, mode, libs, "fake", id=case_id))
     return cases
 
 
