@@ -39,7 +39,7 @@ def summary(profile: Profile) -> RenderableType:
     head.append("memadvise profile", style="bold")
     head.append(
         f"  {profile.model} · {profile.mode} · batch {profile.batch_size} · optimizer {profile.optimizer}"
-        f" · {profile.device}{' (fake trace on meta)' if profile.trace == 'fake' else ''}"
+        f" · {profile.device}{' kernels (fake trace)' if profile.trace == 'fake' else ''}"
         f" · torch {profile.torch_version}\n"
     )
     head.append("Peak ", style="bold")

@@ -47,7 +47,7 @@ def test_both_spellings_trace_fake_and_default_to_cuda_kernels(spelling: tuple[s
 def test_table_says_the_trace_is_fake() -> None:
     result = invoke("--fake")
     assert result.exit_code == 0, result.stderr
-    assert "fake trace on meta" in result.stdout
+    assert "kernels (fake trace)" in result.stdout
 
 
 @pytest.mark.parametrize(
