@@ -102,6 +102,7 @@ def profile_file(
     health: bool = False,
     dataloader_workers: int | None = None,
     pin_memory: bool | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -147,6 +148,7 @@ def profile_file(
             preserve_state=False,
             target_device=target_device,
             health=health,
+            progress=progress,
         ) as tracer:
             tracer.run(inputs, spec.loss_fn, spec.train_step)
     except StepFailed as exc:

@@ -160,8 +160,10 @@ class Tracer:
         preserve_state: bool = True,
         target_device: str | None = None,
         health: bool = False,
+        progress: Callable[[str, int], None] | None = None,
     ) -> None:
         self.model = model
+        self._progress = progress
         self.mode = Mode(mode).value
         self.optimizer_name = OptimizerName(optimizer).value
         self.steps = steps
@@ -271,6 +273,8 @@ class Tracer:
     @contextmanager
     def _phase(self, phase: Phase, step: int) -> Iterator[None]:
         self._step = step
+        if self._progress is not None:
+            self._progress(phase.value, step)
         handle = self.recorder.open_phase(phase.value, step)
         try:
             yield

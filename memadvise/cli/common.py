@@ -135,6 +135,44 @@ def handles_errors(fn: F) -> F:
 
 
 @contextmanager
+def step_progress(
+    message: str, steps: int, phases_per_step: int
+) -> Iterator[Callable[[str, int], None] | None]:
+    """A progress bar on stderr over the traced steps' phases (only when stderr is a terminal).
+
+    Yields the callback the tracer calls as each phase starts (``None`` when nothing is shown).
+    """
+    console = stderr_console()
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    total = steps * phases_per_step
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} phases"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{message}: building the model", total=total)
+        seen = 0
+
+        def advance(phase: str, step: int) -> None:
+            nonlocal seen
+            bar.update(
+                task, completed=min(seen, total), description=f"{message}: step {step + 1}/{steps} {phase}"
+            )
+            seen += 1
+
+        yield advance
+        bar.update(task, completed=total)
+
+
+@contextmanager
 def progress(message: str) -> Iterator[None]:
     """A spinner on stderr while long work runs (only when stderr is a terminal)."""
     console = stderr_console()

@@ -20,9 +20,9 @@ from memadvise.cli.common import (
     TargetDeviceOpt,
     chosen_device,
     handles_errors,
-    progress,
     stderr_console,
     stdout_console,
+    step_progress,
 )
 from memadvise.reporters import CsvTable, Format, format_for_path
 
@@ -141,7 +141,9 @@ def profile_command(
     if health and where == "meta":
         raise UsageError("--health needs real values; it cannot be combined with --fake")
     kind = ", fake" if where == "meta" else ""
-    with progress(f"Profiling {model_file} ({mode.value}, batch {batch_size}{kind})…"):
+    n_steps = steps or 2
+    phases = 3 if mode is ModeChoice.train else 1
+    with step_progress(f"Profiling {Path(model_file).name}{kind}", n_steps, phases) as on_phase:
         prof = profile_file(
             model_file,
             batch_size=batch_size,
@@ -153,6 +155,7 @@ def profile_command(
             health=health,
             dataloader_workers=dataloader_workers,
             pin_memory=pin_memory,
+            progress=on_phase,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 
