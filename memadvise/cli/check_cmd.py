@@ -12,12 +12,11 @@ import typer
 from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
-    ModeChoice,
-    OptimizerChoice,
     handles_errors,
     progress,
     stdout_console,
 )
+from memadvise.profile import Mode, OptimizerName
 
 EXIT_REGRESSION = 1
 
@@ -67,10 +66,10 @@ CheckBatchOpt = Annotated[
     int | None, typer.Option("--batch-size", "-b", min=1, help="Batch size (default: the config's, else 1).")
 ]
 CheckModeOpt = Annotated[
-    ModeChoice | None, typer.Option("--mode", "-m", help="train or inference (default train).")
+    Mode | None, typer.Option("--mode", "-m", help="train or inference (default train).")
 ]
 CheckOptimizerOpt = Annotated[
-    OptimizerChoice | None, typer.Option("--optimizer", help="Optimizer of a training step (default adamw).")
+    OptimizerName | None, typer.Option("--optimizer", help="Optimizer of a training step (default adamw).")
 ]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="pyproject.toml or memadvise.toml (default: found upwards).")

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from memadvise.errors import MemadviseError
+from memadvise.profile import Mode, OptimizerName
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -36,19 +37,6 @@ def stderr_console() -> Console:
     return Console(stderr=True, soft_wrap=True)
 
 
-class ModeChoice(str, Enum):
-    train = "train"
-    inference = "inference"
-
-
-class OptimizerChoice(str, Enum):
-    adamw = "adamw"
-    adam = "adam"
-    sgd = "sgd"
-    sgd_momentum = "sgd-momentum"
-    none = "none"
-
-
 class DeviceChoice(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
@@ -64,12 +52,12 @@ BatchSizeOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, help="Batch size passed to example_inputs().")
 ]
 ModeOpt = Annotated[
-    ModeChoice,
+    Mode,
     typer.Option(
         "--mode", "-m", help="train: forward, backward, optimizer step. inference: no_grad forward."
     ),
 ]
-OptimizerOpt = Annotated[OptimizerChoice, typer.Option("--optimizer", help="Optimizer of the training step.")]
+OptimizerOpt = Annotated[OptimizerName, typer.Option("--optimizer", help="Optimizer of the training step.")]
 DeviceOpt = Annotated[
     DeviceChoice | None,
     typer.Option(

@@ -13,9 +13,7 @@ from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
     FakeOpt,
-    ModeChoice,
     ModeOpt,
-    OptimizerChoice,
     OptimizerOpt,
     TargetDeviceOpt,
     chosen_device,
@@ -24,6 +22,7 @@ from memadvise.cli.common import (
     stdout_console,
     step_progress,
 )
+from memadvise.profile import Mode, OptimizerName
 from memadvise.reporters import CsvTable, Format, format_for_path
 
 if TYPE_CHECKING:
@@ -111,8 +110,8 @@ TableOpt = Annotated[
 def profile_command(
     model_file: Annotated[str, typer.Argument(metavar="MODEL_FILE", help="model.py or model.py:factory")],
     batch_size: BatchSizeOpt = 1,
-    mode: ModeOpt = ModeChoice.train,
-    optimizer: OptimizerOpt = OptimizerChoice.adamw,
+    mode: ModeOpt = Mode.TRAIN,
+    optimizer: OptimizerOpt = OptimizerName.ADAMW,
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
@@ -142,7 +141,7 @@ def profile_command(
         raise UsageError("--health needs real values; it cannot be combined with --fake")
     kind = ", fake" if where == "meta" else ""
     n_steps = steps or 2
-    phases = 3 if mode is ModeChoice.train else 1
+    phases = 3 if mode is Mode.TRAIN else 1
     with step_progress(f"Profiling {Path(model_file).name}{kind}", n_steps, phases) as on_phase:
         prof = profile_file(
             model_file,
