@@ -40,7 +40,6 @@ META = torch.device("meta")
 
 _MACHINERY = ("/torch/_", "/torch/utils/", "/torch/overrides", "memadvise/fake.py")
 _LOOP_LIMIT = 3
-_repeats: dict[tuple[str, int], int] = {}
 
 
 def _reading_site() -> tuple[str, int]:
@@ -51,23 +50,33 @@ def _reading_site() -> tuple[str, int]:
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("", 0)
 
 
-def assumed_scalar(value: torch.Tensor, note: Any) -> bool | int | float:
-    """The value a fake tensor is assumed to hold when code reads it (``.item()``, ``if t:``).
+class Assumptions:
+    """The values fake tensors are assumed to hold when code reads them, and how often each was made."""
 
-    Checks are assumed True — unless the same line asks again and again, as a rejection-sampling
-    loop does (``while True: ... if not mask.any(): break``): after a few rounds it gets False.
-    """
-    if value.dtype == torch.bool:
-        site = _reading_site()
-        _repeats[site] = _repeats.get(site, 0) + 1
-        if _repeats[site] > _LOOP_LIMIT:
-            _repeats[site] = 0
-            note("a data-dependent check repeated in a loop was assumed False to end the loop")
-            return False
-        note("a data-dependent check on a tensor was assumed to be True")
-        return True
-    note("a tensor value read with .item() was assumed to be 1")
-    return 1.0 if value.dtype.is_floating_point else 1
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._repeats: dict[tuple[str, int], int] = {}
+
+    def note(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def scalar(self, value: torch.Tensor) -> bool | int | float:
+        """The assumed value of a read (``.item()``, ``if t:``).
+
+        Checks are assumed True — unless the same line asks again and again, as a rejection-sampling
+        loop does (``while True: ... if not mask.any(): break``): after a few rounds it gets False.
+        """
+        if value.dtype == torch.bool:
+            site = _reading_site()
+            self._repeats[site] = self._repeats.get(site, 0) + 1
+            if self._repeats[site] > _LOOP_LIMIT:
+                self._repeats[site] = 0
+                self.note("a data-dependent check repeated in a loop was assumed False to end the loop")
+                return False
+            self.note("a data-dependent check on a tensor was assumed to be True")
+            return True
+        self.note("a tensor value read with .item() was assumed to be 1")
+        return 1.0 if value.dtype.is_floating_point else 1
 
 
 class AssumeScalars(TorchDispatchMode):
@@ -75,14 +84,11 @@ class AssumeScalars(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.assumptions: dict[str, int] = {}
-
-    def _note(self, what: str) -> None:
-        self.assumptions[what] = self.assumptions.get(what, 0) + 1
+        self.assumed = Assumptions()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if func is _LOCAL_SCALAR:
-            return assumed_scalar(args[0], self._note)
+            return self.assumed.scalar(args[0])
         return func(*args, **(kwargs or {}))
 
 
@@ -141,7 +147,7 @@ class FakeRecorder(TorchDispatchMode):
         self._ev = Events()
         self._node_span: dict[int, list[int]] = {}
         self._op = "<release>"
-        self.assumptions: dict[str, int] = {}
+        self.assumed = Assumptions()
         self.recording = False
 
     # -- identities and events -------------------------------------------------------------------
@@ -232,14 +238,15 @@ class FakeRecorder(TorchDispatchMode):
         ev.phase_ranges.sort(key=lambda r: r[2])
         return ev
 
-    def _assume(self, what: str) -> None:
-        self.assumptions[what] = self.assumptions.get(what, 0) + 1
+    @property
+    def assumptions(self) -> dict[str, int]:
+        return self.assumed.counts
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = f"aten::{func.__name__.split('.')[0]}" if hasattr(func, "__name__") else str(func)
         if func is _LOCAL_SCALAR:
-            return assumed_scalar(args[0], self._assume)
+            return self.assumed.scalar(args[0])
         self._group += 1
         self._op = name
         if self._module_stack and torch.is_grad_enabled():
@@ -269,7 +276,7 @@ class FakeRecorder(TorchDispatchMode):
         flat = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
         if sum(a.numel() * a.element_size() for a in flat) > REAL_FALLBACK_LIMIT:
             raise NotImplementedError(f"{name} has no meta implementation and its inputs are too big to run")
-        self._assume(f"{name} has no meta implementation: ran on zero-filled CPU inputs")
+        self.assumed.note(f"{name} has no meta implementation: ran on zero-filled CPU inputs")
 
         def real(a: Any) -> Any:
             if isinstance(a, torch.Tensor):
