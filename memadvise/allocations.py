@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from memadvise.profile import CATEGORIES, Category, Holder, LayerStats, Phase, Profile, Timeline
+from memadvise.program import Program, build_program
 
 OUTSIDE = {
     Phase.SETUP.value: "<setup>",
@@ -46,6 +47,7 @@ class Capture:
     optimizer_state: defaultdict[int, dict[int, tuple[str, int]]] = field(default_factory=_step_dict)
     calls: defaultdict[int, Counter[str]] = field(default_factory=_step_counter)
     output_bytes: defaultdict[int, Counter[str]] = field(default_factory=_step_counter)
+    dtypes: dict[tuple[str, int, int], str] = field(default_factory=dict)  # (category, step, ptr)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class BaselineBlock:
     nbytes: int
     category: str
     module: str
+    dtype: str = ""
 
 
 @dataclass
@@ -199,6 +202,7 @@ def build_profile(
         (capture.optimizer_state, Phase.OPTIMIZER, Category.OPTIMIZER_STATE),
         (capture.saved, Phase.FORWARD, Category.ACTIVATIONS),
     )
+    block_dtype = [""] * n_blocks
     assigned: set[int] = set()
     for by_step, phase, category in rules:
         for step, ptrs in by_step.items():
@@ -215,6 +219,7 @@ def build_profile(
                     assigned.add(b)
                     block_cat[b] = category.value
                     block_mod[b] = str(info[0] if isinstance(info, tuple) else info)
+                    block_dtype[b] = capture.dtypes.get((category.value, step, ptr), "")
 
     # Replay: live bytes per category after every event.
     cat_index = {c: k for k, c in enumerate(CATEGORIES)}
@@ -222,7 +227,7 @@ def build_profile(
     base_by_ptr = {b.ptr: b for b in baseline}
     for blk in baseline:
         live[cat_index[blk.category]] += blk.nbytes
-    base_freed: set[int] = set()
+    base_freed: dict[int, int] = {}
     event_cat: list[int] = []
     event_delta: list[int] = []
     for i in range(n_events):
@@ -233,7 +238,7 @@ def build_profile(
         else:  # a free of memory allocated before the trace (reported by the CUDA allocator)
             base = base_by_ptr.get(ev.ptr[i])
             if base is not None and base.ptr not in base_freed:
-                base_freed.add(base.ptr)
+                base_freed[base.ptr] = i
                 event_cat.append(cat_index[base.category])
                 event_delta.append(-base.nbytes)
             else:
@@ -317,6 +322,34 @@ def build_profile(
         created=meta["created"],
         trace=meta.get("trace", "real"),
         assumptions=tuple(meta.get("assumptions", ())),
+        program=_program(ev, blocks, block_cat, block_mod, block_dtype, baseline, base_freed, meta),
+    )
+
+
+def _program(
+    ev: Events,
+    blocks: _Blocks,
+    block_cat: list[str],
+    block_mod: list[str],
+    block_dtype: list[str],
+    baseline: list[BaselineBlock],
+    base_freed: dict[int, int],
+    meta: dict[str, Any],
+) -> Program:
+    rows = [(-1, base_freed.get(b.ptr, -1), b.nbytes, b.category, b.module, b.dtype) for b in baseline]
+    rows += [
+        (blocks.alloc[b], blocks.free[b], blocks.size[b], block_cat[b], block_mod[b], block_dtype[b])
+        for b in range(len(blocks.alloc))
+    ]
+    return build_program(
+        times=ev.time,
+        ops=ev.op,
+        blocks=rows,
+        phase_ranges=ev.phase_ranges,
+        module_ranges=ev.module_ranges,
+        node_ranges=ev.node_ranges,
+        seq_module=ev.seq_module,
+        batch_size=meta["batch_size"],
     )
 
 

@@ -13,6 +13,7 @@ from memadvise.errors import ModelFileError, UsageError
 from memadvise.host_memory import estimate_host_memory, loader_settings
 from memadvise.loader import ModelSpec, load_model_file, user_code_error
 from memadvise.profile import HostMemory, Mode, OptimizerName, Profile
+from memadvise.program import Program, with_scaling
 from memadvise.tracer import Tracer
 from memadvise.training import BadStepResult, StepFailed, TrainStep, move_to, resolve_device
 
@@ -103,6 +104,7 @@ def profile_file(
     dataloader_workers: int | None = None,
     pin_memory: bool | None = None,
     progress: Callable[[str, int], None] | None = None,
+    scaling: bool = True,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -111,6 +113,8 @@ def profile_file(
     ``train_step()``, when defined, replaces the default training step; ``steps >= 3`` scans for
     leaks; ``health`` gathers numerical health (real traces only). ``dataloader_workers`` and
     ``pin_memory`` (else the file's ``make_dataloader()``) give the host-memory estimate.
+    ``scaling`` traces the steps once more at twice the batch size so that what-if estimates can
+    change the batch (see :mod:`memadvise.program`); it also counts forward FLOPs per module.
     """
     _check_choices(batch_size, mode, optimizer, steps)
     dev = resolve_device(device)
@@ -122,6 +126,38 @@ def profile_file(
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
     spec = load_model_file(target)
     torch.manual_seed(0)
+    model, inputs = _build(spec, dev, target_device, batch_size)
+    settings: dict[str, Any] = {
+        "mode": mode,
+        "optimizer": optimizer,
+        "name": spec.name,
+        "preserve_state": False,
+        "target_device": target_device,
+        "progress": progress,
+    }
+    profile = _trace(spec, model, inputs, batch_size=batch_size, steps=steps, health=health, **settings)
+    if scaling and profile.program is not None:
+        settings["progress"] = None if progress is None else _scaling_progress(progress)
+        larger = 2 * batch_size
+        second = _trace(
+            spec,
+            model,
+            _inputs(spec, model, dev, target_device, larger),
+            batch_size=larger,
+            steps=min(steps, 2),
+            **settings,
+        )
+        profile = replace(profile, program=with_scaling(profile.program, second.program))
+    if profile.program is not None:
+        profile = replace(profile, program=_with_flops(profile.program, spec, batch_size))
+    host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
+    if host is not None:
+        return replace(profile, host_memory=host)
+    return profile
+
+
+def _build(spec: ModelSpec, dev: torch.device, target_device: str | None, batch_size: int) -> tuple[Any, Any]:
+    """The model and its batch on ``dev`` (fake CPU tensors, meta tensors or real ones)."""
     if dev.type == "meta" and target_device == "cpu":
         # Fake CPU tensors: CPU-only code paths (RNN kernels, fused linear) are taken as on a CPU.
         from memadvise.fake import AssumeScalars, new_fake_mode
@@ -129,34 +165,61 @@ def profile_file(
         with new_fake_mode(), AssumeScalars():
             model = spec.build()
             inputs = spec.inputs(batch_size)
-    elif dev.type == "meta":
+        return model, inputs
+    if dev.type == "meta":
         with torch.device("meta"):
             model = spec.build()
-            inputs = move_to(spec.inputs(batch_size), dev)
-        model = model.to(dev)  # parameters created outside the device context
-    else:
-        model = spec.build().to(dev)
-        inputs = move_to(spec.inputs(batch_size), dev)
+        return model.to(dev), _inputs(spec, model, dev, target_device, batch_size)
+    model = spec.build().to(dev)
+    return model, _inputs(spec, model, dev, target_device, batch_size)
+
+
+def _inputs(
+    spec: ModelSpec, model: Any, dev: torch.device, target_device: str | None, batch_size: int
+) -> Any:
+    """A batch of ``batch_size`` for ``model``, made the way its tensors were."""
+    if dev.type == "meta" and target_device == "cpu":
+        from memadvise.fake import AssumeScalars, fake_mode_of
+
+        with fake_mode_of(model), AssumeScalars():
+            return spec.inputs(batch_size)
+    if dev.type == "meta":
+        with torch.device("meta"):
+            return move_to(spec.inputs(batch_size), dev)
+    return move_to(spec.inputs(batch_size), dev)
+
+
+def _trace(spec: ModelSpec, model: Any, inputs: Any, **settings: Any) -> Profile:
+    """One traced run of the model file's steps, with the file's errors turned into one sentence."""
     try:
-        with Tracer(
-            model,
-            mode=mode,
-            optimizer=optimizer,
-            steps=steps,
-            name=spec.name,
-            batch_size=batch_size,
-            preserve_state=False,
-            target_device=target_device,
-            health=health,
-            progress=progress,
-        ) as tracer:
+        with Tracer(model, **settings) as tracer:
             tracer.run(inputs, spec.loss_fn, spec.train_step)
     except StepFailed as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         raise user_code_error(spec.path, f"{exc.what} raised", cause) from exc
     except BadStepResult as exc:
         raise ModelFileError(f"{spec.path}: {exc}") from None
-    host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
-    if host is not None:
-        return replace(tracer.profile, host_memory=host)
     return tracer.profile
+
+
+def _scaling_progress(progress: Callable[[str, int], None]) -> Callable[[str, int], None]:
+    def report(phase: str, step: int) -> None:
+        progress(f"{phase} (batch-scaling trace)", step)
+
+    return report
+
+
+def _with_flops(program: Program, spec: ModelSpec, batch_size: int) -> Program:
+    """The program with forward FLOPs per module, counted on a fake copy (unchanged when that fails)."""
+    from memadvise.fake import AssumeScalars, new_fake_mode
+    from memadvise.flops import count_forward_flops
+
+    try:
+        torch.manual_seed(0)
+        with new_fake_mode(), AssumeScalars():
+            model = spec.build()
+            model.train()
+            by_module, total = count_forward_flops(model, spec.inputs(batch_size))
+    except Exception:  # noqa: BLE001 - FLOPs are extra; a model fake tensors cannot run simply has none
+        return program
+    return replace(program, module_flops=by_module, forward_flops=total)

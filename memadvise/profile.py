@@ -7,12 +7,13 @@ saved as JSON and every later step (analysis, reports, checks) can run from the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from memadvise.errors import ProfileFileError
+from memadvise.program import Program
 
 SCHEMA_VERSION = 1
 
@@ -225,6 +226,7 @@ class Profile:
     leaks: tuple[Leak, ...] = ()
     health: Health | None = None
     host_memory: HostMemory | None = None
+    program: Program | None = None
     torch_version: str = ""
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -232,7 +234,8 @@ class Profile:
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (integers in bytes)."""
-        data = {"schema_version": self.schema_version, **asdict(self)}
+        data = {"schema_version": self.schema_version, **asdict(replace(self, program=None))}
+        data["program"] = None if self.program is None else self.program.to_dict()
         data["assumptions"] = list(self.assumptions)
         data["layers"] = [asdict(layer) for layer in self.layers]
         data["peak_holders"] = [asdict(h) for h in self.peak_holders]
@@ -255,7 +258,14 @@ class Profile:
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+        """JSON text; the program's long columns stay on one line each to keep files small."""
+        data = self.to_dict()
+        program = data.pop("program")
+        text = json.dumps(data, indent=indent, sort_keys=False)
+        if program is None or indent is None:
+            return text if program is None else text[:-1] + ', "program": ' + json.dumps(program) + "}"
+        lines = ",\n".join(f"{' ' * 2 * indent}{json.dumps(k)}: {json.dumps(v)}" for k, v in program.items())
+        return text[:-2] + f',\n{" " * indent}"program": {{\n{lines}\n{" " * indent}}}\n}}'
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
@@ -286,6 +296,8 @@ class Profile:
                     advice=tuple(health.get("advice", ())),
                 )
             )
+            program = data.get("program")
+            kwargs["program"] = None if program is None else Program.from_dict(program)
             host = data.get("host_memory")
             kwargs["host_memory"] = None if host is None else HostMemory(**host)
             tl = data.get("timeline") or {}

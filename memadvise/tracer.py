@@ -121,7 +121,9 @@ def baseline_blocks(
         if key is None or key[1] == 0 or key[0] in blocks:
             return
         nbytes = sizes.round(key[1])
-        blocks[key[0]] = BaselineBlock(ptr=key[0], nbytes=nbytes, category=category.value, module=module)
+        blocks[key[0]] = BaselineBlock(
+            ptr=key[0], nbytes=nbytes, category=category.value, module=module, dtype=dtype_name(t)
+        )
 
     for mod_name, module in model.named_modules():
         for _, p in module.named_parameters(recurse=False):
@@ -263,7 +265,9 @@ class Tracer:
         key = self.recorder.key(t)
         if key is not None:
             where = self._module_stack[-1] if self._module_stack else ""
-            self._capture.saved[self._step].setdefault(key[0], where)
+            if key[0] not in self._capture.saved[self._step]:
+                self._capture.saved[self._step][key[0]] = where
+                self._capture.dtypes[(Category.ACTIVATIONS.value, self._step, key[0])] = dtype_name(t)
         return t
 
     @staticmethod
@@ -300,22 +304,25 @@ class Tracer:
         )
         param_names = {id(p): owners.get(id(p), "") for p in self.model.parameters()}
 
-        def remember(into: dict[int, tuple[str, int]], p: torch.Tensor, t: torch.Tensor) -> None:
+        def remember(category: Category, step: int, p: torch.Tensor, t: torch.Tensor) -> None:
+            by_step = self._capture.grads if category is Category.GRADIENTS else self._capture.optimizer_state
+            into = by_step[step]
             key = recorder.key(t)
-            if key is not None and t.device.type == recorder.device.type:
-                into.setdefault(key[0], (param_names.get(id(p), ""), self.sizes.round(key[1])))
+            if key is not None and t.device.type == recorder.device.type and key[0] not in into:
+                into[key[0]] = (param_names.get(id(p), ""), self.sizes.round(key[1]))
+                self._capture.dtypes[(category.value, step, key[0])] = dtype_name(t)
 
         def after_backward(step: int) -> None:
             for p in self.model.parameters():
                 if p.grad is not None:
-                    remember(self._capture.grads[step], p, p.grad)
+                    remember(Category.GRADIENTS, step, p, p.grad)
             if self._health is not None:
                 self._health.gradients(step, self.model)
 
         def after_optimizer(step: int, opt: torch.optim.Optimizer) -> None:
             for p, state in opt.state.items():
                 for t in iter_tensors(dict(state)):
-                    remember(self._capture.optimizer_state[step], p, t)
+                    remember(Category.OPTIMIZER_STATE, step, p, t)
 
         phase: PhaseContext = self._phase
         try:
@@ -397,6 +404,11 @@ class Tracer:
             return find_sources(leaks, one_step, self._module_stack)
         finally:
             self._close_ranges()
+
+
+def dtype_name(t: torch.Tensor) -> str:
+    """``float32``, ``bfloat16``, ``int64``… (the name without ``torch.``)."""
+    return str(t.dtype).removeprefix("torch.")
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
