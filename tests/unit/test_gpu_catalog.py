@@ -1,0 +1,159 @@
+"""The GPU catalog: the data file loads, names resolve, overhead estimates follow their documented rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+
+from memadvise import gpus
+from memadvise.errors import UsageError
+
+GiB = 2**30
+MiB = 2**20
+
+REQUIRED = [
+    "RTX 3060 12GB",
+    "RTX 3090",
+    "RTX 4090",
+    "RTX 5090 32GB",
+    "T4",
+    "L4",
+    "A10",
+    "L40S",
+    "A100 40GB",
+    "A100 80GB",
+    "H100 80GB",
+    "H200",
+    "V100 16GB",
+    "V100 32GB",
+    "RTX 4080 16GB",
+    "RTX A6000",
+    "RTX 4060 Ti 16GB",
+    "A40",
+]
+
+
+def test_catalog_loads_every_required_card() -> None:
+    names = {spec.name for spec in gpus.load_catalog()}
+    assert set(REQUIRED) <= names
+
+
+def test_catalog_is_cached() -> None:
+    assert gpus.load_catalog() is gpus.load_catalog()
+
+
+def test_data_file_is_a_list_of_objects_with_the_documented_fields() -> None:
+    rows = json.loads(resources.files("memadvise").joinpath("data/gpus.json").read_text())
+    assert isinstance(rows, list)
+    for row in rows:
+        assert {
+            "name",
+            "aliases",
+            "memory_bytes",
+            "bf16",
+            "bandwidth_gbps",
+            "architecture",
+            "compute_capability",
+            "kind",
+            "note",
+        } <= set(row), row["name"]
+
+
+@pytest.mark.parametrize("spec", gpus.load_catalog(), ids=lambda s: s.name)
+def test_entries_are_plausible(spec: gpus.GpuSpec) -> None:
+    # the driver reports a little less than the marketed size, never more than 10% less
+    marketed = {"H200": 141 * 10**9}.get(spec.name)
+    assert spec.memory_bytes > 10 * GiB
+    if marketed:
+        assert 0.9 * marketed < spec.memory_bytes <= 1.1 * marketed
+    assert spec.kind in gpus.KINDS
+    assert spec.bandwidth_gbps > 100
+    assert spec.note
+    if spec.bf16_tflops is not None:
+        assert spec.bf16
+    # bf16 tensor cores arrived with Ampere (compute capability 8.0)
+    assert spec.bf16 == (spec.compute_capability_tuple >= (8, 0))
+
+
+def test_memory_figures() -> None:
+    assert gpus.find_gpu("RTX 4090").memory_bytes == 24564 * MiB
+    assert gpus.find_gpu("A100 80GB").memory_bytes == 80 * GiB
+    assert gpus.find_gpu("H100").memory_bytes == 81559 * MiB
+    assert gpus.find_gpu("RTX 5090").memory_bytes == 32 * GiB
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("4090", "RTX 4090"),
+        ("rtx4090", "RTX 4090"),
+        ("GeForce RTX-4090", "RTX 4090"),
+        ("  rtx 4090  ", "RTX 4090"),
+        ("NVIDIA GeForce RTX 4090", "RTX 4090"),  # torch.cuda.get_device_name()
+        ("NVIDIA A100-SXM4-80GB", "A100 80GB"),
+        ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
+        ("Tesla T4", "T4"),
+        ("NVIDIA H100 80GB HBM3", "H100 80GB"),
+        ("a10", "A10"),
+        ("A10G", "A10G"),
+        ("l40s", "L40S"),
+        ("h200", "H200"),
+        ("rtx 3060", "RTX 3060 12GB"),
+    ],
+)
+def test_find_gpu(text: str, name: str) -> None:
+    assert gpus.find_gpu(text).name == name
+
+
+@pytest.mark.parametrize("text", ["A100", "a-100", "V100"])
+def test_ambiguous_prefix_lists_the_matches(text: str) -> None:
+    with pytest.raises(UsageError, match="ambiguous") as info:
+        gpus.find_gpu(text)
+    if text.lower().startswith("a"):
+        assert "A100 40GB, A100 80GB" in str(info.value)
+
+
+def test_prefix_of_one_card_is_suggested_not_taken() -> None:
+    with pytest.raises(UsageError, match="did you mean 'L40S'"):
+        gpus.find_gpu("L40")
+
+
+def test_unknown_gpu_is_one_sentence_with_known_names() -> None:
+    with pytest.raises(UsageError) as info:
+        gpus.find_gpu("Voodoo 3")
+    message = str(info.value)
+    assert "unknown GPU 'Voodoo 3'" in message
+    assert "RTX 4090" in message and "H100 80GB" in message
+    assert "\n" not in message
+
+
+def test_empty_name() -> None:
+    with pytest.raises(UsageError):
+        gpus.find_gpu(" - ")
+
+
+def test_cuda_context_estimate_by_architecture() -> None:
+    for spec in gpus.load_catalog():
+        assert 300 * MiB <= gpus.cuda_context_bytes(spec) <= 550 * MiB
+    assert gpus.cuda_context_bytes(gpus.find_gpu("H100")) > gpus.cuda_context_bytes(gpus.find_gpu("T4"))
+
+
+def test_cublas_workspace() -> None:
+    assert gpus.library_workspace_bytes(gpus.find_gpu("A100 80GB")) == 8_519_680  # 2 x 4 MiB + 8 x 16 KiB
+    assert gpus.library_workspace_bytes(gpus.find_gpu("H100")) == 32 * MiB
+    assert gpus.library_workspace_bytes(gpus.find_gpu("RTX 5090"), streams=2) == 64 * MiB
+    with pytest.raises(UsageError):
+        gpus.library_workspace_bytes(gpus.find_gpu("T4"), streams=0)
+
+
+def test_import_does_not_import_torch() -> None:
+    code = (
+        "import sys, memadvise.gpus, memadvise.cuda_allocator, memadvise.sharding; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
