@@ -45,10 +45,16 @@ class Mode(str, Enum):
 
 
 class OptimizerName(str, Enum):
+    """Optimizers memadvise traces or estimates (``adamw-8bit``, bitsandbytes', by formula only)."""
+
     ADAMW = "adamw"
     ADAM = "adam"
     SGD = "sgd"
     SGD_MOMENTUM = "sgd-momentum"
+    ADAGRAD = "adagrad"
+    RMSPROP = "rmsprop"
+    ADAFACTOR = "adafactor"
+    ADAMW_8BIT = "adamw-8bit"
     NONE = "none"
 
 

@@ -23,6 +23,25 @@ SCALING_ASSUMED = "assumed"
 
 
 @dataclass(frozen=True)
+class ParamInfo:
+    """One parameter, in ``model.parameters()`` order: its owner module, shape and dtype."""
+
+    module: str
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    itemsize: int
+    trainable: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        n = self.itemsize
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
 class Program:
     """Blocks (parallel columns) plus the ranges that place them in phases and modules.
 
@@ -57,6 +76,7 @@ class Program:
     scaling_batch_size: int = 0
     module_flops: dict[str, int] | None = None
     forward_flops: int = 0
+    parameters: tuple[ParamInfo, ...] = ()
 
     def __len__(self) -> int:
         return len(self.size)
@@ -66,6 +86,7 @@ class Program:
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = [list(v) if isinstance(v, tuple) else v for v in value]
+        data["parameters"] = [{**asdict(p), "shape": list(p.shape)} for p in self.parameters]
         return data
 
     @classmethod
@@ -77,6 +98,9 @@ class Program:
         kwargs["per_sample"] = tuple(data.get("per_sample", ()))
         for key in ("phases", "forward_calls", "backward_nodes"):
             kwargs[key] = tuple(tuple(r) for r in data.get(key, ()))
+        kwargs["parameters"] = tuple(
+            ParamInfo(**{**p, "shape": tuple(p["shape"])}) for p in data.get("parameters", ())
+        )
         return cls(**kwargs)
 
 

@@ -35,6 +35,7 @@ from memadvise.health import HealthMonitor
 from memadvise.kernel_buffers import KernelBufferModel
 from memadvise.leaks import MIN_LEAK_STEPS, scan_leaks
 from memadvise.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
+from memadvise.program import ParamInfo
 from memadvise.training import PhaseContext, TrainStep, iter_tensors, make_optimizer, run_steps
 
 PEAK_STEPS = 2  # the peak is the max over the first two steps: step 1 already holds optimizer state
@@ -299,9 +300,7 @@ class Tracer:
         recorder = self.recorder
         owners = _owner_names(self.model)
         baseline = baseline_blocks(self.model, inputs, recorder, self.sizes)
-        optimizer = (
-            make_optimizer(self.optimizer_name, self.model.parameters()) if self.mode == "train" else None
-        )
+        optimizer: torch.optim.Optimizer | None = None
         param_names = {id(p): owners.get(id(p), "") for p in self.model.parameters()}
 
         def remember(category: Category, step: int, p: torch.Tensor, t: torch.Tensor) -> None:
@@ -327,6 +326,9 @@ class Tracer:
         phase: PhaseContext = self._phase
         try:
             with recorder.session(), torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+                # Built inside the recording: some optimizers (Adagrad) allocate their state here.
+                if self.mode == "train":
+                    optimizer = make_optimizer(self.optimizer_name, self.model.parameters())
                 run_steps(
                     self.model,
                     inputs,
@@ -373,6 +375,8 @@ class Tracer:
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
         )
+        if profile.program is not None:
+            extra["program"] = replace(profile.program, parameters=_parameters(self.model, owners))
         self._profile = replace(profile, **extra)
         return self._profile
 
@@ -404,6 +408,22 @@ class Tracer:
             return find_sources(leaks, one_step, self._module_stack)
         finally:
             self._close_ranges()
+
+
+def _parameters(model: torch.nn.Module, owners: dict[int, str]) -> tuple[ParamInfo, ...]:
+    """Every parameter once, in ``model.parameters()`` order (the order optimizers update them)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return tuple(
+        ParamInfo(
+            module=owners.get(id(p), ""),
+            name=names.get(id(p), "").rsplit(".", 1)[-1],
+            shape=tuple(p.shape),
+            dtype=dtype_name(p),
+            itemsize=p.element_size(),
+            trainable=p.requires_grad,
+        )
+        for p in model.parameters()
+    )
 
 
 def dtype_name(t: torch.Tensor) -> str:

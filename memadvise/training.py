@@ -95,13 +95,21 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter]) -> torch.opt
     choice = OptimizerName(name)
     if choice is OptimizerName.NONE or not trainable:
         return None
-    if choice is OptimizerName.ADAMW:
-        return torch.optim.AdamW(trainable, lr=1e-3)
-    if choice is OptimizerName.ADAM:
-        return torch.optim.Adam(trainable, lr=1e-3)
-    if choice is OptimizerName.SGD:
-        return torch.optim.SGD(trainable, lr=1e-2)
-    return torch.optim.SGD(trainable, lr=1e-2, momentum=0.9)
+    if choice is OptimizerName.ADAMW_8BIT:
+        raise UsageError(
+            "adamw-8bit (bitsandbytes) is not traced; profile with adamw and ask "
+            "'memadvise estimate --optimizer adamw-8bit' for its memory"
+        )
+    builders: dict[OptimizerName, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]] = {
+        OptimizerName.ADAMW: lambda ps: torch.optim.AdamW(ps, lr=1e-3),
+        OptimizerName.ADAM: lambda ps: torch.optim.Adam(ps, lr=1e-3),
+        OptimizerName.SGD: lambda ps: torch.optim.SGD(ps, lr=1e-2),
+        OptimizerName.SGD_MOMENTUM: lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9),
+        OptimizerName.ADAGRAD: lambda ps: torch.optim.Adagrad(ps, lr=1e-2),
+        OptimizerName.RMSPROP: lambda ps: torch.optim.RMSprop(ps, lr=1e-2),
+        OptimizerName.ADAFACTOR: lambda ps: torch.optim.Adafactor(ps, lr=1e-2),
+    }
+    return builders[choice](trainable)
 
 
 def move_to(value: Any, device: torch.device) -> Any:

@@ -1,0 +1,273 @@
+"""``estimate(profile, scenario) -> Estimate``: replay a profile's blocks with the scenario's changes.
+
+Levers apply in a fixed order, each editing the same block set: batch size (resizes every block),
+precision, pruning, frozen modules, optimizer, gradient accumulation, checkpointing. The replay then
+finds the new peak and what is alive at it. Nothing here runs a model; a saved profile is enough.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from memadvise.analyzer.batch import scale_batch
+from memadvise.analyzer.blocks import Blocks, Replay, replay
+from memadvise.analyzer.checkpointing import (
+    apply_checkpoint,
+    candidates,
+    check_modules,
+    outermost,
+    recompute_flops,
+)
+from memadvise.analyzer.context import Context
+from memadvise.analyzer.finetune import accumulate, freeze
+from memadvise.analyzer.optimizers import change_optimizer
+from memadvise.analyzer.precision import MATMUL_LAYERS, change_precision
+from memadvise.analyzer.pruning import PruneReport, prune
+from memadvise.errors import UsageError
+from memadvise.profile import CATEGORIES, Category, Holder, Mode, OptimizerName, Phase, Profile
+from memadvise.scenario import Scenario
+
+CUDA_BLOCK = 512
+TOP_HOLDERS = 8
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The predicted memory of one scenario, next to the profiled baseline, with the reasons."""
+
+    model: str
+    scenario: dict[str, Any]
+    scenario_text: str
+    mode: str
+    device: str
+    batch_size: int
+    effective_batch_size: int
+    optimizer: str
+    peak_bytes: int
+    peak_phase: str
+    peak_step: int
+    peak_module: str
+    peak_breakdown: dict[str, int]
+    param_bytes: int
+    buffer_bytes: int
+    input_bytes: int
+    grad_bytes: int
+    optimizer_state_bytes: int
+    activation_bytes: int
+    baseline_peak_bytes: int
+    change_bytes: int
+    change_ratio: float
+    peak_holders: tuple[Holder, ...] = ()
+    checkpoint: tuple[str, ...] = ()
+    recompute_flops: int | None = None
+    recompute_fraction: float | None = None
+    pruning: PruneReport | None = None
+    notes: tuple[str, ...] = ()
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["peak_holders"] = [asdict(h) for h in self.peak_holders]
+        data["checkpoint"] = list(self.checkpoint)
+        data["notes"] = list(self.notes)
+        return data
+
+
+@dataclass
+class _Applied:
+    ctx: Context
+    checkpoint: tuple[str, ...] = ()
+    pruning: PruneReport | None = None
+    optimizer: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any) -> Estimate:
+    """Predict ``profile``'s memory under ``scenario`` (or keyword changes: ``batch_size=16`` …).
+
+    >>> estimate(profile, Scenario(batch_size=32, precision=Precision.BF16))   # doctest: +SKIP
+    """
+    if scenario is None:
+        scenario = Scenario(**changes)
+    elif changes:
+        raise TypeError("pass either a Scenario or keyword changes, not both")
+    if profile.program is None:
+        raise UsageError(
+            "this profile has no allocation program (saved by an older memadvise); profile the model again"
+        )
+    applied = _apply(profile, scenario)
+    ctx = applied.ctx
+    if scenario.auto_checkpoint:
+        names = _choose_checkpoint(profile, scenario, ctx)
+        applied = _apply(profile, scenario, checkpoint=names)
+        ctx = applied.ctx
+    if profile.device.startswith("cuda"):
+        ctx.blocks.size = np.ceil(ctx.blocks.size / CUDA_BLOCK) * CUDA_BLOCK
+    return _summarise(profile, scenario, applied, replay(ctx.blocks))
+
+
+def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | None = None) -> _Applied:
+    program = profile.program
+    assert program is not None
+    ctx = Context(profile=profile, program=program, blocks=Blocks.of(program))
+    layer_types = {layer.name: layer.type for layer in profile.layers}
+    applied = _Applied(ctx=ctx, optimizer=profile.optimizer)
+    if scenario.batch_size is not None:
+        scale_batch(ctx, scenario.batch_size)
+    if scenario.precision is not None:
+        matmul = {name for name, kind in layer_types.items() if kind in MATMUL_LAYERS}
+        change_precision(ctx, scenario.precision, matmul)
+    if scenario.prune is not None:
+        applied.pruning = prune(ctx, scenario.prune, layer_types)
+    trainable = [p for p in program.parameters if p.trainable]
+    if scenario.frozen:
+        trainable = freeze(ctx, scenario.frozen, layer_types)
+    if scenario.optimizer is not None or scenario.frozen or applied.pruning is not None:
+        if profile.mode != Mode.TRAIN.value:
+            if scenario.optimizer is not None:
+                raise UsageError("--optimizer applies to training profiles")
+        else:
+            name = scenario.optimizer or OptimizerName(profile.optimizer)
+            _check_optimizer(profile, name)
+            change_optimizer(ctx, name, _resized(trainable, applied.pruning))
+            applied.optimizer = name.value
+    accumulate(ctx, scenario.grad_accum)
+    names = (
+        checkpoint if checkpoint is not None else (() if scenario.auto_checkpoint else scenario.checkpoint)
+    )
+    if names:
+        check_modules(ctx, names)
+        apply_checkpoint(ctx, names)
+        applied.checkpoint = outermost(names)
+    return applied
+
+
+def _resized(trainable: list[Any], pruning: PruneReport | None) -> list[Any]:
+    if pruning is None:
+        return trainable
+    return [replace(p, shape=pruning.shape_of(p)) for p in trainable]
+
+
+def _check_optimizer(profile: Profile, name: OptimizerName) -> None:
+    if name is OptimizerName.NONE:
+        raise UsageError("optimizer 'none' leaves nothing to estimate; profile in inference mode instead")
+
+
+def _choose_checkpoint(profile: Profile, scenario: Scenario, base: Context) -> tuple[str, ...]:
+    """Greedy: most activation bytes per recompute FLOP first; the prefix with the lowest peak wins,
+    and among prefixes within 0.5% of it, the one that recomputes least."""
+    if profile.mode != Mode.TRAIN.value:
+        raise UsageError("activation checkpointing applies to training profiles")
+    found = sorted(candidates(base), key=lambda c: -c[1] / max(c[2], 1.0))
+    chosen: list[tuple[str, float]] = []
+    results: list[tuple[int, float, tuple[str, ...]]] = [(replay(base.blocks).peak_bytes, 0.0, ())]
+    for name, _saved, cost in found[:64]:
+        if any(name.startswith(c + ".") or c.startswith(name + ".") for c, _ in chosen):
+            continue
+        chosen.append((name, cost))
+        names = tuple(c for c, _ in chosen)
+        trial = copy.copy(base)
+        trial.blocks = copy.deepcopy(base.blocks)
+        apply_checkpoint(trial, names)
+        results.append((replay(trial.blocks).peak_bytes, sum(c for _, c in chosen), names))
+    best = min(r[0] for r in results)
+    near = [r for r in results if r[0] <= best * 1.005]
+    return min(near, key=lambda r: r[1])[2]
+
+
+def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: Replay) -> Estimate:
+    ctx = applied.ctx
+    blocks = ctx.blocks
+    program = ctx.program
+    sizes = np.rint(blocks.size)
+    at_peak = {c: int(sizes[result.alive & (blocks.category == k)].sum()) for k, c in enumerate(CATEGORIES)}
+    holders: dict[tuple[str, str], int] = {}
+    for i in np.flatnonzero(result.alive):
+        key = (CATEGORIES[blocks.category[i]], program.modules[blocks.module[i]])
+        holders[key] = holders.get(key, 0) + int(sizes[i])
+    top = sorted(holders.items(), key=lambda kv: -kv[1])[:TOP_HOLDERS]
+    phase, step = ctx.phase_at(result.time)
+    at = np.flatnonzero(blocks.alloc == result.time)
+    peak_module = program.modules[blocks.module[at[np.argmax(sizes[at])]]] if len(at) else ""
+    batch = scenario.batch_size or profile.batch_size
+    flops = recompute_flops(ctx, applied.checkpoint) if applied.checkpoint else None
+    fraction = (flops / program.forward_flops) if flops is not None and program.forward_flops else None
+    base = profile.peak_bytes
+    estimate = Estimate(
+        model=profile.model,
+        scenario=scenario.to_dict(),
+        scenario_text=scenario.describe(),
+        mode=profile.mode,
+        device=profile.device,
+        batch_size=batch,
+        effective_batch_size=batch * scenario.grad_accum,
+        optimizer=applied.optimizer or profile.optimizer,
+        peak_bytes=result.peak_bytes,
+        peak_phase=phase,
+        peak_step=step,
+        peak_module=peak_module,
+        peak_breakdown=at_peak,
+        param_bytes=_total(blocks, sizes, Category.PARAMETERS),
+        buffer_bytes=_total(blocks, sizes, Category.BUFFERS),
+        input_bytes=_total(blocks, sizes, Category.INPUTS),
+        grad_bytes=_grads(ctx, sizes),
+        optimizer_state_bytes=int(
+            sizes[blocks.is_category(Category.OPTIMIZER_STATE) & np.isinf(blocks.free)].sum()
+        ),
+        activation_bytes=_activations(ctx, sizes),
+        baseline_peak_bytes=base,
+        change_bytes=result.peak_bytes - base,
+        change_ratio=(result.peak_bytes / base) if base else 1.0,
+        peak_holders=tuple(Holder(category=c, module=m, bytes=n) for (c, m), n in top),
+        checkpoint=applied.checkpoint,
+        recompute_flops=flops,
+        recompute_fraction=fraction,
+        pruning=applied.pruning,
+        notes=tuple(ctx.notes),
+    )
+    return replace(estimate, why=_why(estimate))
+
+
+def _total(blocks: Blocks, sizes: np.ndarray, category: Category) -> int:
+    return int(sizes[blocks.is_category(category) & (blocks.alloc < 0)].sum())
+
+
+def _grads(ctx: Context, sizes: np.ndarray) -> int:
+    """Gradient bytes of the last step (accumulated ones counted once)."""
+    blocks = ctx.blocks
+    steps = ctx.steps()
+    span = ctx.phase_span(Phase.FORWARD, steps[-1]) if steps else None
+    grads = blocks.is_category(Category.GRADIENTS)
+    if span is not None:
+        grads &= blocks.alloc >= span[0] - 0.5
+        held = grads & (blocks.alloc < span[0])
+        if held.any():
+            return int(sizes[held].sum())
+    return int(sizes[grads].sum())
+
+
+def _activations(ctx: Context, sizes: np.ndarray) -> int:
+    """Saved activations alive when the last step's forward pass ends."""
+    steps = ctx.steps()
+    span = ctx.phase_span(Phase.FORWARD, steps[-1]) if steps else None
+    if span is None:
+        return 0
+    t = span[1] - 0.5
+    blocks = ctx.blocks
+    alive = (blocks.alloc <= t) & (blocks.free > t) & blocks.is_category(Category.ACTIVATIONS)
+    return int(sizes[alive].sum())
+
+
+def _why(e: Estimate) -> str:
+    """One sentence: which category dominates the peak, and which modules hold most of it."""
+    if not e.peak_bytes:
+        return ""
+    category, nbytes = max(e.peak_breakdown.items(), key=lambda kv: kv[1])
+    mods = [h.module for h in e.peak_holders if h.category == category][:3]
+    share = nbytes / e.peak_bytes
+    where = f" (mostly {', '.join(m or '<model>' for m in mods)})" if mods else ""
+    return f"peak in {e.peak_phase} of step {e.peak_step}: {category} are {share:.0%} of it{where}"

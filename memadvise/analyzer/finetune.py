@@ -1,0 +1,96 @@
+"""Frozen modules and gradient accumulation: which gradients exist, and for how long.
+
+* **Frozen** (LoRA-style fine-tuning): parameters of the named modules get no gradient and no optimizer
+  state. Layers that run before the first trainable one build no autograd graph at all, so they save
+  no activations and do no backward work. A frozen linear, convolution or embedding layer further on
+  still passes gradients through, but no longer saves its input for a weight gradient.
+* **Gradient accumulation** over K micro-batches: from the second micro-batch on, the gradients of the
+  earlier ones are alive during the whole forward and backward pass, and each new gradient is a
+  temporary added into them. The second traced step stands for such a micro-batch (it also holds
+  the optimizer state, as every micro-batch after the first step does).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memadvise.analyzer.context import Context
+from memadvise.errors import UsageError
+from memadvise.profile import Category, Mode, Phase
+from memadvise.program import ParamInfo
+
+WEIGHT_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D", "LazyLinear"}
+
+
+def freeze(ctx: Context, names: tuple[str, ...], layer_types: dict[str, str]) -> list[ParamInfo]:
+    """Apply ``frozen`` module names; returns the parameters that stay trainable."""
+    if ctx.profile.mode != Mode.TRAIN.value:
+        raise UsageError("--frozen applies to training profiles")
+    unknown = [n for n in names if n not in layer_types]
+    if unknown:
+        raise UsageError(f"no module named {unknown[0]!r} in this profile (see its layer table for names)")
+    program = ctx.program
+    frozen_module = ctx.under(names)
+    module_index = {m: i for i, m in enumerate(program.modules)}
+
+    def is_frozen(module: str) -> bool:
+        i = module_index.get(module)
+        return (
+            bool(frozen_module[i])
+            if i is not None
+            else any(module == n or module.startswith(n + ".") or n == "" for n in names)
+        )
+
+    trainable = [p for p in program.parameters if p.trainable and not is_frozen(p.module)]
+    blocks = ctx.blocks
+    per_param = blocks.is_category(Category.GRADIENTS) | blocks.is_category(Category.OPTIMIZER_STATE)
+    drop = per_param & frozen_module[blocks.module]
+
+    # Before the first trainable layer no graph is built: no saved activations, no backward work.
+    trainable_modules = {module_index[p.module] for p in trainable if p.module in module_index}
+    starts = [start for m, step, start, _ in program.forward_calls if step == 0 and m in trainable_modules]
+    first = min(starts) if starts else np.inf
+    graphless = np.zeros(len(program.modules), dtype=bool)
+    for m, step, _, end in program.forward_calls:
+        if step == 0 and end <= first and frozen_module[m]:
+            graphless[m] = True
+    in_backward = np.zeros(len(blocks), dtype=bool)
+    for step in ctx.steps():
+        span = ctx.phase_span(Phase.BACKWARD, step)
+        if span is not None:
+            in_backward |= (blocks.alloc >= span[0]) & (blocks.alloc < span[1])
+    activations = blocks.is_category(Category.ACTIVATIONS)
+    drop |= graphless[blocks.module] & (activations | in_backward)
+    weight_layer = np.array([layer_types.get(m, "") in WEIGHT_LAYERS for m in program.modules], dtype=bool)
+    drop |= activations & frozen_module[blocks.module] & weight_layer[blocks.module]
+    blocks.drop(drop)
+    ctx.note(
+        "frozen layers save no input for weight gradients; "
+        "layers before the first trainable one build no graph"
+    )
+    return trainable
+
+
+def accumulate(ctx: Context, micro_batches: int) -> None:
+    """Gradients alive through a whole later micro-batch; each new gradient a short temporary."""
+    if micro_batches <= 1:
+        return
+    if ctx.profile.mode != Mode.TRAIN.value:
+        raise UsageError("--grad-accum applies to training profiles")
+    steps = ctx.steps()
+    step = steps[-1]
+    forward = ctx.phase_span(Phase.FORWARD, step)
+    if forward is None:
+        return
+    blocks = ctx.blocks
+    grads = np.flatnonzero(blocks.is_category(Category.GRADIENTS) & (blocks.alloc >= forward[0]))
+    if not len(grads):
+        return
+    held = blocks.take(np.isin(np.arange(len(blocks)), grads))
+    held.alloc[:] = forward[0] - 0.5
+    blocks.free[grads] = blocks.alloc[grads] + 0.25  # the new gradient, added into the held one
+    blocks.add(held)
+    ctx.note(
+        f"gradient accumulation over {micro_batches} micro-batches: earlier micro-batches' gradients "
+        "stay alive through the forward and backward of the next"
+    )
