@@ -321,6 +321,7 @@ def build_profile(
         torch_version=meta["torch_version"],
         created=meta["created"],
         trace=meta.get("trace", "real"),
+        precision=meta.get("precision", "fp32"),
         assumptions=tuple(meta.get("assumptions", ())),
         program=_program(ev, blocks, block_cat, block_mod, block_dtype, baseline, base_freed, meta),
     )

@@ -15,7 +15,15 @@ from memadvise.loader import ModelSpec, load_model_file, user_code_error
 from memadvise.profile import HostMemory, Mode, OptimizerName, Profile
 from memadvise.program import Program, with_scaling
 from memadvise.tracer import Tracer
-from memadvise.training import BadStepResult, StepFailed, TrainStep, move_to, resolve_device
+from memadvise.training import (
+    MIXED_DTYPES,
+    BadStepResult,
+    StepFailed,
+    TrainStep,
+    apply_precision,
+    move_to,
+    resolve_device,
+)
 
 
 def _check_choices(batch_size: int, mode: str, optimizer: str, steps: int) -> None:
@@ -46,13 +54,20 @@ def profile_model(
     steps: int = 2,
     train_step: TrainStep | None = None,
     health: bool = False,
+    precision: str = "fp32",
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
     ``steps >= 3`` also scans for leaks; ``train_step(model, inputs, optimizer)`` replaces the default
     training step; ``health=True`` gathers numerical health. The model is left exactly as it was:
     hooks removed, parameters, buffers, gradients, train/eval flags and the RNG state restored.
+    ``precision`` may be ``bf16-mixed`` or ``fp16-mixed`` (autocast); for pure 16-bit, cast the model.
     """
+    if precision not in ("fp32", *MIXED_DTYPES):
+        raise UsageError(
+            f"profile_model traces precision fp32, bf16-mixed or fp16-mixed, not {precision!r}; "
+            "for pure 16-bit, cast the model and its inputs first"
+        )
     _check_choices(max(batch_size, 1), mode, optimizer, steps)
     with Tracer(
         model,
@@ -62,6 +77,7 @@ def profile_model(
         name=name or type(model).__name__,
         batch_size=batch_size,
         health=_health_allowed(health, model),
+        precision=precision,
     ) as tracer:
         tracer.run(inputs, loss_fn, train_step)
     return tracer.profile
@@ -105,6 +121,8 @@ def profile_file(
     pin_memory: bool | None = None,
     progress: Callable[[str, int], None] | None = None,
     scaling: bool = True,
+    precision: str = "fp32",
+    seq_len: int | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -115,6 +133,8 @@ def profile_file(
     ``pin_memory`` (else the file's ``make_dataloader()``) give the host-memory estimate.
     ``scaling`` traces the steps once more at twice the batch size so that what-if estimates can
     change the batch (see :mod:`memadvise.program`); it also counts forward FLOPs per module.
+    ``precision`` traces in ``bf16``/``fp16`` (model and floating inputs cast) or under autocast
+    (``bf16-mixed``/``fp16-mixed``). ``seq_len`` is passed to ``example_inputs(batch_size, seq_len=)``.
     """
     _check_choices(batch_size, mode, optimizer, steps)
     dev = resolve_device(device)
@@ -124,10 +144,12 @@ def profile_file(
         raise UsageError(f"unknown target device {target_device!r}; use cpu or cuda")
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
-    spec = load_model_file(target)
+    spec = load_model_file(target).with_seq_len(seq_len)
     torch.manual_seed(0)
     model, inputs = _build(spec, dev, target_device, batch_size)
+    inputs, _ = apply_precision(model, inputs, precision)
     settings: dict[str, Any] = {
+        "precision": precision,
         "mode": mode,
         "optimizer": optimizer,
         "name": spec.name,
@@ -142,7 +164,7 @@ def profile_file(
         second = _trace(
             spec,
             model,
-            _inputs(spec, model, dev, target_device, larger),
+            apply_precision(model, _inputs(spec, model, dev, target_device, larger), precision)[0],
             batch_size=larger,
             steps=min(steps, 2),
             **settings,
@@ -150,6 +172,8 @@ def profile_file(
         profile = replace(profile, program=with_scaling(profile.program, second.program))
     if profile.program is not None:
         profile = replace(profile, program=_with_flops(profile.program, spec, batch_size))
+    if seq_len is not None:
+        profile = replace(profile, seq_len=seq_len)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
     if host is not None:
         return replace(profile, host_memory=host)

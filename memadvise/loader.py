@@ -16,7 +16,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,6 +39,30 @@ class ModelSpec:
     module: ModuleType
     train_step: Callable[[Any, Any, Any], Any] | None = None
     make_dataloader: Callable[[], Any] | None = None
+    seq_len: int | None = None
+
+    @property
+    def takes_seq_len(self) -> bool:
+        """Does ``example_inputs`` accept a ``seq_len`` argument (``example_inputs(batch_size, seq_len)``)?"""
+        import inspect
+
+        try:
+            return "seq_len" in inspect.signature(self.example_inputs).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def with_seq_len(self, seq_len: int | None) -> ModelSpec:
+        """This spec, making its batches ``seq_len`` long (checked against ``example_inputs``)."""
+        if seq_len is None:
+            return self
+        if seq_len < 1:
+            raise ModelFileError(f"sequence length must be at least 1, not {seq_len}")
+        if not self.takes_seq_len:
+            raise ModelFileError(
+                f"{self.path}: example_inputs(batch_size) takes no seq_len; define "
+                "example_inputs(batch_size, seq_len=...) to profile other sequence lengths"
+            )
+        return replace(self, seq_len=seq_len)
 
     def build(self) -> Any:
         """Call the factory and check that it returns an ``nn.Module``."""
@@ -52,6 +76,10 @@ class ModelSpec:
         return model
 
     def inputs(self, batch_size: int) -> Any:
+        if self.seq_len is not None:
+            return self.call(
+                "example_inputs", lambda b: self.example_inputs(b, seq_len=self.seq_len), batch_size
+            )
         return self.call("example_inputs", self.example_inputs, batch_size)
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -226,6 +226,8 @@ class Profile:
     timeline: Timeline = field(default_factory=Timeline)
     untracked_bytes: int = 0
     trace: str = "real"
+    precision: str = "fp32"
+    seq_len: int | None = None
     assumptions: tuple[str, ...] = ()
     live_after_step: tuple[int, ...] = ()
     leak_bytes_per_step: int = 0

@@ -36,7 +36,14 @@ from memadvise.kernel_buffers import KernelBufferModel
 from memadvise.leaks import MIN_LEAK_STEPS, scan_leaks
 from memadvise.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
 from memadvise.program import ParamInfo
-from memadvise.training import PhaseContext, TrainStep, iter_tensors, make_optimizer, run_steps
+from memadvise.training import (
+    MIXED_DTYPES,
+    PhaseContext,
+    TrainStep,
+    iter_tensors,
+    make_optimizer,
+    run_steps,
+)
 
 PEAK_STEPS = 2  # the peak is the max over the first two steps: step 1 already holds optimizer state
 
@@ -164,8 +171,11 @@ class Tracer:
         target_device: str | None = None,
         health: bool = False,
         progress: Callable[[str, int], None] | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
+        self.precision = precision
+        self._autocast = MIXED_DTYPES.get(precision)
         self._progress = progress
         self.mode = Mode(mode).value
         self.optimizer_name = OptimizerName(optimizer).value
@@ -340,6 +350,7 @@ class Tracer:
                     after_backward=after_backward,
                     after_optimizer=after_optimizer,
                     train_step=train_step,
+                    autocast=self._autocast,
                 )
         finally:
             self._close_ranges()
@@ -370,6 +381,7 @@ class Tracer:
                 "trace": "fake" if recorder.fake else "real",
                 "assumptions": tuple(f"{text} ({n}x)" for text, n in assumptions.items()),
                 "optimizer": self.optimizer_name if self.mode == "train" else OptimizerName.NONE.value,
+                "precision": self.precision,
                 "steps": min(self.steps, PEAK_STEPS),
                 "torch_version": torch.__version__,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -402,6 +414,7 @@ class Tracer:
                 loss_fn=loss_fn,
                 steps=1,
                 train_step=train_step,
+                autocast=self._autocast,
             )
 
         try:

@@ -150,6 +150,47 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def _autocast(model: torch.nn.Module, dtype: torch.dtype | None) -> Callable[[], AbstractContextManager[Any]]:
+    """A factory of autocast contexts for the model's device (of null contexts without ``dtype``)."""
+    if dtype is None:
+        return nullcontext
+    device = next((p.device.type for p in model.parameters()), "cpu")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(
+            "mixed precision is traced on cpu or cuda tensors; for a fake trace use --target-device cpu"
+        )
+    return lambda: torch.autocast(device_type=device, dtype=dtype)
+
+
+PURE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MIXED_DTYPES = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
+TRACED_PRECISIONS = ("fp32", *PURE_DTYPES, *MIXED_DTYPES)
+
+
+def apply_precision(model: torch.nn.Module, inputs: Any, precision: str) -> tuple[Any, torch.dtype | None]:
+    """Put ``model`` (in place) and ``inputs`` in a traced precision; returns the inputs and the
+    autocast dtype. ``bf16``/``fp16``: every floating parameter, buffer and input is cast; mixed:
+    nothing is cast, the forward pass runs under autocast."""
+    if precision not in TRACED_PRECISIONS:
+        choices = ", ".join(TRACED_PRECISIONS)
+        raise UsageError(f"precision {precision!r} cannot be traced; use one of {choices}")
+    if precision in PURE_DTYPES:
+        dtype = PURE_DTYPES[precision]
+        model.to(dtype)
+        return _cast_floats(inputs, dtype), None
+    return inputs, MIXED_DTYPES.get(precision)
+
+
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _cast_floats(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
+
+
 def _no_phase(phase: Phase, step: int) -> AbstractContextManager[Any]:
     return nullcontext()
 
@@ -166,20 +207,28 @@ def run_steps(
     after_backward: Callable[[int], None] | None = None,
     after_optimizer: AfterOptimizer | None = None,
     train_step: TrainStep | None = None,
+    autocast: torch.dtype | None = None,
 ) -> None:
     """Run ``steps`` training or inference steps; ``phase(p, step)`` wraps each part of a step.
 
-    ``train_step`` replaces the default training step (see the module docstring).
+    ``train_step`` replaces the default training step (see the module docstring); ``autocast`` runs
+    the forward pass and the loss under ``torch.autocast`` with that dtype (mixed precision).
     """
+    mixed = _autocast(model, autocast)
     if Mode(mode) is Mode.INFERENCE:
         model.eval()
         with torch.no_grad():
             for step in range(steps):
-                with phase(Phase.FORWARD, step):
+                with phase(Phase.FORWARD, step), mixed():
                     out = _guarded("the forward pass", call_model, model, inputs)
                     del out
         return
     model.train()
+    if train_step is not None and autocast is not None:
+        raise UsageError(
+            "mixed precision with a custom train_step(): put torch.autocast inside train_step() "
+            "and profile without --precision"
+        )
     if train_step is not None:
         for step in range(steps):
             with _custom_step_phases(step, phase, after_backward, after_optimizer):
@@ -189,7 +238,7 @@ def run_steps(
         return
     params = [p for p in model.parameters() if p.requires_grad]
     for step in range(steps):
-        with phase(Phase.FORWARD, step):
+        with phase(Phase.FORWARD, step), mixed():
             out = _guarded("the forward pass", call_model, model, inputs)
             if loss_fn is not None:
                 loss = _guarded("loss_fn()", loss_fn, out, inputs)

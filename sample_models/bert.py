@@ -32,11 +32,11 @@ def build_model() -> torch.nn.Module:
     return BertForSequenceClassification(config)
 
 
-def example_inputs(batch_size: int) -> dict[str, torch.Tensor]:
+def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
     """Random token ids, a full attention mask and binary labels."""
     torch.manual_seed(0)
     return {
-        "input_ids": torch.randint(1, VOCAB, (batch_size, SEQ_LEN)),
-        "attention_mask": torch.ones(batch_size, SEQ_LEN, dtype=torch.long),
+        "input_ids": torch.randint(1, VOCAB, (batch_size, seq_len)),
+        "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long),
         "labels": torch.randint(0, 2, (batch_size,)),
     }

@@ -120,6 +120,6 @@ def candidates(ctx: Context) -> list[tuple[str, float, float]]:
         )
         if saved < 0.01 * total:
             continue
-        flops = (program.module_flops or {}).get(name)
+        flops = (program.module_flops or {}).get(name, 0)
         found.append((name, saved, float(flops) if program.module_flops is not None else saved))
     return found

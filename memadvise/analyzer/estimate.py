@@ -270,4 +270,4 @@ def _why(e: Estimate) -> str:
     mods = [h.module for h in e.peak_holders if h.category == category][:3]
     share = nbytes / e.peak_bytes
     where = f" (mostly {', '.join(m or '<model>' for m in mods)})" if mods else ""
-    return f"peak in {e.peak_phase} of step {e.peak_step}: {category} are {share:.0%} of it{where}"
+    return f"peak in {e.peak_phase} of step {e.peak_step + 1}: {category} are {share:.0%} of it{where}"

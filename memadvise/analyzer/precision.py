@@ -2,8 +2,11 @@
 
 * **Pure bf16/fp16** (``model.to(dtype)``): every floating-point block halves — parameters, gradients,
   optimizer state, activations, temporaries, floating inputs. Integer and boolean blocks (token ids,
-  dropout masks, pooling indices) and fp32 step counters keep their size. Blocks whose dtype the trace
+  dropout masks, pooling indices), fp32 step counters and losses keep their size. Blocks whose dtype the trace
   could not see (temporaries inside operators) are taken to be in the compute dtype.
+* **Losses** (cross-entropy, NLL, MSE… and their backward) stay fp32 in every precision: autocast runs
+  them in fp32, and models that compute their own loss (transformers) upcast the logits first. With a
+  loss computed on 16-bit logits this over-states the peak by the loss's temporaries.
 * **Mixed** (autocast, fp32 master weights): parameters, gradients and optimizer state stay fp32.
   Activations and temporaries are taken to halve (matrix products and convolutions run in 16 bits, and
   what follows them stays there); autocast's cast copies of the weights of linear and convolution
@@ -44,6 +47,32 @@ MATMUL_LAYERS = {
     "Conv1D",  # transformers' GPT-2 projection
 }
 INT4_GROUP = 128
+# Losses stay fp32: autocast runs them in fp32, and models that compute their own loss (transformers)
+# upcast the logits first. Their backward nodes follow.
+FP32_OPS = {
+    "aten::cross_entropy_loss",
+    "aten::log_softmax",
+    "aten::_log_softmax",
+    "aten::nll_loss",
+    "aten::nll_loss_nd",
+    "aten::nll_loss2d",
+    "aten::mse_loss",
+    "aten::l1_loss",
+    "aten::smooth_l1_loss",
+    "aten::huber_loss",
+    "aten::kl_div",
+    "aten::binary_cross_entropy",
+    "aten::binary_cross_entropy_with_logits",
+    "LogSoftmaxBackward0",
+    "NllLossBackward0",
+    "NllLoss2DBackward0",
+    "MseLossBackward0",
+    "L1LossBackward0",
+    "SmoothL1LossBackward0",
+    "HuberLossBackward0",
+    "BinaryCrossEntropyBackward0",
+    "BinaryCrossEntropyWithLogitsBackward0",
+}
 
 
 def _float_mask(ctx: Context, compute_itemsize: int) -> np.ndarray:
@@ -66,6 +95,13 @@ def compute_itemsize(params: tuple[ParamInfo, ...]) -> int:
 
 def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str]) -> None:
     """Resize the blocks for ``precision``; ``matmul_modules`` are the layers autocast casts weights for."""
+    traced = ctx.profile.precision
+    if precision.value == traced:
+        return
+    if traced in (Precision.BF16_MIXED.value, Precision.FP16_MIXED.value):
+        raise UsageError(
+            f"this profile was traced under {traced}; estimate other precisions from an fp32 profile"
+        )
     if precision in (Precision.INT8, Precision.INT4):
         _weight_only(ctx, precision, matmul_modules)
         return
@@ -74,7 +110,8 @@ def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str
     if itemsize == target and precision not in (Precision.BF16_MIXED, Precision.FP16_MIXED):
         return
     blocks = ctx.blocks
-    floats = _float_mask(ctx, itemsize)
+    loss_ops = np.array([op in FP32_OPS for op in ctx.program.ops] + [False], dtype=bool)
+    floats = _float_mask(ctx, itemsize) & ~loss_ops[np.minimum(blocks.op, len(ctx.program.ops))]
     counters = blocks.is_category(Category.OPTIMIZER_STATE) & (blocks.size <= 8)
     if precision in (Precision.BF16, Precision.FP16, Precision.FP32):
         blocks.size = np.where(floats & ~counters, blocks.size * target / itemsize, blocks.size)
@@ -104,7 +141,7 @@ def _weight_casts(ctx: Context, matmul_modules: set[str]) -> None:
         if p.module in matmul_modules and p.dtype == "float32":
             own[p.module] = own.get(p.module, 0) + p.nbytes // 2
     rows: list[tuple[float, float, float, int, int]] = []
-    cat = CAT[Category.TEMPORARIES.value]
+    cat = CAT[Category.ACTIVATIONS.value]  # saved for the layer's backward
     for module, step, start, end in program.forward_calls:
         name = program.modules[module]
         if name not in own:

@@ -26,6 +26,7 @@ from memadvise.program import ParamInfo
 from memadvise.scenario import PruneKind, Pruning
 
 CHAIN_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d"}
+SPARSE_LAYERS = CHAIN_LAYERS | {"Conv1D", "Embedding"}  # weights unstructured pruning may zero
 NORM_LAYERS = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm"}
 INDEX_BYTES = 8
 
@@ -75,10 +76,10 @@ def prune(ctx: Context, pruning: Pruning, layer_types: dict[str, str]) -> PruneR
     weights = [
         p
         for p in ctx.program.parameters
-        if p.name == "weight" and layer_types.get(p.module) in CHAIN_LAYERS and len(p.shape) >= 2
+        if p.name == "weight" and layer_types.get(p.module) in SPARSE_LAYERS and len(p.shape) >= 2
     ]
     if not weights:
-        raise UsageError("pruning needs linear or convolution layers, and this profile has none")
+        raise UsageError("pruning needs linear, convolution or embedding layers, and this profile has none")
     csr, csr_even, coo_even = _sparse_figures(weights, pruning.sparsity)
     dense = sum(p.nbytes for p in weights)
     if pruning.kind is PruneKind.UNSTRUCTURED:

@@ -31,8 +31,8 @@ def build_model() -> torch.nn.Module:
     return model
 
 
-def example_inputs(batch_size: int) -> dict[str, torch.Tensor]:
+def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
     """Random token ids used as both inputs and labels, so ``output.loss`` exists."""
     torch.manual_seed(0)
-    ids = torch.randint(0, VOCAB, (batch_size, SEQ_LEN))
+    ids = torch.randint(0, VOCAB, (batch_size, seq_len))
     return {"input_ids": ids, "labels": ids}

@@ -1,0 +1,215 @@
+"""``memadvise estimate``: what-if memory for another batch size, precision, checkpointing, pruning…"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from memadvise.cli.common import (
+    DebugOpt,
+    DeviceOpt,
+    FakeOpt,
+    ModeOpt,
+    TargetDeviceOpt,
+    chosen_device,
+    handles_errors,
+    stderr_console,
+    stdout_console,
+    step_progress,
+)
+from memadvise.profile import Mode, OptimizerName
+
+if TYPE_CHECKING:
+    from memadvise.analyzer import Scenario
+    from memadvise.profile import Profile
+
+HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
+
+TARGET is a profile saved with 'memadvise profile --format json -o FILE.json' (nothing runs: the
+estimate replays the profile's allocations with the changes, in milliseconds), or a model file, which
+is profiled first: at --trace-batch-size, with the asked precision and optimizer when they can be
+traced (everything else is estimated from that trace).
+
+Levers combine: --batch-size (samples per forward pass; with --grad-accum K the effective batch is
+K times that), --precision, --checkpoint (module names, comma-separated or repeated, or 'auto' to
+let memadvise pick the set with the lowest peak for the least recompute), --prune
+SPARSITY[:unstructured|:structured], --optimizer, --frozen (modules not trained, LoRA-style).
+--seq-len traces the model file at another sequence length (its example_inputs must take seq_len).
+
+\b
+Examples:
+  memadvise profile sample_models/gpt2.py -b 2 --format json -o gpt2.json
+  memadvise estimate gpt2.json --batch-size 32
+  memadvise estimate gpt2.json -b 16 --precision bf16-mixed --checkpoint auto
+  memadvise estimate gpt2.json --optimizer adamw-8bit --grad-accum 4
+  memadvise estimate gpt2.json --frozen transformer.wte,transformer.h.0
+  memadvise estimate sample_models/mlp.py --prune 0.5:structured
+  memadvise estimate sample_models/gpt2.py --seq-len 64 --format json
+  memadvise estimate sample_models/resnet.py --mode inference --precision int8
+"""
+
+
+class EstimateFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _names(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated module names; ``none`` means no module."""
+    names: list[str] = []
+    for value in values or []:
+        names.extend(part.strip() for part in value.split(",") if part.strip())
+    if names == ["none"]:
+        return ()
+    return tuple(names)
+
+
+@handles_errors
+def estimate_command(
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
+    ],
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", min=1, help="Samples per forward pass.")
+    ] = None,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(
+            "--seq-len", min=1, help="Sequence length (model files whose example_inputs take seq_len)."
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32, bf16-mixed, fp16-mixed, bf16, fp16 (training) or int8, int4 (weight-only inference)."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(help="Modules to checkpoint (names, comma-separated or repeated), 'auto' or 'none'."),
+    ] = None,
+    prune: Annotated[
+        str | None, typer.Option(help="SPARSITY[:unstructured|:structured], e.g. 0.5:structured.")
+    ] = None,
+    optimizer: Annotated[OptimizerName | None, typer.Option(help="Optimizer to estimate.")] = None,
+    grad_accum: Annotated[
+        int, typer.Option("--grad-accum", min=1, help="Micro-batches per optimizer step.")
+    ] = 1,
+    frozen: Annotated[
+        list[str] | None,
+        typer.Option(help="Modules whose parameters are not trained (comma-separated or repeated)."),
+    ] = None,
+    trace_batch_size: Annotated[
+        int, typer.Option("--trace-batch-size", min=1, help="Batch size a model file is traced at.")
+    ] = 2,
+    mode: ModeOpt = Mode.TRAIN,
+    device: DeviceOpt = None,
+    fake: FakeOpt = False,
+    target_device: TargetDeviceOpt = None,
+    fmt: Annotated[
+        EstimateFormat, typer.Option("--format", "-f", help="table or json.")
+    ] = EstimateFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    from memadvise.analyzer import Precision, Pruning, Scenario, estimate
+    from memadvise.errors import UsageError
+
+    try:
+        chosen_precision = Precision(precision) if precision is not None else None
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise UsageError(f"unknown precision {precision!r}; use one of {choices}") from None
+    scenario = Scenario(
+        batch_size=batch_size,
+        precision=chosen_precision,
+        checkpoint=_names(checkpoint),
+        prune=Pruning.parse(prune) if prune is not None else None,
+        optimizer=optimizer,
+        grad_accum=grad_accum,
+        frozen=_names(frozen),
+    )
+    is_profile = target.endswith(".json")
+    if is_profile:
+        if seq_len is not None:
+            raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
+        from memadvise.profile import load_profile
+
+        profile = load_profile(target)
+    else:
+        profile, scenario = _trace(
+            target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
+        )
+    result = estimate(profile, scenario)
+    if fmt is EstimateFormat.json:
+        from memadvise.reporters.estimate_report import estimate_json
+
+        text = estimate_json(result, profile)
+    else:
+        from memadvise.reporters.estimate_report import render_estimate
+
+        renderable = render_estimate(result, profile)
+        if output is None:
+            stdout_console().print(renderable)
+            return
+        import io
+
+        from rich.console import Console
+
+        console = Console(record=True, width=140, file=io.StringIO())
+        console.print(renderable)
+        text = console.export_text()
+    if output is None:
+        typer.echo(text.rstrip("\n"))
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    stderr_console().print(f"wrote {fmt.value} estimate to {output}", highlight=False, markup=False)
+
+
+def _trace(
+    target: str,
+    scenario: Scenario,
+    trace_batch_size: int,
+    mode: Mode,
+    device: object,
+    fake: bool,
+    target_device: object,
+    seq_len: int | None,
+) -> tuple[Profile, Scenario]:
+    """Profile a model file for the scenario: precision and optimizer traced when PyTorch runs them."""
+    from dataclasses import replace
+
+    from memadvise.analyzer import Precision
+    from memadvise.api import profile_file
+
+    traced_precision = "fp32"
+    if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):
+        traced_precision = scenario.precision.value
+        scenario = replace(scenario, precision=None)
+    traced_optimizer = OptimizerName.ADAMW
+    if scenario.optimizer is not None and scenario.optimizer is not OptimizerName.ADAMW_8BIT:
+        traced_optimizer = scenario.optimizer
+        scenario = replace(scenario, optimizer=None)
+    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+    phases = 3 if mode is Mode.TRAIN else 1
+    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:
+        profile = profile_file(
+            target,
+            batch_size=trace_batch_size,
+            mode=mode.value,
+            optimizer=traced_optimizer.value,
+            device=where,
+            target_device=target_device.value if target_device else None,  # type: ignore[attr-defined]
+            precision=traced_precision,
+            seq_len=seq_len,
+            progress=on_phase,
+        )
+    return profile, scenario

@@ -1,0 +1,132 @@
+"""Reports of what-if estimates: a rich table against the profiled baseline, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from memadvise.analyzer import Estimate
+from memadvise.profile import Profile
+from memadvise.reporters.console import CATEGORY_LABELS, module_label
+from memadvise.units import format_bytes
+
+ROWS = (
+    ("peak", "peak_bytes"),
+    ("parameters", "param_bytes"),
+    ("gradients", "grad_bytes"),
+    ("optimizer state", "optimizer_state_bytes"),
+    ("activations (saved for backward)", "activation_bytes"),
+    ("inputs", "input_bytes"),
+)
+
+
+def _change(new: int, old: int) -> str:
+    if new == old:
+        return "="
+    sign = "+" if new > old else "-"
+    ratio = f" ({new / old - 1:+.1%})" if old else ""
+    return f"{sign}{format_bytes(abs(new - old))}{ratio}"
+
+
+def _baseline_value(profile: Profile, key: str) -> int:
+    return int(getattr(profile, key))
+
+
+def render_estimate(estimate: Estimate, profile: Profile) -> RenderableType:
+    """The estimate next to the profiled baseline, what holds the new peak, and the notes."""
+    head = Text()
+    head.append("memadvise estimate", style="bold")
+    head.append(
+        f"  {estimate.model} · {estimate.mode} · {estimate.scenario_text} · optimizer {estimate.optimizer}"
+        f" · {estimate.device}\n"
+    )
+    head.append("Peak ", style="bold")
+    head.append(format_bytes(estimate.peak_bytes), style="bold magenta")
+    head.append(f"  ({estimate.peak_bytes:,} bytes, {_change(estimate.peak_bytes, profile.peak_bytes)})")
+    if estimate.why:
+        head.append(f"\n{estimate.why}")
+
+    table = Table(title="Against the profiled run", title_justify="left")
+    table.add_column("")
+    table.add_column(f"profiled (batch {profile.batch_size})", justify="right")
+    table.add_column("estimate", justify="right")
+    table.add_column("change", justify="right")
+    for label, key in ROWS:
+        old, new = _baseline_value(profile, key), int(getattr(estimate, key))
+        table.add_row(label, format_bytes(old), format_bytes(new), _change(new, old))
+
+    holders = Table(title="Alive at the estimated peak", title_justify="left")
+    holders.add_column("category")
+    holders.add_column("module")
+    holders.add_column("size", justify="right")
+    holders.add_column("share", justify="right")
+    for h in estimate.peak_holders:
+        share = f"{h.bytes / estimate.peak_bytes:.1%}" if estimate.peak_bytes else "-"
+        holders.add_row(
+            CATEGORY_LABELS.get(h.category, h.category), module_label(h.module), format_bytes(h.bytes), share
+        )
+
+    parts: list[RenderableType] = [head, table, holders]
+    extra = _details(estimate)
+    if extra.plain:
+        parts.append(extra)
+    return Group(*parts)
+
+
+def _details(estimate: Estimate) -> Text:
+    """Checkpointing, pruning and notes, one line each."""
+    text = Text()
+    if estimate.checkpoint:
+        text.append("Checkpointed modules: ", style="bold")
+        text.append(", ".join(estimate.checkpoint) + "\n")
+        if estimate.recompute_flops is not None:
+            share = (
+                f" ({estimate.recompute_fraction:.0%} of the forward pass)"
+                if estimate.recompute_fraction
+                else ""
+            )
+            text.append(f"Recompute cost: {estimate.recompute_flops / 1e9:,.3g} GFLOP per step{share}\n")
+        text.append(
+            "Apply: run each module's forward through "
+            "torch.utils.checkpoint.checkpoint(module, *args, use_reentrant=False)\n",
+            style="dim",
+        )
+    p = estimate.pruning
+    if p is not None:
+        text.append("Pruning: ", style="bold")
+        text.append(
+            f"{p.sparsity:.0%} {p.kind}; weights of {len(p.layers)} layers "
+            f"{format_bytes(p.dense_weight_bytes)} -> {format_bytes(p.pruned_weight_bytes)} as stored; "
+            f"CSR would take {format_bytes(p.csr_bytes)} (break-even {p.csr_break_even:.0%}, "
+            f"COO {p.coo_break_even:.0%})\n"
+        )
+    for note in estimate.notes:
+        text.append(f"note: {note}\n", style="dim")
+    if text.plain.endswith("\n"):
+        text.right_crop(1)
+    return text
+
+
+def estimate_dict(estimate: Estimate, profile: Profile) -> dict[str, Any]:
+    """The estimate's keys (the same names as a profile's) plus the profiled baseline."""
+    data = estimate.to_dict()
+    data["baseline"] = {
+        "batch_size": profile.batch_size,
+        "precision": profile.precision,
+        "optimizer": profile.optimizer,
+        "peak_bytes": profile.peak_bytes,
+        "peak_phase": profile.peak_phase,
+        "param_bytes": profile.param_bytes,
+        "grad_bytes": profile.grad_bytes,
+        "optimizer_state_bytes": profile.optimizer_state_bytes,
+        "activation_bytes": profile.activation_bytes,
+    }
+    return data
+
+
+def estimate_json(estimate: Estimate, profile: Profile) -> str:
+    return json.dumps(estimate_dict(estimate, profile), indent=2)
