@@ -32,6 +32,7 @@ class ParamInfo:
     dtype: str
     itemsize: int
     trainable: bool = True
+    users: tuple[str, ...] = ()  # every module that registers it (tied weights have several)
 
     @property
     def nbytes(self) -> int:
@@ -86,7 +87,9 @@ class Program:
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = [list(v) if isinstance(v, tuple) else v for v in value]
-        data["parameters"] = [{**asdict(p), "shape": list(p.shape)} for p in self.parameters]
+        data["parameters"] = [
+            {**asdict(p), "shape": list(p.shape), "users": list(p.users)} for p in self.parameters
+        ]
         return data
 
     @classmethod
@@ -99,7 +102,8 @@ class Program:
         for key in ("phases", "forward_calls", "backward_nodes"):
             kwargs[key] = tuple(tuple(r) for r in data.get(key, ()))
         kwargs["parameters"] = tuple(
-            ParamInfo(**{**p, "shape": tuple(p["shape"])}) for p in data.get("parameters", ())
+            ParamInfo(**{**p, "shape": tuple(p["shape"]), "users": tuple(p.get("users", ()))})
+            for p in data.get("parameters", ())
         )
         return cls(**kwargs)
 

@@ -426,6 +426,10 @@ class Tracer:
 def _parameters(model: torch.nn.Module, owners: dict[int, str]) -> tuple[ParamInfo, ...]:
     """Every parameter once, in ``model.parameters()`` order (the order optimizers update them)."""
     names = {id(p): n for n, p in model.named_parameters()}
+    users: dict[int, list[str]] = {}
+    for mod_name, module in model.named_modules():
+        for _, p in module.named_parameters(recurse=False):
+            users.setdefault(id(p), []).append(mod_name)
     return tuple(
         ParamInfo(
             module=owners.get(id(p), ""),
@@ -434,6 +438,7 @@ def _parameters(model: torch.nn.Module, owners: dict[int, str]) -> tuple[ParamIn
             dtype=dtype_name(p),
             itemsize=p.element_size(),
             trainable=p.requires_grad,
+            users=tuple(users.get(id(p), ())),
         )
         for p in model.parameters()
     )

@@ -120,13 +120,15 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
         scale_batch(ctx, scenario.batch_size)
     if scenario.precision is not None:
         matmul = {name for name, kind in layer_types.items() if kind in MATMUL_LAYERS}
-        change_precision(ctx, scenario.precision, matmul)
+        transposed = {name for name, kind in layer_types.items() if kind == "Conv1D"}
+        change_precision(ctx, scenario.precision, matmul, transposed, layer_types)
     if scenario.prune is not None:
         applied.pruning = prune(ctx, scenario.prune, layer_types)
     trainable = [p for p in program.parameters if p.trainable]
     if scenario.frozen:
         trainable = freeze(ctx, scenario.frozen, layer_types)
-    if scenario.optimizer is not None or scenario.frozen or applied.pruning is not None:
+    resized = applied.pruning is not None and bool(applied.pruning.new_shapes)
+    if scenario.optimizer is not None or scenario.frozen or resized:
         if profile.mode != Mode.TRAIN.value:
             if scenario.optimizer is not None:
                 raise UsageError("--optimizer applies to training profiles")
@@ -159,10 +161,13 @@ def _check_optimizer(profile: Profile, name: OptimizerName) -> None:
 
 def _choose_checkpoint(profile: Profile, scenario: Scenario, base: Context) -> tuple[str, ...]:
     """Greedy: most activation bytes per recompute FLOP first; the prefix with the lowest peak wins,
-    and among prefixes within 0.5% of it, the one that recomputes least."""
+    and among prefixes within 1% of its saving, the one that recomputes least."""
     if profile.mode != Mode.TRAIN.value:
         raise UsageError("activation checkpointing applies to training profiles")
     found = sorted(candidates(base), key=lambda c: -c[1] / max(c[2], 1.0))
+    names = [c[0] for c in found]
+    # Containers of two or more candidates (a stack of blocks) add only a larger recompute spike.
+    found = [c for c in found if sum(n.startswith(c[0] + ".") for n in names) < 2]
     chosen: list[tuple[str, float]] = []
     results: list[tuple[int, float, tuple[str, ...]]] = [(replay(base.blocks).peak_bytes, 0.0, ())]
     for name, _saved, cost in found[:64]:
@@ -175,8 +180,11 @@ def _choose_checkpoint(profile: Profile, scenario: Scenario, base: Context) -> t
         apply_checkpoint(trial, names)
         results.append((replay(trial.blocks).peak_bytes, sum(c for _, c in chosen), names))
     best = min(r[0] for r in results)
-    near = [r for r in results if r[0] <= best * 1.005]
-    return min(near, key=lambda r: r[1])[2]
+    if best >= results[0][0]:
+        return ()  # nothing lowers the peak (it is not where activations live)
+    # Within 1% of the largest saving, the set that recomputes least (finer sets first on ties).
+    near = [r for r in results if r[0] <= best + 0.01 * (results[0][0] - best)]
+    return min(near, key=lambda r: (r[1], -len(r[2])))[2]
 
 
 def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: Replay) -> Estimate:

@@ -7,6 +7,10 @@
 * **Losses** (cross-entropy, NLL, MSE… and their backward) stay fp32 in every precision: autocast runs
   them in fp32, and models that compute their own loss (transformers) upcast the logits first. With a
   loss computed on 16-bit logits this over-states the peak by the loss's temporaries.
+* **fp32 islands**: transformers' RMSNorm and rotary-embedding modules upcast to fp32 in any dtype;
+  the blocks allocated inside them keep their width. (Other upcasts written in model code, such as
+  an attention softmax taken in fp32, cannot be seen in an fp32 trace: profile with ``--precision``
+  to trace them.)
 * **Mixed** (autocast, fp32 master weights): parameters, gradients and optimizer state stay fp32.
   Activations and temporaries are taken to halve (matrix products and convolutions run in 16 bits, and
   what follows them stays there); autocast's cast copies of the weights of linear and convolution
@@ -15,8 +19,8 @@
   the real thing.
 * **int8/int4 weight-only** (inference): the weights of linear layers are stored as 8-bit integers with
   one scale per output row in the weight's dtype (``out·in + out·s`` bytes), or as 4-bit integers in
-  groups of 128 along the input with a bf16 scale and zero point per group (``out·in/2 + out·⌈in/128⌉·4``
-  bytes); other parameters stay. Activations stay in the compute dtype (fused weight-only kernels).
+  groups of 128 along the input with a bf16 scale and zero point per group (``out·⌈in/2⌉ +
+  out·⌈in/128⌉·4`` bytes); other parameters stay. Activations stay in the compute dtype (fused weight-only kernels).
 """
 
 from __future__ import annotations
@@ -75,6 +79,29 @@ FP32_OPS = {
 }
 
 
+# Modules that compute in fp32 whatever the model's dtype (transformers' RMSNorm and rotary embeddings
+# upcast their input); their blocks keep their width in 16-bit runs.
+FP32_MODULE_SUFFIXES = ("RMSNorm", "RotaryEmbedding")
+
+
+def _fp32_islands(ctx: Context, layer_types: dict[str, str]) -> np.ndarray:
+    """Blocks allocated inside an fp32-computing module, forward or backward."""
+    program = ctx.program
+    blocks = ctx.blocks
+    island = np.array(
+        [layer_types.get(m, "").endswith(FP32_MODULE_SUFFIXES) for m in program.modules], dtype=bool
+    )
+    mask = (
+        island[blocks.module]
+        & ~blocks.is_category(Category.PARAMETERS)
+        & ~blocks.is_category(Category.BUFFERS)
+    )
+    for module, _, start, end in program.forward_calls:
+        if island[module]:
+            mask |= (blocks.alloc >= start) & (blocks.alloc < end)
+    return mask
+
+
 def _float_mask(ctx: Context, compute_itemsize: int) -> np.ndarray:
     """Blocks in the compute dtype: known floating dtype of that width, or unknown dtype."""
     names = ctx.program.dtypes
@@ -93,8 +120,15 @@ def compute_itemsize(params: tuple[ParamInfo, ...]) -> int:
     return max(by_size, key=lambda k: by_size[k]) if by_size else 4
 
 
-def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str]) -> None:
-    """Resize the blocks for ``precision``; ``matmul_modules`` are the layers autocast casts weights for."""
+def change_precision(
+    ctx: Context,
+    precision: Precision,
+    matmul_modules: set[str],
+    transposed: set[str] = frozenset(),
+    layer_types: dict[str, str] | None = None,
+) -> None:
+    """Resize the blocks for ``precision``; ``matmul_modules`` are the layers autocast casts weights for
+    (and weight-only quantisation applies to), ``transposed`` those storing their weight ``(in, out)``."""
     traced = ctx.profile.precision
     if precision.value == traced:
         return
@@ -103,7 +137,7 @@ def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str
             f"this profile was traced under {traced}; estimate other precisions from an fp32 profile"
         )
     if precision in (Precision.INT8, Precision.INT4):
-        _weight_only(ctx, precision, matmul_modules)
+        _weight_only(ctx, precision, matmul_modules, transposed)
         return
     itemsize = compute_itemsize(ctx.program.parameters)
     target = 2 if precision in HALF else 4
@@ -112,6 +146,7 @@ def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str
     blocks = ctx.blocks
     loss_ops = np.array([op in FP32_OPS for op in ctx.program.ops] + [False], dtype=bool)
     floats = _float_mask(ctx, itemsize) & ~loss_ops[np.minimum(blocks.op, len(ctx.program.ops))]
+    floats &= ~_fp32_islands(ctx, layer_types or {})
     counters = blocks.is_category(Category.OPTIMIZER_STATE) & (blocks.size <= 8)
     if precision in (Precision.BF16, Precision.FP16, Precision.FP32):
         blocks.size = np.where(floats & ~counters, blocks.size * target / itemsize, blocks.size)
@@ -125,7 +160,9 @@ def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str
             "mixed precision estimates start from an fp32 profile; this model was traced in 16 bits"
         )
     compute = blocks.is_category(Category.ACTIVATIONS) | blocks.is_category(Category.TEMPORARIES)
-    blocks.size = np.where(floats & compute, blocks.size / 2, blocks.size)
+    kept = _optimizer_phase(ctx) | _residual_stream(ctx, matmul_modules, layer_types or {})
+    halved = floats & compute & ~kept
+    blocks.size = np.where(halved, blocks.size / 2, blocks.size)
     _weight_casts(ctx, matmul_modules)
     ctx.note(
         "mixed precision approximated from an fp32 trace: activations and temporaries in 16 bits, "
@@ -133,41 +170,91 @@ def change_precision(ctx: Context, precision: Precision, matmul_modules: set[str
     )
 
 
-def _weight_casts(ctx: Context, matmul_modules: set[str]) -> None:
-    """Autocast's 16-bit copy of each matmul layer's parameters, from its forward to its backward."""
+RESIDUAL_OPS = {"aten::add", "aten::add_", "aten::layer_norm", "aten::native_layer_norm"}
+
+
+def _residual_stream(ctx: Context, matmul_modules: set[str], layer_types: dict[str, str]) -> np.ndarray:
+    """Blocks that stay fp32 under autocast because their inputs are fp32.
+
+    What runs before the first matmul layer (embeddings and their dropout: autocast leaves them
+    alone) is fp32. Adding a 16-bit branch to that fp32 stream promotes the sum back to fp32, so
+    additions in a module that contains matmul layers (a transformer block) and the LayerNorm layers
+    that normalise the stream stay fp32 as well.
+    """
     program = ctx.program
-    own: dict[str, int] = {}
-    for p in program.parameters:
-        if p.module in matmul_modules and p.dtype == "float32":
-            own[p.module] = own.get(p.module, 0) + p.nbytes // 2
+    blocks = ctx.blocks
+    containers = np.array(
+        [any(m2.startswith(m + ".") for m2 in matmul_modules) if m else False for m in program.modules],
+        dtype=bool,
+    )
+    norms = np.array([layer_types.get(m, "") == "LayerNorm" for m in program.modules], dtype=bool)
+    ops = np.array([op in RESIDUAL_OPS for op in program.ops] + [False], dtype=bool)
+    kept = (containers[blocks.module] & ops[np.minimum(blocks.op, len(program.ops))]) | norms[blocks.module]
+    index = {m: i for i, m in enumerate(program.modules)}
+    users = {index[m] for m in matmul_modules if m in index}
+    for step in ctx.steps():
+        forward = ctx.phase_span(Phase.FORWARD, step)
+        firsts = [start for m, s, start, _ in program.forward_calls if s == step and m in users]
+        if forward is not None and firsts:
+            kept |= (blocks.alloc >= forward[0]) & (blocks.alloc < min(firsts))
+    return kept
+
+
+def _optimizer_phase(ctx: Context) -> np.ndarray:
+    """Blocks allocated by optimizer steps (their temporaries follow the fp32 master weights)."""
+    blocks = ctx.blocks
+    mask = np.zeros(len(blocks), dtype=bool)
+    for phase, _, start, end in ctx.program.phases:
+        if phase == Phase.OPTIMIZER.value:
+            mask |= (blocks.alloc >= start) & (blocks.alloc < end)
+    return mask
+
+
+def _weight_casts(ctx: Context, matmul_modules: set[str]) -> None:
+    """Autocast's 16-bit copy of each parameter a matmul layer uses (one per parameter, tied ones
+    included: autocast caches casts per tensor), from the first user's forward to the last user's
+    backward in each step."""
+    program = ctx.program
+    index = {m: i for i, m in enumerate(program.modules)}
+    calls: dict[tuple[int, int], list[int]] = {}
+    for module, step, start, _ in program.forward_calls:
+        calls.setdefault((module, step), []).append(start)
+    nodes: dict[tuple[int, int], int] = {}
+    for module, step, _, end in program.backward_nodes:
+        nodes[(module, step)] = max(end, nodes.get((module, step), 0))
     rows: list[tuple[float, float, float, int, int]] = []
     cat = CAT[Category.ACTIVATIONS.value]  # saved for the layer's backward
-    for module, step, start, end in program.forward_calls:
-        name = program.modules[module]
-        if name not in own:
+    for p in program.parameters:
+        users = [index[u] for u in (p.users or (p.module,)) if u in matmul_modules and u in index]
+        if not users or p.dtype != "float32":
             continue
-        nodes = [b for m, s, _, b in program.backward_nodes if m == module and s == step]
-        forward_end = ctx.phase_span(Phase.FORWARD, step)
-        until = max(nodes) if nodes else (forward_end[1] if forward_end else end)
-        rows.append((start + 0.5, until - 0.5, own[name], cat, module))
+        for step in ctx.steps():
+            starts = [s for u in users for s in calls.get((u, step), [])]
+            if not starts:
+                continue
+            ends = [nodes[(u, step)] for u in users if (u, step) in nodes]
+            forward = ctx.phase_span(Phase.FORWARD, step)
+            until = max(ends) if ends else (forward[1] if forward else max(starts) + 1)
+            rows.append((min(starts) + 0.5, until - 0.5, p.nbytes / 2, cat, users[0]))
     ctx.blocks.add(Blocks.from_rows(rows))
 
 
-def quantized_bytes(p: ParamInfo, precision: Precision) -> int:
-    """Storage of a linear layer's weight quantized weight-only to int8 or int4."""
+def quantized_bytes(p: ParamInfo, precision: Precision, transposed: bool = False) -> int:
+    """Storage of a linear layer's weight quantized weight-only to int8 or int4 (``transposed``: the
+    weight is stored ``(in, out)``, as transformers' ``Conv1D`` does)."""
     if len(p.shape) != 2:
         return p.nbytes
-    out, inp = p.shape
+    out, inp = (p.shape[1], p.shape[0]) if transposed else p.shape
     if precision is Precision.INT8:
         return out * inp + out * p.itemsize
-    return math.ceil(out * inp / 2) + out * math.ceil(inp / INT4_GROUP) * 4
+    return out * math.ceil(inp / 2) + out * math.ceil(inp / INT4_GROUP) * 4
 
 
 def _quantizable(p: ParamInfo, matmul_modules: set[str]) -> bool:
     return p.module in matmul_modules and p.name == "weight" and len(p.shape) == 2 and p.dtype in FLOAT_DTYPES
 
 
-def _weight_only(ctx: Context, precision: Precision, matmul_modules: set[str]) -> None:
+def _weight_only(ctx: Context, precision: Precision, matmul_modules: set[str], transposed: set[str]) -> None:
     """Shrink each linear weight's parameter block (found by owner and size) to its quantized storage."""
     if ctx.profile.mode != Mode.INFERENCE.value:
         raise UsageError(
@@ -187,8 +274,9 @@ def _weight_only(ctx: Context, precision: Precision, matmul_modules: set[str]) -
         if not len(match):
             continue  # shared with another layer (tied weights) and already counted
         used[match[0]] = True
-        blocks.size[match[0]] = quantized_bytes(p, precision)
-        saved += p.nbytes - quantized_bytes(p, precision)
+        stored = quantized_bytes(p, precision, p.module in transposed)
+        blocks.size[match[0]] = stored
+        saved += p.nbytes - stored
     ctx.note(
         f"{precision.value} weight-only: linear weights {saved:,} bytes smaller; "
         "activations stay in the compute dtype"

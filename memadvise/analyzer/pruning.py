@@ -213,7 +213,8 @@ def _resize_parameters(ctx: Context, shapes: dict[str, tuple[int, ...]]) -> None
 
 def _shrink_hidden(ctx: Context, chain: list[str], hidden: float) -> None:
     """Activations and temporaries of the hidden width: allocated from the first chain layer's call to
-    the last one's, and backward work of the chain (gradients excluded: they follow the parameters)."""
+    the last one's, and the backward work of the modules that ran in between (gradients excluded:
+    they follow the parameters)."""
     blocks = ctx.blocks
     start = _first_call(ctx, chain[0])
     last = _first_call(ctx, chain[-1])
@@ -226,7 +227,11 @@ def _shrink_hidden(ctx: Context, chain: list[str], hidden: float) -> None:
             continue
         shift = span[0] - step0[0]
         forward |= (blocks.alloc >= start + shift) & (blocks.alloc < last + shift)
-    in_chain = ctx.under(tuple(chain))
+    program = ctx.program
+    between = tuple(
+        {program.modules[m] for m, step, s, _ in program.forward_calls if step == 0 and start <= s <= last}
+    )
+    in_chain = ctx.under(between)
     backward = np.zeros(len(blocks), dtype=bool)
     for step in ctx.steps():
         span = ctx.phase_span(Phase.BACKWARD, step)
