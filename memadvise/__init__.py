@@ -3,6 +3,7 @@
 >>> import memadvise                                                    # doctest: +SKIP
 >>> prof = memadvise.profile_file("sample_models/mlp.py", batch_size=8)  # doctest: +SKIP
 >>> prof.peak_bytes, prof.peak_phase                                    # doctest: +SKIP
+>>> memadvise.estimate(prof, batch_size=64).peak_bytes                   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from memadvise.errors import MemadviseError, ModelFileError, ProfileFileError, U
 from memadvise.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
 
 if TYPE_CHECKING:
+    from memadvise.analyzer import Estimate, Scenario, estimate
     from memadvise.api import profile_file, profile_model
     from memadvise.reporters.tables import to_dataframe
 
@@ -20,6 +22,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Category",
+    "Estimate",
+    "Scenario",
+    "estimate",
     "Holder",
     "LayerStats",
     "MemadviseError",
@@ -42,6 +47,10 @@ def __getattr__(name: str) -> object:
         from memadvise import api
 
         return getattr(api, name)
+    if name in ("estimate", "Estimate", "Scenario"):
+        from memadvise import analyzer
+
+        return getattr(analyzer, name)
     if name == "to_dataframe":
         from memadvise.reporters.tables import to_dataframe
 

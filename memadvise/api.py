@@ -169,7 +169,8 @@ def profile_file(
             steps=min(steps, 2),
             **settings,
         )
-        profile = replace(profile, program=with_scaling(profile.program, second.program))
+        if second.program is not None:
+            profile = replace(profile, program=with_scaling(profile.program, second.program))
     if profile.program is not None:
         profile = replace(profile, program=_with_flops(profile.program, spec, batch_size))
     if seq_len is not None:

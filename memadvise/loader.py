@@ -34,7 +34,7 @@ class ModelSpec:
     name: str
     factory_name: str
     build_model: Callable[[], Any]
-    example_inputs: Callable[[int], Any]
+    example_inputs: Callable[..., Any]
     loss_fn: Callable[[Any, Any], Any] | None
     module: ModuleType
     train_step: Callable[[Any, Any, Any], Any] | None = None

@@ -177,11 +177,11 @@ def build_program(
         forward_calls.append((modules(name), step_at(first), first, stop))
     backward_nodes = []
     for seq, start, end in node_ranges:
-        name = seq_module.get(seq)
-        if name is None:
+        owner = seq_module.get(seq)
+        if owner is None:
             continue
         first, stop = _positions(times, start, end)
-        backward_nodes.append((modules(name), step_at(first), first, stop))
+        backward_nodes.append((modules(owner), step_at(first), first, stop))
     return Program(
         batch_size=batch_size,
         n_events=len(times),
@@ -191,7 +191,13 @@ def build_program(
         phases=tuple(phases),
         forward_calls=tuple(sorted(forward_calls, key=lambda r: r[2])),
         backward_nodes=tuple(sorted(backward_nodes, key=lambda r: r[2])),
-        **{k: tuple(v) for k, v in cols.items()},
+        alloc=tuple(cols["alloc"]),
+        free=tuple(cols["free"]),
+        size=tuple(cols["size"]),
+        category=tuple(cols["category"]),
+        module=tuple(cols["module"]),
+        op=tuple(cols["op"]),
+        dtype=tuple(cols["dtype"]),
     )
 
 

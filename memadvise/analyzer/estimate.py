@@ -165,9 +165,9 @@ def _choose_checkpoint(profile: Profile, scenario: Scenario, base: Context) -> t
     if profile.mode != Mode.TRAIN.value:
         raise UsageError("activation checkpointing applies to training profiles")
     found = sorted(candidates(base), key=lambda c: -c[1] / max(c[2], 1.0))
-    names = [c[0] for c in found]
+    every = [c[0] for c in found]
     # Containers of two or more candidates (a stack of blocks) add only a larger recompute spike.
-    found = [c for c in found if sum(n.startswith(c[0] + ".") for n in names) < 2]
+    found = [c for c in found if sum(n.startswith(c[0] + ".") for n in every) < 2]
     chosen: list[tuple[str, float]] = []
     results: list[tuple[int, float, tuple[str, ...]]] = [(replay(base.blocks).peak_bytes, 0.0, ())]
     for name, _saved, cost in found[:64]:

@@ -20,7 +20,8 @@
 * **int8/int4 weight-only** (inference): the weights of linear layers are stored as 8-bit integers with
   one scale per output row in the weight's dtype (``out·in + out·s`` bytes), or as 4-bit integers in
   groups of 128 along the input with a bf16 scale and zero point per group (``out·⌈in/2⌉ +
-  out·⌈in/128⌉·4`` bytes); other parameters stay. Activations stay in the compute dtype (fused weight-only kernels).
+  out·⌈in/128⌉·4`` bytes); other parameters stay. Activations stay in the compute dtype
+  (fused weight-only kernels).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def change_precision(
     ctx: Context,
     precision: Precision,
     matmul_modules: set[str],
-    transposed: set[str] = frozenset(),
+    transposed: set[str] | None = None,
     layer_types: dict[str, str] | None = None,
 ) -> None:
     """Resize the blocks for ``precision``; ``matmul_modules`` are the layers autocast casts weights for
@@ -137,7 +138,7 @@ def change_precision(
             f"this profile was traced under {traced}; estimate other precisions from an fp32 profile"
         )
     if precision in (Precision.INT8, Precision.INT4):
-        _weight_only(ctx, precision, matmul_modules, transposed)
+        _weight_only(ctx, precision, matmul_modules, transposed or set())
         return
     itemsize = compute_itemsize(ctx.program.parameters)
     target = 2 if precision in HALF else 4
@@ -183,10 +184,8 @@ def _residual_stream(ctx: Context, matmul_modules: set[str], layer_types: dict[s
     """
     program = ctx.program
     blocks = ctx.blocks
-    containers = np.array(
-        [any(m2.startswith(m + ".") for m2 in matmul_modules) if m else False for m in program.modules],
-        dtype=bool,
-    )
+    ancestors = {name.rsplit(".", k)[0] for name in matmul_modules for k in range(1, name.count(".") + 1)}
+    containers = np.array([m in ancestors for m in program.modules], dtype=bool)
     norms = np.array([layer_types.get(m, "") == "LayerNorm" for m in program.modules], dtype=bool)
     ops = np.array([op in RESIDUAL_OPS for op in program.ops] + [False], dtype=bool)
     kept = (containers[blocks.module] & ops[np.minimum(blocks.op, len(program.ops))]) | norms[blocks.module]
@@ -224,16 +223,16 @@ def _weight_casts(ctx: Context, matmul_modules: set[str]) -> None:
         nodes[(module, step)] = max(end, nodes.get((module, step), 0))
     rows: list[tuple[float, float, float, int, int]] = []
     cat = CAT[Category.ACTIVATIONS.value]  # saved for the layer's backward
+    forwards = {step: ctx.phase_span(Phase.FORWARD, step) for step in ctx.steps()}
     for p in program.parameters:
         users = [index[u] for u in (p.users or (p.module,)) if u in matmul_modules and u in index]
         if not users or p.dtype != "float32":
             continue
-        for step in ctx.steps():
+        for step, forward in forwards.items():
             starts = [s for u in users for s in calls.get((u, step), [])]
             if not starts:
                 continue
             ends = [nodes[(u, step)] for u in users if (u, step) in nodes]
-            forward = ctx.phase_span(Phase.FORWARD, step)
             until = max(ends) if ends else (forward[1] if forward else max(starts) + 1)
             rows.append((min(starts) + 0.5, until - 0.5, p.nbytes / 2, cat, users[0]))
     ctx.blocks.add(Blocks.from_rows(rows))

@@ -1,0 +1,124 @@
+"""``memadvise estimate``: from a saved profile and from a model file, table and JSON, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from memadvise.cli import app
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+TINY = str(MODELS_DIR / "tiny_mlp.py")
+ESTIMATE_KEYS = {
+    "peak_bytes",
+    "peak_phase",
+    "peak_breakdown",
+    "param_bytes",
+    "grad_bytes",
+    "optimizer_state_bytes",
+    "activation_bytes",
+    "scenario",
+    "baseline",
+    "change_bytes",
+}
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, ["estimate", *args])
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("estimate") / "tiny.json"
+    result = CliRunner().invoke(app, ["profile", TINY, "-b", "2", "--device", "cpu", "-o", str(path)])
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+def _json(*args: str) -> dict:
+    result = invoke(*args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_json_has_the_profile_keys_the_scenario_and_the_change(saved: Path) -> None:
+    data = _json(str(saved), "--batch-size", "8", "--optimizer", "sgd")
+    assert ESTIMATE_KEYS <= set(data)
+    assert data["scenario"]["batch_size"] == 8 and data["scenario"]["optimizer"] == "sgd"
+    assert data["optimizer_state_bytes"] == 0
+    assert data["change_bytes"] == data["peak_bytes"] - data["baseline"]["peak_bytes"]
+    assert sum(data["peak_breakdown"].values()) == data["peak_bytes"]
+
+
+def test_no_change_reproduces_the_profiled_peak(saved: Path) -> None:
+    profile = json.loads(saved.read_text())
+    data = _json(str(saved))
+    assert data["peak_bytes"] == profile["peak_bytes"]
+    assert data["change_bytes"] == 0
+
+
+def test_table_names_the_scenario_and_the_baseline(saved: Path) -> None:
+    result = invoke(str(saved), "-b", "4", "--precision", "bf16")
+    assert result.exit_code == 0, result.stderr
+    assert "batch 4, bf16" in result.stdout
+    assert "profiled (batch 2)" in result.stdout
+    assert "Alive at the estimated peak" in result.stdout
+
+
+def test_auto_checkpoint_prints_the_modules_to_wrap(saved: Path) -> None:
+    data = _json(str(saved), "--checkpoint", "auto", "-b", "16")
+    assert data["scenario"]["checkpoint"] == ["auto"]
+    assert data["peak_bytes"] <= _json(str(saved), "-b", "16")["peak_bytes"]
+    result = invoke(str(saved), "--checkpoint", "auto", "-b", "16")
+    if data["checkpoint"]:
+        assert "Checkpointed modules" in result.stdout
+
+
+def test_model_file_is_profiled_first() -> None:
+    data = _json(TINY, "--device", "cpu", "--trace-batch-size", "2", "-b", "4")
+    assert data["baseline"]["batch_size"] == 2
+    assert data["batch_size"] == 4
+
+
+def test_output_file(saved: Path, tmp_path: Path) -> None:
+    out = tmp_path / "estimate.json"
+    result = invoke(str(saved), "-b", "4", "--format", "json", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(out.read_text())["batch_size"] == 4
+    assert "wrote json estimate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--precision", "fp8"], "unknown precision"),
+        (["--checkpoint", "no.such.module"], "no module named"),
+        (["--frozen", "nope"], "no module named"),
+        (["--prune", "1.5"], "sparsity"),
+        (["--prune", "0.5:diagonal"], "unknown pruning kind"),
+        (["--precision", "int8"], "inference"),
+        (["--seq-len", "64"], "needs the model file"),
+        (["--checkpoint", "auto,fc1"], "cannot be combined"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(saved: Path, args: list[str], message: str) -> None:
+    result = invoke(str(saved), *args)
+    assert result.exit_code == 2, result.stdout
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_profile_file(tmp_path: Path) -> None:
+    result = invoke(str(tmp_path / "nope.json"))
+    assert result.exit_code == 2
+    assert "not found" in result.stderr
+
+
+def test_seq_len_without_support_in_the_model_file() -> None:
+    result = invoke(TINY, "--device", "cpu", "--seq-len", "16")
+    assert result.exit_code == 2
+    assert "takes no seq_len" in result.stderr
