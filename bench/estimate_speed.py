@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import memadvise  # noqa: E402
-from memadvise.analyzer import Precision, Pruning, PruneKind, Scenario, estimate  # noqa: E402
+from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate  # noqa: E402
 from memadvise.profile import OptimizerName, load_profile  # noqa: E402
 
 MODELS = (("sample_models/gpt2.py", {}), ("sample_models/llama2_7b.py", {"device": "meta"}))
@@ -46,7 +46,7 @@ def main() -> None:
             blocks = BLOCKS.get(prof.model, ())
             print(
                 f"{prof.model:12s} {'load the profile (' + str(len(prof.program)) + ' blocks)':34s} "
-                f"{median_ms(lambda: load_profile(path), 5):10.1f}"
+                f"{median_ms(lambda p=path: load_profile(p), 5):10.1f}"
             )
             saved = load_profile(path)
             scenarios = {
@@ -64,7 +64,7 @@ def main() -> None:
             }
             for label, scenario in scenarios.items():
                 try:
-                    ms = median_ms(lambda s=scenario: estimate(saved, s))
+                    ms = median_ms(lambda s=scenario, p=saved: estimate(p, s))
                 except memadvise.UsageError as exc:
                     print(f"{prof.model:12s} {label:34s} {'n/a':>10s}  ({exc})")
                     continue

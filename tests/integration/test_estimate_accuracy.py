@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memadvise.analyzer import Precision, Pruning, PruneKind, Scenario, estimate
+from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.api import profile_file
 from memadvise.profile import OptimizerName, Profile
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from memadvise.analyzer import Precision, Pruning, PruneKind, Scenario, estimate
+from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.analyzer.optimizers import state_bytes
 from memadvise.analyzer.precision import quantized_bytes
 from memadvise.errors import UsageError
