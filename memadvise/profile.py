@@ -268,10 +268,12 @@ class Profile:
     def to_json(self, indent: int | None = 2) -> str:
         """JSON text; the program's long columns stay on one line each to keep files small."""
         data = self.to_dict()
+        if data["program"] is None:
+            return json.dumps(data, indent=indent, sort_keys=False)
         program = data.pop("program")
         text = json.dumps(data, indent=indent, sort_keys=False)
-        if program is None or indent is None:
-            return text if program is None else text[:-1] + ', "program": ' + json.dumps(program) + "}"
+        if indent is None:
+            return text[:-1] + ', "program": ' + json.dumps(program) + "}"
         lines = ",\n".join(f"{' ' * 2 * indent}{json.dumps(k)}: {json.dumps(v)}" for k, v in program.items())
         return text[:-2] + f',\n{" " * indent}"program": {{\n{lines}\n{" " * indent}}}\n}}'
 

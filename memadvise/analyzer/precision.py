@@ -130,6 +130,7 @@ def change_precision(
 ) -> None:
     """Resize the blocks for ``precision``; ``matmul_modules`` are the layers autocast casts weights for
     (and weight-only quantisation applies to), ``transposed`` those storing their weight ``(in, out)``."""
+    _health_notes(ctx, precision)
     traced = ctx.profile.precision
     if precision.value == traced:
         return
@@ -197,6 +198,33 @@ def _residual_stream(ctx: Context, matmul_modules: set[str], layer_types: dict[s
         if forward is not None and firsts:
             kept |= (blocks.alloc >= forward[0]) & (blocks.alloc < min(firsts))
     return kept
+
+
+HALF_DTYPE = {
+    Precision.FP16: "float16",
+    Precision.FP16_MIXED: "float16",
+    Precision.BF16: "bfloat16",
+    Precision.BF16_MIXED: "bfloat16",
+}
+
+
+def _health_notes(ctx: Context, precision: Precision) -> None:
+    """What the profile's numerical health (``profile --health``) says about this precision."""
+    health = ctx.profile.health
+    dtype = HALF_DTYPE.get(precision)
+    if health is None or dtype is None:
+        if health is None and precision in (Precision.FP16, Precision.FP16_MIXED):
+            ctx.note("profile with --health to check fp16 overflow and gradient underflow")
+        return
+    flags = [f for f in health.flags if f.dtype == dtype]
+    for flag in flags[:5]:
+        ctx.note(
+            f"{precision.value}: {flag.kind.replace('_', ' ')} in {flag.module or '<model>'} ({flag.detail})"
+        )
+    if dtype == "float16" and any(f.kind == "overflow" for f in flags):
+        ctx.note("fp16 would overflow; prefer bf16, or keep the flagged layers in fp32")
+    elif dtype == "float16" and flags:
+        ctx.note("fp16 gradients would underflow; use loss scaling (torch.amp.GradScaler) or bf16")
 
 
 def _optimizer_phase(ctx: Context) -> np.ndarray:

@@ -40,6 +40,11 @@ where the surviving tensors were created; the peak stays the max over the first 
 precision advice. --dataloader-workers/--pin-memory (or the file's make_dataloader()) add the host
 memory of prefetched and pinned batches.
 
+Saved as JSON, a profile also holds its allocation program, which 'memadvise estimate' replays for
+other batch sizes, precisions, optimizers and checkpointing; to fit batch scaling, memadvise traces
+the steps once more at twice the batch (--no-scaling skips it). --precision traces bf16/fp16 (model
+cast) or bf16-mixed/fp16-mixed (autocast); --seq-len is passed to example_inputs(batch_size, seq_len).
+
 The terminal report has a compact timeline under the summary; --tree adds
 memory at the peak by module hierarchy. --format html (or -o FILE.html) writes
 one self-contained page: the timeline chart, what is alive at the peak by
@@ -59,6 +64,7 @@ Examples:
   memadvise profile sample_models/mlp.py --steps 5             # leak check over 5 steps
   memadvise profile sample_models/gpt2.py --health
   memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
+  memadvise profile sample_models/gpt2.py --precision bf16-mixed --seq-len 64
 """
 
 FormatOpt = Annotated[
@@ -97,6 +103,24 @@ PinOpt = Annotated[
     bool | None,
     typer.Option("--pin-memory/--no-pin-memory", help="DataLoader pin_memory, for the host-memory estimate."),
 ]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="Trace in fp32, bf16 or fp16 (model and inputs cast), or bf16-mixed/fp16-mixed (autocast).",
+    ),
+]
+SeqLenOpt = Annotated[
+    int | None,
+    typer.Option("--seq-len", min=1, help="Sequence length, for files whose example_inputs take seq_len."),
+]
+ScalingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--scaling/--no-scaling",
+        help="Trace once more at twice the batch so 'memadvise estimate' can change the batch size.",
+    ),
+]
 TableOpt = Annotated[
     CsvTable | None,
     typer.Option(
@@ -125,6 +149,9 @@ def profile_command(
     health: HealthOpt = False,
     dataloader_workers: WorkersOpt = None,
     pin_memory: PinOpt = None,
+    precision: PrecisionOpt = "fp32",
+    seq_len: SeqLenOpt = None,
+    scaling: ScalingOpt = True,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -155,6 +182,9 @@ def profile_command(
             dataloader_workers=dataloader_workers,
             pin_memory=pin_memory,
             progress=on_phase,
+            precision=precision,
+            seq_len=seq_len,
+            scaling=scaling,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

@@ -37,8 +37,11 @@ def _pct(part: int, whole: int) -> str:
 def summary(profile: Profile) -> RenderableType:
     head = Text()
     head.append("memadvise profile", style="bold")
+    extra = "" if profile.precision == "fp32" else f" · {profile.precision}"
+    extra += "" if profile.seq_len is None else f" · seq {profile.seq_len}"
     head.append(
-        f"  {profile.model} · {profile.mode} · batch {profile.batch_size} · optimizer {profile.optimizer}"
+        f"  {profile.model} · {profile.mode} · batch {profile.batch_size}{extra}"
+        f" · optimizer {profile.optimizer}"
         f" · {profile.device}{' kernels (fake trace)' if profile.trace == 'fake' else ''}"
         f" · torch {profile.torch_version}\n"
     )

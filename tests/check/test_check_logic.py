@@ -47,9 +47,23 @@ def make_profile(peak: int = 100 * MiB, body: int = 10 * MiB, **figures: int) ->
         **figures,
     }
     return Profile(
-        model="net", batch_size=4, mode="train", device="cpu", optimizer="adamw", peak_bytes=peak,
-        peak_phase="backward", peak_step=1, peak_op="op", peak_module="body", peak_breakdown={},
-        buffer_bytes=0, input_bytes=0, steps=2, layers=layers, torch_version="2.14.1", **values,
+        model="net",
+        batch_size=4,
+        mode="train",
+        device="cpu",
+        optimizer="adamw",
+        peak_bytes=peak,
+        peak_phase="backward",
+        peak_step=1,
+        peak_op="op",
+        peak_module="body",
+        peak_breakdown={},
+        buffer_bytes=0,
+        input_bytes=0,
+        steps=2,
+        layers=layers,
+        torch_version="2.14.1",
+        **values,
     )
 
 
@@ -152,8 +166,10 @@ def test_baseline_json_is_sorted_and_round_trips(tmp_path: Path) -> None:
         ("{", "is not valid JSON (line 1"),
         ("[1, 2]", "is not a memadvise baseline file"),
         ('{"format": "memadvise-baseline", "schema_version": 99}', "has schema_version 99"),
-        ('{"format": "memadvise-baseline", "schema_version": 1, "entries": {"k": {"model": "m.py"}}}',
-         "entry 'k' is malformed"),
+        (
+            '{"format": "memadvise-baseline", "schema_version": 1, "entries": {"k": {"model": "m.py"}}}',
+            "entry 'k' is malformed",
+        ),
     ],
 )
 def test_load_baseline_errors(tmp_path: Path, content: str | None, message: str) -> None:
@@ -189,7 +205,10 @@ def test_find_config_walks_up_to_the_repository_root(tmp_path: Path) -> None:
 
 def test_plan_merges_command_line_over_config(tmp_path: Path) -> None:
     write(tmp_path / "m.py", "")
-    config = load_config(write(tmp_path / "pyproject.toml", """
+    config = load_config(
+        write(
+            tmp_path / "pyproject.toml",
+            """
 [tool.memadvise.check]
 baseline = "ci/base.json"
 tolerance = "2%"
@@ -197,7 +216,9 @@ batch_sizes = [2, 4]
 optimizer = "sgd"
 device = "auto"
 models = ["m.py", { path = "m.py:build_big", modes = ["train", "inference"], tolerance = "5%,1MiB" }]
-"""))
+""",
+        )
+    )
     assert config.baseline == tmp_path / "ci" / "base.json"
     plan = plan_checks([], config=config)
     assert plan.baseline == tmp_path / "ci" / "base.json"
@@ -214,15 +235,22 @@ models = ["m.py", { path = "m.py:build_big", modes = ["train", "inference"], tol
     assert {t.batch_size for t in cli.targets} == {8} and {str(t.tolerance) for t in cli.targets} == {"1%"}
     assert cli.baseline == tmp_path / "other.json"
     given = plan_checks([str(tmp_path / "m.py"), str(tmp_path / "m.py")], config=config, mode="inference")
-    assert [(t.batch_size, t.mode, t.optimizer) for t in given.targets] == [(2, "inference", "none"),
-                                                                           (4, "inference", "none")]
+    assert [(t.batch_size, t.mode, t.optimizer) for t in given.targets] == [
+        (2, "inference", "none"),
+        (4, "inference", "none"),
+    ]
 
 
 def test_plan_defaults_without_config(tmp_path: Path) -> None:
     write(tmp_path / "m.py", "")
     (target,) = plan_checks([str(tmp_path / "m.py")], baseline=tmp_path / "b.json").targets
     assert (target.batch_size, target.mode, target.optimizer, target.device, str(target.tolerance)) == (
-        1, "train", "adamw", None, "2%")
+        1,
+        "train",
+        "adamw",
+        None,
+        "2%",
+    )
     with pytest.raises(UsageError, match="no baseline file"):
         plan_checks([str(tmp_path / "m.py")])
     with pytest.raises(UsageError, match="nothing to check"):

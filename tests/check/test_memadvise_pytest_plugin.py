@@ -52,11 +52,13 @@ def test_marker_fails_a_model_over_its_limit_and_passes_one_within(suite: pytest
     )
     result = suite.runpytest("-W", "error::pytest.PytestReturnNotNoneWarning")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "*memadvise: peak 138.9 KiB (142,244 bytes) exceeds max_peak=64.0 KiB (65,536 bytes) by 74.9 KiB"
-        " (+117.0%) — tiny_mlp · train · batch 4 · adamw · cpu; held at the peak by: *body*",
-        "FAILED test_memory.py::test_over*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*memadvise: peak 138.9 KiB (142,244 bytes) exceeds max_peak=64.0 KiB (65,536 bytes) by 74.9 KiB"
+            " (+117.0%) — tiny_mlp · train · batch 4 · adamw · cpu; held at the peak by: *body*",
+            "FAILED test_memory.py::test_over*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -91,10 +93,12 @@ def test_model_and_inputs_returned_or_yielded(suite: pytest.Pytester) -> None:
     )
     result = suite.runpytest("-W", "error::pytest.PytestReturnNotNoneWarning")
     result.assert_outcomes(passed=4, failed=1)
-    result.stdout.fnmatch_lines([
-        "*memadvise: parameters * exceeds max_params=8.0 KiB (8,192 bytes) * Sequential · inference *"
-        "largest layers: 0 *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*memadvise: parameters * exceeds max_params=8.0 KiB (8,192 bytes) * Sequential · inference *"
+            "largest layers: 0 *",
+        ]
+    )
 
 
 def test_fixture_returns_a_profile_and_the_marker_gates_it(suite: pytest.Pytester) -> None:
@@ -148,13 +152,15 @@ def test_marker_mistakes_are_readable_failures(suite: pytest.Pytester) -> None:
     )
     result = suite.runpytest()
     result.assert_outcomes(failed=5)
-    result.stdout.fnmatch_lines_random([
-        "*unknown memadvise marker argument 'max_peek'; use max_peak*",
-        "*memadvise marker: unknown size unit 'gigabyte'*",
-        "*must return or yield a model file path or (model, inputs[[], loss_fn[]]), or call the*",
-        "*returned int; return a model file path*",
-        "*memadvise: model file 'models/nope.py' not found*",
-    ])
+    result.stdout.fnmatch_lines_random(
+        [
+            "*unknown memadvise marker argument 'max_peek'; use max_peak*",
+            "*memadvise marker: unknown size unit 'gigabyte'*",
+            "*must return or yield a model file path or (model, inputs[[], loss_fn[]]), or call the*",
+            "*returned int; return a model file path*",
+            "*memadvise: model file 'models/nope.py' not found*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 

@@ -82,3 +82,15 @@ def test_health_on_a_fake_trace_is_a_usage_error() -> None:
     result = runner.invoke(app, ["profile", str(MODELS / "fp16_overflow.py"), "--health", "--fake"])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "--health needs real values" in result.stderr
+
+
+def test_precision_estimates_carry_the_health_advice() -> None:
+    """The analyzer's fp16 estimate names the overflowing layer; its bf16 estimate does not warn."""
+    from memadvise.analyzer import Precision, Scenario, estimate
+
+    prof = traced(MODELS / "fp16_overflow.py")
+    fp16 = estimate(prof, Scenario(precision=Precision.FP16_MIXED))
+    assert any("overflow in 2" in note for note in fp16.notes)
+    assert any("prefer bf16" in note for note in fp16.notes)
+    bf16 = estimate(prof, Scenario(precision=Precision.BF16_MIXED))
+    assert not any("overflow" in note for note in bf16.notes)

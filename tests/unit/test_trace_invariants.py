@@ -394,7 +394,7 @@ def test_activations_grow_with_the_batch() -> None:
     ("kwargs", "fragment"),
     [
         ({"mode": "eval"}, "unknown mode 'eval'"),
-        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+        ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
         ({"steps": 0}, "steps must be at least 1"),
     ],
 )
