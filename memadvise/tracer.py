@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import torch
 
-from memadvise.allocations import BaselineBlock, Capture, Events, build_profile, first_steps
+from memadvise.allocations import OUTSIDE, BaselineBlock, Capture, Events, build_profile, first_steps
 from memadvise.allocator_events import AllocatorRecorder
 from memadvise.health import HealthMonitor
 from memadvise.kernel_buffers import KernelBufferModel
@@ -275,7 +275,7 @@ class Tracer:
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         key = self.recorder.key(t)
         if key is not None:
-            where = self._module_stack[-1] if self._module_stack else ""
+            where = self._module_stack[-1] if self._module_stack else OUTSIDE[Phase.FORWARD.value]
             if key[0] not in self._capture.saved[self._step]:
                 self._capture.saved[self._step][key[0]] = where
                 self._capture.dtypes[(Category.ACTIVATIONS.value, self._step, key[0])] = dtype_name(t)

@@ -4,9 +4,9 @@
   optimizer state, activations, temporaries, floating inputs. Integer and boolean blocks (token ids,
   dropout masks, pooling indices), fp32 step counters and losses keep their size. Blocks whose dtype the trace
   could not see (temporaries inside operators) are taken to be in the compute dtype.
-* **Losses** (cross-entropy, NLL, MSE… and their backward) stay fp32 in every precision: autocast runs
-  them in fp32, and models that compute their own loss (transformers) upcast the logits first. With a
-  loss computed on 16-bit logits this over-states the peak by the loss's temporaries.
+* **Losses** (cross-entropy, NLL, MSE… and their backward) stay fp32 under autocast, which runs them in
+  fp32, and in pure 16-bit runs when the model computes its own loss (transformers upcasts the logits
+  first); a ``loss_fn`` applied to 16-bit outputs runs in 16 bits.
 * **fp32 islands**: transformers' RMSNorm and rotary-embedding modules upcast to fp32 in any dtype;
   the blocks allocated inside them keep their width. (Other upcasts written in model code, such as
   an attention softmax taken in fp32, cannot be seen in an fp32 trace: profile with ``--precision``
@@ -147,7 +147,13 @@ def change_precision(
         return
     blocks = ctx.blocks
     loss_ops = np.array([op in FP32_OPS for op in ctx.program.ops] + [False], dtype=bool)
-    floats = _float_mask(ctx, itemsize) & ~loss_ops[np.minimum(blocks.op, len(ctx.program.ops))]
+    fp32_loss = loss_ops[np.minimum(blocks.op, len(ctx.program.ops))]
+    if precision in (Precision.BF16, Precision.FP16):
+        # Pure 16-bit: only a loss the model computes itself is upcast (transformers does); a loss_fn
+        # applied to 16-bit outputs runs in 16 bits.
+        outside = np.array([m.startswith("<") for m in ctx.program.modules], dtype=bool)
+        fp32_loss &= ~outside[blocks.module]
+    floats = _float_mask(ctx, itemsize) & ~fp32_loss
     floats &= ~_fp32_islands(ctx, layer_types or {})
     counters = blocks.is_category(Category.OPTIMIZER_STATE) & (blocks.size <= 8)
     if precision in (Precision.BF16, Precision.FP16, Precision.FP32):
