@@ -12,6 +12,7 @@ from typing import Any
 
 from memadvise.errors import UsageError
 from memadvise.profile import OptimizerName
+from memadvise.sharding import Strategy
 
 AUTO = "auto"
 
@@ -63,8 +64,9 @@ class Pruning:
 class Scenario:
     """What to change. ``checkpoint`` is a tuple of module names, or ``("auto",)`` to let memadvise choose.
 
-    ``batch_size`` is the micro-batch (samples per forward pass); with ``grad_accum = K`` the effective
-    batch is ``K * batch_size``. ``frozen`` names modules whose parameters are not trained.
+    ``batch_size`` is the micro-batch (samples per forward pass, per GPU); with ``grad_accum = K`` the
+    effective batch is ``K * batch_size * gpus``. ``frozen`` names modules whose parameters are not
+    trained. ``gpus`` and ``strategy`` (default DDP) give one GPU's share of data-parallel training.
     """
 
     batch_size: int | None = None
@@ -74,8 +76,12 @@ class Scenario:
     optimizer: OptimizerName | None = None
     grad_accum: int = 1
     frozen: tuple[str, ...] = ()
+    gpus: int = 1
+    strategy: Strategy | None = None
 
     def __post_init__(self) -> None:
+        if self.gpus < 1:
+            raise UsageError(f"--gpus must be at least 1, not {self.gpus}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1, not {self.batch_size}")
         if self.grad_accum < 1:
@@ -96,6 +102,7 @@ class Scenario:
         data["optimizer"] = None if self.optimizer is None else self.optimizer.value
         data["checkpoint"] = list(self.checkpoint)
         data["frozen"] = list(self.frozen)
+        data["strategy"] = None if self.strategy is None else self.strategy.value
         data["prune"] = (
             None if self.prune is None else {"sparsity": self.prune.sparsity, "kind": self.prune.kind.value}
         )
@@ -118,4 +125,6 @@ class Scenario:
             parts.append("frozen " + ",".join(self.frozen))
         if self.prune is not None:
             parts.append(f"prune {self.prune.sparsity:.0%} {self.prune.kind.value}")
+        if self.gpus > 1 or self.strategy is not None:
+            parts.append(f"{self.gpus} GPUs {(self.strategy or Strategy.DDP).value}")
         return ", ".join(parts) or "as profiled"

@@ -8,7 +8,7 @@ finds the new peak and what is alive at it. Nothing here runs a model; a saved p
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from memadvise.analyzer.checkpointing import (
     recompute_flops,
 )
 from memadvise.analyzer.context import Context
+from memadvise.analyzer.distributed import shard
 from memadvise.analyzer.finetune import accumulate, freeze
 from memadvise.analyzer.optimizers import change_optimizer
 from memadvise.analyzer.precision import MATMUL_LAYERS, change_precision
@@ -30,6 +31,7 @@ from memadvise.analyzer.pruning import PruneReport, prune
 from memadvise.errors import UsageError
 from memadvise.profile import CATEGORIES, Category, Holder, Mode, OptimizerName, Phase, Profile
 from memadvise.scenario import Scenario
+from memadvise.sharding import ShardedStates, Strategy
 
 CUDA_BLOCK = 512
 TOP_HOLDERS = 8
@@ -66,6 +68,7 @@ class Estimate:
     recompute_flops: int | None = None
     recompute_fraction: float | None = None
     pruning: PruneReport | None = None
+    sharding: ShardedStates | None = None
     notes: tuple[str, ...] = ()
     why: str = ""
 
@@ -83,7 +86,7 @@ class _Applied:
     checkpoint: tuple[str, ...] = ()
     pruning: PruneReport | None = None
     optimizer: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    sharding: ShardedStates | None = None
 
 
 def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any) -> Estimate:
@@ -138,6 +141,15 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
             change_optimizer(ctx, name, _resized(trainable, applied.pruning))
             applied.optimizer = name.value
     accumulate(ctx, scenario.grad_accum)
+    if scenario.gpus > 1 or scenario.strategy is not None:
+        blocks = ctx.blocks
+        state = blocks.is_category(Category.OPTIMIZER_STATE) & np.isinf(blocks.free)
+        totals = (
+            _total(blocks, blocks.size, Category.PARAMETERS),
+            _grads(ctx, blocks.size),
+            int(blocks.size[state].sum()),
+        )
+        applied.sharding = shard(ctx, scenario.gpus, scenario.strategy or Strategy.DDP, totals)
     names = (
         checkpoint if checkpoint is not None else (() if scenario.auto_checkpoint else scenario.checkpoint)
     )
@@ -212,7 +224,7 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         mode=profile.mode,
         device=profile.device,
         batch_size=batch,
-        effective_batch_size=batch * scenario.grad_accum,
+        effective_batch_size=batch * scenario.grad_accum * scenario.gpus,
         optimizer=applied.optimizer or profile.optimizer,
         peak_bytes=result.peak_bytes,
         peak_phase=phase,
@@ -235,6 +247,7 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         recompute_flops=flops,
         recompute_fraction=fraction,
         pruning=applied.pruning,
+        sharding=applied.sharding,
         notes=tuple(ctx.notes),
     )
     return replace(estimate, why=_why(estimate))
