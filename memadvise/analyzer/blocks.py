@@ -32,6 +32,17 @@ class Blocks:
 
     @classmethod
     def of(cls, program: Program) -> Blocks:
+        """A fresh, editable copy of the program's blocks (the conversion is cached per program)."""
+        cached = _CACHE.get(id(program))
+        if cached is None or cached[0] is not program:
+            if len(_CACHE) >= 8:
+                _CACHE.pop(next(iter(_CACHE)))
+            cached = (program, cls._convert(program))
+            _CACHE[id(program)] = cached
+        return cached[1].take(np.ones(len(cached[1]), dtype=bool))
+
+    @classmethod
+    def _convert(cls, program: Program) -> Blocks:
         free = np.asarray(program.free, dtype=np.float64)
         free[free < 0] = np.inf
         return cls(
@@ -85,6 +96,9 @@ class Blocks:
         """Remove the rows where ``mask`` holds."""
         kept = self.take(~mask)
         self.__dict__.update(kept.__dict__)
+
+
+_CACHE: dict[int, tuple[Program, Blocks]] = {}
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,11 @@ def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any)
         scenario = Scenario(**changes)
     elif changes:
         raise TypeError("pass either a Scenario or keyword changes, not both")
+    return estimate_blocks(profile, scenario)[0]
+
+
+def estimate_blocks(profile: Profile, scenario: Scenario) -> tuple[Estimate, Blocks]:
+    """The estimate and the block set it replayed (for the planner's allocator model)."""
     if profile.program is None:
         raise UsageError(
             "this profile has no allocation program (saved by an older memadvise); profile the model again"
@@ -110,7 +115,7 @@ def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any)
         ctx = applied.ctx
     if profile.device.startswith("cuda"):
         ctx.blocks.size = np.ceil(ctx.blocks.size / CUDA_BLOCK) * CUDA_BLOCK
-    return _summarise(profile, scenario, applied, replay(ctx.blocks))
+    return _summarise(profile, scenario, applied, replay(ctx.blocks)), ctx.blocks
 
 
 def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | None = None) -> _Applied:

@@ -1,0 +1,27 @@
+"""Planning: a configuration that fits a GPU, and the GPUs and system RAM to run it.
+
+>>> from memadvise.planner import plan_for                      # doctest: +SKIP
+>>> plan_for(profile, gpu="RTX 4090").recommendation.flags      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from memadvise.gpus import GpuSpec
+from memadvise.planner.budget import Budget, budget_for
+from memadvise.planner.search import Goal, Option, Pins, Plan, search
+from memadvise.profile import Profile
+
+
+def plan_for(
+    profile: Profile,
+    gpu: str | GpuSpec,
+    *,
+    reserve: str | int | None = None,
+    goal: Goal | str = Goal.MAX_BATCH,
+    pins: Pins | None = None,
+) -> Plan:
+    """Plan ``profile`` for one GPU given by catalog name or size (see :func:`budget_for`)."""
+    return search(profile, budget_for(gpu, reserve), pins or Pins(), Goal(goal))
+
+
+__all__ = ["Budget", "Goal", "Option", "Pins", "Plan", "budget_for", "plan_for", "search"]

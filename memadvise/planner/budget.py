@@ -1,0 +1,88 @@
+"""The memory a plan may use on one GPU: its size, minus what PyTorch's process holds besides tensors.
+
+``nvidia-smi`` shows more than ``torch.cuda.memory_allocated()``: the CUDA context and loaded kernels,
+the cuBLAS workspaces, and the caching allocator's reserved-but-unused memory. The first two are
+subtracted here (``--reserve`` replaces them with one figure, ``--reserve 0`` for exact tensor maths);
+the allocator's reservation is predicted per plan by replaying its allocations (see
+:mod:`memadvise.planner.reserved`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memadvise.errors import UsageError
+from memadvise.gpus import GpuSpec, cuda_context_bytes, find_gpu, library_workspace_bytes
+from memadvise.units import format_bytes, parse_size
+
+# A GPU given only by its size: the context of a recent (Ampere/Ada) card plus one cuBLAS workspace.
+UNKNOWN_CONTEXT = 400 * 2**20
+UNKNOWN_WORKSPACE = 8_519_680
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One GPU's memory and what is left for the training step's tensors (all in bytes)."""
+
+    name: str
+    total_bytes: int
+    context_bytes: int
+    workspace_bytes: int
+    reserve_bytes: int
+    bf16: bool = True
+    gpu: GpuSpec | None = None
+    exact: bool = False  # --reserve 0: tensor bytes only, no allocator model
+
+    @property
+    def usable_bytes(self) -> int:
+        return max(0, self.total_bytes - self.reserve_bytes)
+
+    def describe(self) -> str:
+        if self.exact:
+            return f"{self.name}: {format_bytes(self.total_bytes)} for tensors (--reserve 0)"
+        return (
+            f"{self.name}: {format_bytes(self.total_bytes)} − {format_bytes(self.reserve_bytes)} reserved "
+            f"(CUDA context and kernels ~{format_bytes(self.context_bytes)}, cuBLAS workspace "
+            f"{format_bytes(self.workspace_bytes)}) = {format_bytes(self.usable_bytes)} "
+            "for the caching allocator"
+        )
+
+
+def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None) -> Budget:
+    """A budget from a catalog name (``"RTX 4090"``, ``"a100-80gb"``) or a size (``"24GB"``, ``"80G"``,
+    a plain integer in bytes). ``reserve`` overrides the overhead taken off the top."""
+    spec: GpuSpec | None
+    if isinstance(gpu, GpuSpec):
+        spec = gpu
+    else:
+        spec = None
+        try:
+            total = parse_size(str(gpu))
+        except UsageError:
+            spec = find_gpu(str(gpu))
+    if spec is not None:
+        total = spec.memory_bytes
+        context, workspace = cuda_context_bytes(spec), library_workspace_bytes(spec)
+        name, bf16 = spec.name, spec.bf16
+    else:
+        context, workspace = UNKNOWN_CONTEXT, UNKNOWN_WORKSPACE
+        name, bf16 = format_bytes(total), True
+    if total <= 0:
+        raise UsageError("the GPU memory budget must be more than 0 bytes")
+    overhead = context + workspace
+    exact = False
+    if reserve is not None:
+        overhead = reserve if isinstance(reserve, int) else parse_size(reserve)
+        exact = overhead == 0
+    if overhead >= total:
+        raise UsageError(f"the reserve ({format_bytes(overhead)}) leaves nothing of {format_bytes(total)}")
+    return Budget(
+        name=name,
+        total_bytes=total,
+        context_bytes=context,
+        workspace_bytes=workspace,
+        reserve_bytes=overhead,
+        bf16=bf16,
+        gpu=spec,
+        exact=exact,
+    )
