@@ -8,13 +8,18 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from memadvise.errors import MemadviseError
 from memadvise.profile import Mode, OptimizerName
+
+if TYPE_CHECKING:
+    from memadvise.analyzer import Scenario
+    from memadvise.profile import Profile
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -169,3 +174,54 @@ def progress(message: str) -> Iterator[None]:
         return
     with console.status(message):
         yield
+
+
+def profile_for_scenario(
+    target: str,
+    scenario: Scenario,
+    trace_batch_size: int,
+    mode: Mode,
+    device: object,
+    fake: bool,
+    target_device: object,
+    seq_len: int | None,
+) -> tuple[Profile, Scenario]:
+    """Profile a model file for the scenario: precision and optimizer traced when PyTorch runs them."""
+    from dataclasses import replace
+
+    from memadvise.analyzer import Precision
+    from memadvise.api import profile_file
+
+    traced_precision = "fp32"
+    if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):
+        traced_precision = scenario.precision.value
+        scenario = replace(scenario, precision=None)
+    traced_optimizer = OptimizerName.ADAMW
+    if scenario.optimizer is not None and scenario.optimizer is not OptimizerName.ADAMW_8BIT:
+        traced_optimizer = scenario.optimizer
+        scenario = replace(scenario, optimizer=None)
+    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+    phases = 3 if mode is Mode.TRAIN else 1
+    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:
+        profile = profile_file(
+            target,
+            batch_size=trace_batch_size,
+            mode=mode.value,
+            optimizer=traced_optimizer.value,
+            device=where,
+            target_device=target_device.value if target_device else None,  # type: ignore[attr-defined]
+            precision=traced_precision,
+            seq_len=seq_len,
+            progress=on_phase,
+        )
+    return profile, scenario
+
+
+def module_names(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated module names; ``none`` means no module."""
+    names: list[str] = []
+    for value in values or []:
+        names.extend(part.strip() for part in value.split(",") if part.strip())
+    if names == ["none"]:
+        return ()
+    return tuple(names)

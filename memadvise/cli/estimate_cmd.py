@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,17 +14,13 @@ from memadvise.cli.common import (
     FakeOpt,
     ModeOpt,
     TargetDeviceOpt,
-    chosen_device,
     handles_errors,
+    module_names,
+    profile_for_scenario,
     stderr_console,
     stdout_console,
-    step_progress,
 )
 from memadvise.profile import Mode, OptimizerName
-
-if TYPE_CHECKING:
-    from memadvise.analyzer import Scenario
-    from memadvise.profile import Profile
 
 HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
 
@@ -55,16 +51,6 @@ Examples:
 class EstimateFormat(str, Enum):
     table = "table"
     json = "json"
-
-
-def _names(values: list[str] | None) -> tuple[str, ...]:
-    """Repeated and comma-separated module names; ``none`` means no module."""
-    names: list[str] = []
-    for value in values or []:
-        names.extend(part.strip() for part in value.split(",") if part.strip())
-    if names == ["none"]:
-        return ()
-    return tuple(names)
 
 
 @handles_errors
@@ -128,11 +114,11 @@ def estimate_command(
     scenario = Scenario(
         batch_size=batch_size,
         precision=chosen_precision,
-        checkpoint=_names(checkpoint),
+        checkpoint=module_names(checkpoint),
         prune=Pruning.parse(prune) if prune is not None else None,
         optimizer=optimizer,
         grad_accum=grad_accum,
-        frozen=_names(frozen),
+        frozen=module_names(frozen),
     )
     is_profile = target.endswith(".json")
     if is_profile:
@@ -142,7 +128,7 @@ def estimate_command(
 
         profile = load_profile(target)
     else:
-        profile, scenario = _trace(
+        profile, scenario = profile_for_scenario(
             target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
         )
     result = estimate(profile, scenario)
@@ -172,44 +158,3 @@ def estimate_command(
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror}") from None
     stderr_console().print(f"wrote {fmt.value} estimate to {output}", highlight=False, markup=False)
-
-
-def _trace(
-    target: str,
-    scenario: Scenario,
-    trace_batch_size: int,
-    mode: Mode,
-    device: object,
-    fake: bool,
-    target_device: object,
-    seq_len: int | None,
-) -> tuple[Profile, Scenario]:
-    """Profile a model file for the scenario: precision and optimizer traced when PyTorch runs them."""
-    from dataclasses import replace
-
-    from memadvise.analyzer import Precision
-    from memadvise.api import profile_file
-
-    traced_precision = "fp32"
-    if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):
-        traced_precision = scenario.precision.value
-        scenario = replace(scenario, precision=None)
-    traced_optimizer = OptimizerName.ADAMW
-    if scenario.optimizer is not None and scenario.optimizer is not OptimizerName.ADAMW_8BIT:
-        traced_optimizer = scenario.optimizer
-        scenario = replace(scenario, optimizer=None)
-    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
-    phases = 3 if mode is Mode.TRAIN else 1
-    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:
-        profile = profile_file(
-            target,
-            batch_size=trace_batch_size,
-            mode=mode.value,
-            optimizer=traced_optimizer.value,
-            device=where,
-            target_device=target_device.value if target_device else None,  # type: ignore[attr-defined]
-            precision=traced_precision,
-            seq_len=seq_len,
-            progress=on_phase,
-        )
-    return profile, scenario

@@ -1,0 +1,253 @@
+"""``memadvise plan``: a configuration that fits a GPU, and the GPUs and RAM to run it."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from memadvise.cli.common import (
+    DebugOpt,
+    DeviceOpt,
+    FakeOpt,
+    ModeOpt,
+    TargetDeviceOpt,
+    handles_errors,
+    module_names,
+    profile_for_scenario,
+    stderr_console,
+    stdout_console,
+)
+from memadvise.profile import Mode, OptimizerName
+
+if TYPE_CHECKING:
+    from memadvise.planner import Budget, Pins
+    from memadvise.profile import Profile
+
+HELP = """Find a batch size, precision, checkpointing, optimizer and accumulation that fit a GPU.
+
+TARGET is a saved profile (profile.json) or a model file (profiled first). --gpu takes a size
+(24GB = 24*10^9 bytes, 24GiB or 24G = 24*2^30, 512MiB; a plain number is bytes) or a name from the
+bundled catalog ('RTX 4090', 'A100 80GB', 'H100'); without --gpu, memadvise plans for this machine's
+GPU (found with NVML). The budget is what nvidia-smi would show: the GPU's memory minus the CUDA
+context and cuBLAS workspace (--reserve replaces that overhead; --reserve 0 plans exact tensor
+bytes), and each option's reserved memory comes from a model of PyTorch's caching allocator.
+
+The search covers every lever you do not pin: --precision, --checkpoint (none or auto), --optimizer
+(8-bit AdamW for Adam on a GPU), --batch-size (else the largest that fits), --grad-accum (to reach
+--min-batch). --goal max-batch (default), min-memory or fastest. --gpus N --strategy
+ddp|zero1|zero2|zero3|fsdp (and --nodes M) plans one GPU's share of data-parallel training.
+--list-gpus ranks the catalog's GPUs for this model, with the system RAM to pair with each.
+
+\b
+Examples:
+  memadvise plan gpt2.json --gpu 24GB
+  memadvise plan gpt2.json --gpu "RTX 4090" --min-batch 64 --goal fastest
+  memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 --strategy zero3
+  memadvise plan gpt2.json --gpu 16GiB --precision fp32 --checkpoint none --reserve 0
+  memadvise plan sample_models/llama2_7b.py --fake --list-gpus
+  memadvise plan gpt2.json --gpu A10 --format json
+"""
+
+
+class GoalChoice(str, Enum):
+    max_batch = "max-batch"
+    min_memory = "min-memory"
+    fastest = "fastest"
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@handles_errors
+def plan_command(
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
+    ],
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU memory (24GB, 80GiB) or catalog name (A100 80GB).")
+    ] = None,
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs per node for data-parallel training.")] = 1,
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes (each with --gpus GPUs).")] = 1,
+    strategy: Annotated[
+        str | None, typer.Option(help="ddp, zero1, zero2, zero3 or fsdp (default ddp with several GPUs).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "-b", min=1, help="Pin the micro-batch per GPU.")
+    ] = None,
+    min_batch: Annotated[
+        int | None,
+        typer.Option("--min-batch", min=1, help="Smallest effective batch (accumulation allowed)."),
+    ] = None,
+    seq_len: Annotated[
+        int | None, typer.Option("--seq-len", min=1, help="Sequence length (model files).")
+    ] = None,
+    goal: Annotated[
+        GoalChoice, typer.Option(help="max-batch, min-memory or fastest.")
+    ] = GoalChoice.max_batch,
+    precision: Annotated[str | None, typer.Option(help="Pin the precision (fp32, bf16-mixed, …).")] = None,
+    checkpoint: Annotated[
+        list[str] | None, typer.Option(help="Pin checkpointing: module names, auto or none.")
+    ] = None,
+    optimizer: Annotated[OptimizerName | None, typer.Option(help="Pin the optimizer.")] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option("--grad-accum", min=1, help="Pin the accumulation.")
+    ] = None,
+    reserve: Annotated[
+        str | None, typer.Option(help="Memory not available to tensors (default: CUDA context + workspace).")
+    ] = None,
+    list_gpus: Annotated[
+        bool, typer.Option("--list-gpus", help="Rank the catalog's GPUs for this model.")
+    ] = False,
+    trace_batch_size: Annotated[
+        int, typer.Option("--trace-batch-size", min=1, help="Batch size a model file is traced at.")
+    ] = 2,
+    mode: ModeOpt = Mode.TRAIN,
+    device: DeviceOpt = None,
+    fake: FakeOpt = False,
+    target_device: TargetDeviceOpt = None,
+    fmt: Annotated[PlanFormat, typer.Option("--format", "-f", help="table or json.")] = PlanFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    from memadvise.analyzer import Precision
+    from memadvise.errors import UsageError
+    from memadvise.planner import Goal, Pins, budget_for, search
+    from memadvise.planner.hardware import ram_for
+
+    if batch_size is not None and min_batch is not None:
+        raise UsageError("--batch-size pins the micro-batch and --min-batch asks for a search; give one")
+    try:
+        pinned_precision = Precision(precision) if precision is not None else None
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise UsageError(f"unknown precision {precision!r}; use one of {choices}") from None
+    names = module_names(checkpoint) if checkpoint is not None else None
+    pins = Pins(
+        batch_size=batch_size,
+        min_batch=min_batch,
+        precision=pinned_precision,
+        checkpoint=names,
+        optimizer=optimizer,
+        grad_accum=grad_accum,
+        gpus=gpus * nodes,
+        strategy=strategy,
+    )
+    if strategy is not None:
+        from memadvise.sharding import parse_strategy
+
+        parse_strategy(strategy)  # a clear error before any model runs
+    budgets = [] if list_gpus else [_budget(gpu, reserve)]
+    profile = _profile(target, pins, trace_batch_size, mode, device, fake, target_device, seq_len)
+    if pins.precision is not None and pins.precision.value == profile.precision:
+        pins = Pins(**{**pins.__dict__, "precision": None})
+    if pins.optimizer is not None and pins.optimizer.value == profile.optimizer:
+        pins = Pins(**{**pins.__dict__, "optimizer": None})
+    if list_gpus:
+        from memadvise.gpus import load_catalog
+
+        rows = []
+        for spec in sorted(load_catalog(), key=lambda g: g.memory_bytes):
+            plan = search(profile, budget_for(spec, reserve), pins, Goal(goal.value), suggest=False)
+            rows.append((plan, ram_for(spec.memory_bytes * pins.gpus, profile)))
+        rows.sort(key=lambda r: (r[0].recommendation is None, r[0].budget.total_bytes))
+        if fmt is PlanFormat.json:
+            from memadvise.reporters.plan_report import gpu_list_json
+
+            _emit(gpu_list_json(rows, profile.model), output, fmt)
+        else:
+            from memadvise.reporters.plan_report import render_gpu_list
+
+            _emit(render_gpu_list(rows, profile.model), output, fmt)
+        return
+    budget = budgets[0]
+    plan = search(profile, budget, pins, Goal(goal.value))
+    ram = ram_for(budget.total_bytes * pins.gpus, profile)
+    if fmt is PlanFormat.json:
+        from memadvise.reporters.plan_report import plan_json
+
+        _emit(plan_json(plan, profile.model, ram), output, fmt)
+    else:
+        from memadvise.reporters.plan_report import render_plan
+
+        _emit(render_plan(plan, profile.model, ram), output, fmt)
+
+
+def _budget(gpu: str | None, reserve: str | None) -> Budget:
+    """The budget of --gpu, or of this machine's first GPU."""
+    from memadvise.errors import UsageError
+    from memadvise.planner import budget_for
+
+    if gpu is not None:
+        return budget_for(gpu, reserve)
+    from memadvise.planner.hardware import host_ram_bytes, local_gpus
+
+    found = local_gpus()
+    if not found:
+        raise UsageError(
+            "no GPU found on this machine (NVML reports none); give --gpu SIZE or NAME, or use --list-gpus "
+            f"(host RAM here: {host_ram_bytes() / 2**30:.0f} GiB)"
+        )
+    first = found[0]
+    try:
+        return budget_for(first.name, reserve)
+    except UsageError:
+        return budget_for(str(first.total_bytes), reserve)
+
+
+def _profile(
+    target: str,
+    pins: Pins,
+    trace_batch_size: int,
+    mode: Mode,
+    device: object,
+    fake: bool,
+    target_device: object,
+    seq_len: int | None,
+) -> Profile:
+    from memadvise.analyzer import Scenario
+    from memadvise.errors import UsageError
+
+    if target.endswith(".json"):
+        if seq_len is not None:
+            raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
+        from memadvise.profile import load_profile
+
+        return load_profile(target)
+    wanted = Scenario(precision=pins.precision, optimizer=pins.optimizer)
+    profile, _ = profile_for_scenario(
+        target, wanted, trace_batch_size, mode, device, fake, target_device, seq_len
+    )
+    return profile
+
+
+def _emit(content: object, output: Path | None, fmt: PlanFormat) -> None:
+    from memadvise.errors import UsageError
+
+    if isinstance(content, str):
+        text = content
+    elif output is None:
+        stdout_console().print(content)
+        return
+    else:
+        import io
+
+        from rich.console import Console
+
+        console = Console(record=True, width=160, file=io.StringIO())
+        console.print(content)
+        text = console.export_text()
+    if output is None:
+        typer.echo(text.rstrip("\n"))
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    stderr_console().print(f"wrote {fmt.value} plan to {output}", highlight=False, markup=False)

@@ -1,0 +1,179 @@
+"""Reports of plans: the recommendation with what to change, the ranked options, GPUs to rent, JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from memadvise.planner import Option, Plan
+from memadvise.planner.hardware import RamAdvice
+from memadvise.units import format_bytes
+
+MAX_LISTED_MODULES = 3
+
+
+def checkpoint_label(names: tuple[str, ...], short: bool = False) -> str:
+    if not names:
+        return "none"
+    if short:
+        return names[0] if len(names) == 1 else f"{len(names)} modules"
+    if len(names) <= MAX_LISTED_MODULES:
+        return ", ".join(names)
+    return f"{len(names)} modules ({', '.join(names[:2])}, …)"
+
+
+def render_plan(plan: Plan, model: str, ram: RamAdvice | None = None) -> RenderableType:
+    head = Text()
+    head.append("memadvise plan", style="bold")
+    sharding = f" · {plan.gpus} GPUs {plan.strategy}" if plan.gpus > 1 else ""
+    head.append(f"  {model} · {plan.mode} · goal {plan.goal}{sharding}\n")
+    head.append(plan.budget.describe())
+    parts: list[RenderableType] = [head]
+    best = plan.recommendation
+    if best is not None:
+        parts.append(_recommendation(best))
+    else:
+        parts.append(Text("Nothing fits this budget.", style="bold red"))
+        for line in plan.suggestions:
+            parts.append(Text(f"  {line}"))
+    parts.append(_options_table(plan))
+    if ram is not None:
+        parts.append(
+            Text(
+                f"System RAM: at least {format_bytes(ram.recommended_bytes)} "
+                f"(1.25 x GPU memory = {format_bytes(ram.rule_bytes)}; host side needs "
+                f"{format_bytes(ram.host_need_bytes)}: data loading, a checkpoint's state-dict copy, "
+                "the process)"
+            )
+        )
+    for note in plan.notes:
+        parts.append(Text(f"note: {note}", style="dim"))
+    parts.append(Text(f"{plan.scenarios_evaluated} scenarios evaluated", style="dim"))
+    return Group(*parts)
+
+
+def _recommendation(o: Option) -> Text:
+    text = Text()
+    text.append("Recommended: ", style="bold green")
+    text.append(
+        f"batch {o.batch_size}"
+        + (f" x {o.grad_accum} accumulation = {o.effective_batch_size}" if o.grad_accum > 1 else "")
+        + f", {o.precision}, checkpoint {checkpoint_label(o.checkpoint)}, {o.optimizer}"
+    )
+    text.append(
+        f"\n  predicted peak {format_bytes(o.predicted_peak_bytes)} allocated, "
+        f"{format_bytes(o.reserved_bytes)} reserved; headroom {format_bytes(o.headroom_bytes)}"
+    )
+    text.append(f"\n  memadvise estimate … {o.flags}", style="cyan")
+    for line in o.code:
+        text.append(f"\n  {line}", style="cyan")
+    for caveat in o.caveats:
+        text.append(f"\n  caveat: {caveat}", style="yellow")
+    return text
+
+
+def _options_table(plan: Plan) -> Table:
+    table = Table(title="Options (best first)", title_justify="left")
+    for column in ("#", "batch", "accum", "eff. batch", "precision", "checkpoint", "optimizer"):
+        table.add_column(
+            column, justify="right" if column in ("#", "batch", "accum", "eff. batch") else "left"
+        )
+    table.add_column("peak", justify="right")
+    table.add_column("reserved", justify="right")
+    table.add_column("headroom", justify="right")
+    table.add_column("recompute", justify="right")
+    table.add_column("fits")
+    for k, o in enumerate(plan.options, 1):
+        table.add_row(
+            str(k),
+            str(o.batch_size),
+            str(o.grad_accum),
+            o.precision,
+            checkpoint_label(o.checkpoint, short=True),
+            o.optimizer,
+            format_bytes(o.predicted_peak_bytes),
+            format_bytes(o.reserved_bytes),
+            format_bytes(o.headroom_bytes),
+            f"{o.recompute_fraction:.0%}" if o.checkpoint else "-",
+            "yes" if o.fits else "no",
+        )
+    return table
+
+
+def option_dict(o: Option) -> dict[str, Any]:
+    data = asdict(o)
+    data["checkpoint"] = list(o.checkpoint)
+    data["caveats"] = list(o.caveats)
+    data["code"] = list(o.code)
+    return data
+
+
+def plan_dict(plan: Plan, model: str, ram: RamAdvice | None = None) -> dict[str, Any]:
+    best = plan.recommendation
+    budget = plan.budget
+    return {
+        "model": model,
+        "mode": plan.mode,
+        "goal": plan.goal,
+        "gpus": plan.gpus,
+        "strategy": plan.strategy,
+        "budget": {
+            "gpu": budget.name,
+            "total_bytes": budget.total_bytes,
+            "reserve_bytes": budget.reserve_bytes,
+            "context_bytes": budget.context_bytes,
+            "workspace_bytes": budget.workspace_bytes,
+            "usable_bytes": budget.usable_bytes,
+        },
+        "recommendation": None
+        if best is None
+        else {
+            "batch_size": best.batch_size,
+            "precision": best.precision,
+            "checkpoint": list(best.checkpoint),
+            "optimizer": best.optimizer,
+            "grad_accum": best.grad_accum,
+            "effective_batch_size": best.effective_batch_size,
+            "predicted_peak_bytes": best.predicted_peak_bytes,
+            "reserved_bytes": best.reserved_bytes,
+            "budget_bytes": best.budget_bytes,
+            "flags": best.flags,
+        },
+        "options": [option_dict(o) for o in plan.options],
+        "suggestions": list(plan.suggestions),
+        "notes": list(plan.notes),
+        "system_ram": None if ram is None else asdict(ram),
+        "scenarios_evaluated": plan.scenarios_evaluated,
+    }
+
+
+def plan_json(plan: Plan, model: str, ram: RamAdvice | None = None) -> str:
+    return json.dumps(plan_dict(plan, model, ram), indent=2)
+
+
+def render_gpu_list(rows: list[tuple[Plan, RamAdvice]], model: str) -> RenderableType:
+    table = Table(title=f"GPUs for {model} (catalog, best option each)", title_justify="left")
+    for column in ("GPU", "memory", "fits", "batch", "precision", "checkpoint", "peak", "system RAM"):
+        table.add_column(column)
+    for plan, ram in rows:
+        best = plan.recommendation
+        table.add_row(
+            plan.budget.name,
+            format_bytes(plan.budget.total_bytes),
+            "yes" if best is not None else "no",
+            "-" if best is None else str(best.effective_batch_size),
+            "-" if best is None else best.precision,
+            "-" if best is None else checkpoint_label(best.checkpoint, short=True),
+            "-" if best is None else format_bytes(best.predicted_peak_bytes),
+            format_bytes(ram.recommended_bytes),
+        )
+    return table
+
+
+def gpu_list_json(rows: list[tuple[Plan, RamAdvice]], model: str) -> str:
+    return json.dumps({"model": model, "gpus": [plan_dict(p, model, r) for p, r in rows]}, indent=2)
