@@ -26,7 +26,7 @@ from memadvise.analyzer.context import Context
 from memadvise.analyzer.distributed import shard
 from memadvise.analyzer.finetune import accumulate, freeze
 from memadvise.analyzer.optimizers import change_optimizer
-from memadvise.analyzer.precision import MATMUL_LAYERS, change_precision
+from memadvise.analyzer.precision import change_precision, is_matmul_layer
 from memadvise.analyzer.pruning import PruneReport, prune
 from memadvise.errors import UsageError
 from memadvise.profile import CATEGORIES, Category, Holder, Mode, OptimizerName, Phase, Profile
@@ -127,7 +127,7 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     if scenario.batch_size is not None:
         scale_batch(ctx, scenario.batch_size)
     if scenario.precision is not None:
-        matmul = {name for name, kind in layer_types.items() if kind in MATMUL_LAYERS}
+        matmul = {name for name, kind in layer_types.items() if is_matmul_layer(kind)}
         transposed = {name for name, kind in layer_types.items() if kind == "Conv1D"}
         change_precision(ctx, scenario.precision, matmul, transposed, layer_types)
     if scenario.prune is not None:

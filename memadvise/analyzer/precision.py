@@ -52,6 +52,14 @@ MATMUL_LAYERS = {
     "Conv1D",  # transformers' GPT-2 projection
 }
 INT4_GROUP = 128
+
+
+def is_matmul_layer(kind: str) -> bool:
+    """Layers whose weights autocast casts (``NonDynamicallyQuantizableLinear`` and other Linear
+    subclasses, and ``MultiheadAttention``'s packed input projection included)."""
+    return kind in MATMUL_LAYERS or kind.endswith("Linear") or kind == "MultiheadAttention"
+
+
 # Losses stay fp32: autocast runs them in fp32, and models that compute their own loss (transformers)
 # upcast the logits first. Their backward nodes follow.
 FP32_OPS = {
@@ -172,6 +180,7 @@ def change_precision(
     halved = floats & compute & ~kept
     blocks.size = np.where(halved, blocks.size / 2, blocks.size)
     _weight_casts(ctx, matmul_modules)
+    _input_cast(ctx, matmul_modules)
     ctx.note(
         "mixed precision approximated from an fp32 trace: activations and temporaries in 16 bits, "
         "16-bit weight copies for linear and convolution layers"
@@ -270,6 +279,31 @@ def _weight_casts(ctx: Context, matmul_modules: set[str]) -> None:
             until = max(ends) if ends else (forward[1] if forward else max(starts) + 1)
             rows.append((min(starts) + 0.5, until - 0.5, p.nbytes / 2, cat, users[0]))
     ctx.blocks.add(Blocks.from_rows(rows))
+
+
+def _input_cast(ctx: Context, matmul_modules: set[str]) -> None:
+    """The 16-bit copy of the model's floating inputs that the first matmul layer casts and saves
+    (the fp32 batch itself stays alive as an input), from its forward to its backward."""
+    program = ctx.program
+    blocks = ctx.blocks
+    inputs = blocks.is_category(Category.INPUTS) & (blocks.alloc < 0)
+    floats = np.array([FLOAT_DTYPES.get(n, 0) == 4 for n in program.dtypes] + [False], dtype=bool)
+    nbytes = float(blocks.size[inputs & floats[np.minimum(blocks.dtype, len(program.dtypes))]].sum())
+    if not nbytes:
+        return
+    index = {m: i for i, m in enumerate(program.modules)}
+    users = {index[m] for m in matmul_modules if m in index}
+    rows: list[tuple[float, float, float, int, int]] = []
+    for step in ctx.steps():
+        calls = [(start, m) for m, s, start, _ in program.forward_calls if s == step and m in users]
+        if not calls:
+            continue
+        start, first = min(calls)
+        ends = [end for m, s, _, end in program.backward_nodes if s == step and m == first]
+        forward = ctx.phase_span(Phase.FORWARD, step)
+        until = max(ends) if ends else (forward[1] if forward else start + 1)
+        rows.append((start + 0.5, until - 0.5, nbytes / 2, CAT[Category.ACTIVATIONS.value], first))
+    blocks.add(Blocks.from_rows(rows))
 
 
 def quantized_bytes(p: ParamInfo, precision: Precision, transposed: bool = False) -> int:

@@ -8,6 +8,9 @@ Pinned levers (``--precision fp32``, ``--checkpoint none``, ``--batch-size 8`` �
 The best options are then replayed through the caching-allocator model, and must fit with their
 reserved memory (unless the budget is exact tensor maths, ``--reserve 0``).
 
+Pure 16-bit training (no fp32 master weights) is ranked after every fitting option that keeps them.
+A precision the profile was not traced in is estimated by rules (see :mod:`memadvise.analyzer.precision`);
+such options keep a 3% safety margin below the budget.
 Goals: ``max-batch`` (largest effective batch, then the least recompute), ``min-memory`` (lowest peak
 at the asked or profiled batch), ``fastest`` (a throughput proxy: micro-batch, minus recompute — a
 forward pass is about a third of a step — with 16-bit matrix products counted twice as fast on GPUs
@@ -30,6 +33,8 @@ from memadvise.profile import Mode, OptimizerName, Profile
 
 MAX_BATCH = 1 << 20
 FINALISTS = 12
+APPROXIMATION_MARGIN = 0.03
+EXACT_PRECISIONS = {Precision.INT8, Precision.INT4}  # weight bytes are exact
 
 
 class Goal(str, Enum):
@@ -106,8 +111,14 @@ class _Search:
         self.counter.n += 1
         return estimate(self.profile, scenario).peak_bytes
 
+    def limit(self, scenario: Scenario) -> float:
+        """The budget a scenario's estimate must stay under: precision changes estimated from another
+        precision's trace (rules, not a trace) keep a safety margin."""
+        approximate = scenario.precision is not None and scenario.precision not in EXACT_PRECISIONS
+        return self.budget.usable_bytes * (1 - APPROXIMATION_MARGIN if approximate else 1)
+
     def fits(self, scenario: Scenario) -> bool:
-        return self.peak(scenario) <= self.budget.usable_bytes
+        return self.peak(scenario) <= self.limit(scenario)
 
     def largest_batch(self, base: Scenario, low: int = 1) -> int:
         """Largest micro-batch (>= low) that fits, or 0 when not even ``low`` does."""
@@ -279,13 +290,14 @@ def _option(runner: _Search, scenario: Scenario) -> Option:
         budget_bytes=budget.usable_bytes,
         headroom_bytes=budget.usable_bytes - result.peak_bytes,
         recompute_fraction=result.recompute_fraction or 0.0,
-        fits=result.peak_bytes <= budget.usable_bytes,
+        fits=result.peak_bytes <= runner.limit(scenario),
         caveats=_caveats(result, scenario),
         flags=_flags(result, scenario),
         code=_code(result, scenario),
     )
 
 
+PURE_16BIT = {"bf16", "fp16"}
 PRECISION_RANK = {"bf16-mixed": 0, "fp32": 1, "fp16-mixed": 2, "bf16": 3, "fp16": 4, "int8": 5, "int4": 6}
 
 
@@ -302,11 +314,13 @@ def _rank(options: list[Option], goal: Goal, budget: Budget) -> list[Option]:
     closest = sorted((o for o in options if not o.fits), key=lambda o: (o.predicted_peak_bytes, *tie(o)))
 
     def key(o: Option) -> tuple[float, ...]:
+        # Pure 16-bit training (no fp32 master weights) only leads when nothing else fits.
+        pure = float(o.precision in PURE_16BIT)
         if goal is Goal.MIN_MEMORY:
-            return (o.predicted_peak_bytes, *tie(o))
+            return (pure, o.predicted_peak_bytes, *tie(o))
         if goal is Goal.FASTEST:
-            return (-_speed(o, budget), *tie(o))
-        return (-o.effective_batch_size, -o.batch_size, *tie(o))
+            return (pure, -_speed(o, budget), *tie(o))
+        return (pure, -o.effective_batch_size, -o.batch_size, *tie(o))
 
     return sorted(fitting, key=key) + closest
 
@@ -326,7 +340,7 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
             result, blocks = estimate_blocks(runner.profile, scenario)
             runner.counter.n += 1
             taken = reserved(blocks)
-            if taken.reserved_bytes <= budget.usable_bytes or batch == 1 or runner.pins.batch_size:
+            if taken.reserved_bytes <= runner.limit(scenario) or batch == 1 or runner.pins.batch_size:
                 break
             batch = max(1, int(batch * budget.usable_bytes / taken.reserved_bytes))
         fitted = _option(runner, scenario)
@@ -335,7 +349,7 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
                 fitted,
                 reserved_bytes=taken.reserved_bytes,
                 headroom_bytes=budget.usable_bytes - taken.reserved_bytes,
-                fits=taken.reserved_bytes <= budget.usable_bytes,
+                fits=taken.reserved_bytes <= runner.limit(scenario),
                 caveats=fitted.caveats + _near_limit(taken.reserved_bytes, taken.fragmentation, budget),
             )
         )
