@@ -10,6 +10,8 @@ forwards under ``no_grad``):
     the model was built;
   * profile       — ``memadvise.profile_file`` on the same device (a real trace of the two steps);
   * profile fake  — ``memadvise.profile_file(device="meta", target_device=<that device>)``;
+    both columns trace without the second, batch-scaling trace (``scaling=False``: the peak is the same),
+    which the estimate column includes;
   * estimate      — memadvise's estimate extrapolated from a batch-1 profile: a column kept for
     ``memadvise.analyzer.estimate`` (or ``memadvise.estimate``), called as
     ``estimate(batch_1_profile, batch_size=N)`` and returning bytes or an object with ``peak_bytes``;
@@ -366,7 +368,7 @@ def measure_case(case: Case, spec: ModelSpec, device: torch.device, estimator: A
         device,
         lambda: (
             memadvise.profile_file(
-                str(path), batch_size=batch, mode=mode, optimizer=OPTIMIZER, device=device.type
+                str(path), batch_size=batch, mode=mode, optimizer=OPTIMIZER, device=device.type, scaling=False
             ).peak_bytes
         ),
     )
@@ -380,6 +382,7 @@ def measure_case(case: Case, spec: ModelSpec, device: torch.device, estimator: A
                 optimizer=OPTIMIZER,
                 device="meta",
                 target_device=fake_target,
+                scaling=False,
             ).peak_bytes
         ),
     )

@@ -132,7 +132,8 @@ def profile_file(
     leaks; ``health`` gathers numerical health (real traces only). ``dataloader_workers`` and
     ``pin_memory`` (else the file's ``make_dataloader()``) give the host-memory estimate.
     ``scaling`` traces the steps once more at twice the batch size so that what-if estimates can
-    change the batch (see :mod:`memadvise.program`); it also counts forward FLOPs per module.
+    change the batch (see :mod:`memadvise.program`), and counts forward FLOPs per module on a fake copy
+    (for checkpointing's recompute cost).
     ``precision`` traces in ``bf16``/``fp16`` (model and floating inputs cast) or under autocast
     (``bf16-mixed``/``fp16-mixed``). ``seq_len`` is passed to ``example_inputs(batch_size, seq_len=)``.
     """
@@ -171,7 +172,7 @@ def profile_file(
         )
         if second.program is not None:
             profile = replace(profile, program=with_scaling(profile.program, second.program))
-    if profile.program is not None:
+    if scaling and profile.program is not None:
         profile = replace(profile, program=_with_flops(profile.program, spec, batch_size))
     if seq_len is not None:
         profile = replace(profile, seq_len=seq_len)

@@ -40,10 +40,11 @@ where the surviving tensors were created; the peak stays the max over the first 
 precision advice. --dataloader-workers/--pin-memory (or the file's make_dataloader()) add the host
 memory of prefetched and pinned batches.
 
-Saved as JSON, a profile also holds its allocation program, which 'memadvise estimate' replays for
-other batch sizes, precisions, optimizers and checkpointing; to fit batch scaling, memadvise traces
-the steps once more at twice the batch (--no-scaling skips it). --precision traces bf16/fp16 (model
-cast) or bf16-mixed/fp16-mixed (autocast); --seq-len is passed to example_inputs(batch_size, seq_len).
+Saved as JSON, a profile also holds its allocation program, which 'memadvise estimate' and
+'memadvise plan' replay for other batch sizes, precisions, optimizers and checkpointing; for JSON
+output memadvise traces the steps once more at twice the batch to fit batch scaling
+(--scaling/--no-scaling decide). --precision traces bf16/fp16 (model cast) or bf16-mixed/fp16-mixed
+(autocast); --seq-len is passed to example_inputs(batch_size, seq_len).
 
 The terminal report has a compact timeline under the summary; --tree adds
 memory at the peak by module hierarchy. --format html (or -o FILE.html) writes
@@ -115,10 +116,11 @@ SeqLenOpt = Annotated[
     typer.Option("--seq-len", min=1, help="Sequence length, for files whose example_inputs take seq_len."),
 ]
 ScalingOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--scaling/--no-scaling",
-        help="Trace once more at twice the batch so 'memadvise estimate' can change the batch size.",
+        help="Trace once more at twice the batch so 'memadvise estimate' can change the batch size "
+        "(default: on for JSON output).",
     ),
 ]
 TableOpt = Annotated[
@@ -151,7 +153,7 @@ def profile_command(
     pin_memory: PinOpt = None,
     precision: PrecisionOpt = "fp32",
     seq_len: SeqLenOpt = None,
-    scaling: ScalingOpt = True,
+    scaling: ScalingOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -184,7 +186,7 @@ def profile_command(
             progress=on_phase,
             precision=precision,
             seq_len=seq_len,
-            scaling=scaling,
+            scaling=scaling if scaling is not None else chosen is Format.JSON,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 
