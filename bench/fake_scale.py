@@ -1,7 +1,8 @@
 """Fake tracing at full scale: time and peak RSS of ``--device meta`` on the Llama-2 7B/70B shapes.
 
 Each model is traced in a fresh process (train, batch 1, 2048 tokens, AdamW), so the RSS figure is
-the trace's own. Targets: 7B under 60 s and 2 GB RSS; 70B under 5 minutes.
+the trace's own. Targets: 7B under 60 s and 2 GB RSS; 70B under 5 minutes. One trace is timed
+(``scaling=False``); a profile saved as JSON for what-ifs adds a second trace at twice the batch.
 
     python bench/fake_scale.py
 """
@@ -19,7 +20,7 @@ CHILD = """
 import json, resource, sys, time
 import memadvise
 start = time.perf_counter()
-prof = memadvise.profile_file(sys.argv[1], batch_size=1, device="meta")
+prof = memadvise.profile_file(sys.argv[1], batch_size=1, device="meta", scaling=False)
 seconds = time.perf_counter() - start
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"seconds": seconds, "rss": rss, "peak": prof.peak_bytes, "phase": prof.peak_phase,

@@ -145,10 +145,6 @@ def plan_command(
         parse_strategy(strategy)  # a clear error before any model runs
     budgets = [] if list_gpus else [_budget(gpu, reserve)]
     profile = _profile(target, pins, trace_batch_size, mode, device, fake, target_device, seq_len)
-    if pins.precision is not None and pins.precision.value == profile.precision:
-        pins = Pins(**{**pins.__dict__, "precision": None})
-    if pins.optimizer is not None and pins.optimizer.value == profile.optimizer:
-        pins = Pins(**{**pins.__dict__, "optimizer": None})
     if list_gpus:
         from memadvise.gpus import load_catalog
 

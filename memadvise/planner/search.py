@@ -195,7 +195,7 @@ def search(
         base = Scenario(
             batch_size=pins.batch_size or profile.batch_size,
             precision=None if precision.value == profile.precision else precision,
-            optimizer=optimizer,
+            optimizer=None if optimizer is not None and optimizer.value == profile.optimizer else optimizer,
             grad_accum=pins.grad_accum or 1,
             gpus=pins.gpus,
             strategy=strategy,

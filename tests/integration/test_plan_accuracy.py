@@ -59,7 +59,7 @@ def test_recommended_max_batch_is_the_true_maximum(name: str) -> None:
     batch = best.batch_size
     over = batch + math.ceil(0.1 * batch)
     fits, beyond = _real(name, batch), _real(name, over)
-    print(f"{name}: budget {budget_bytes:,}; plan batch {batch}: real {fits:,}; batch {over}: real {beyond:,}")
+    print(f"{name}: budget {budget_bytes:,}; plan batch {batch}: real {fits:,}; {over}: real {beyond:,}")
     assert fits <= budget_bytes < beyond
 
 
@@ -75,6 +75,6 @@ def test_a_plan_with_bf16_or_checkpointing_fits_for_real(name: str) -> None:
     assert best is not None
     assert best.precision != "fp32" or best.checkpoint
     real = _real(name, best.batch_size, precision=best.precision, checkpoint=best.checkpoint or None)
-    print(f"{name}: {best.flags}: predicted {best.predicted_peak_bytes:,}, real {real:,}, budget {budget_bytes:,}")
+    print(f"{name}: {best.flags}: predicted {best.predicted_peak_bytes:,}, real {real:,} / {budget_bytes:,}")
     assert real <= budget_bytes
     assert best.batch_size >= 6  # the levers buy at least the fp32 batch

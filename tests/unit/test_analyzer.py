@@ -196,3 +196,47 @@ def test_scenario_validation() -> None:
 def test_profile_without_program_is_a_clear_error() -> None:
     with pytest.raises(UsageError, match="profile the model again"):
         estimate(_profile(None))  # type: ignore[arg-type]
+
+
+def _with_adam_state() -> Profile:
+    program = _program()
+    program = Program(
+        **{
+            **program.__dict__,
+            "phases": program.phases + (("optimizer", 0, 5, 5),),
+        }
+    )
+    return _profile(program, optimizer="adamw")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "grads", "states"),
+    [
+        ("ddp", 400, 400, 804),
+        ("zero1", 400, 400, 201),
+        ("zero2", 400, 100, 201),
+        ("zero3", 100, 100, 201),
+        ("fsdp", 100, 100, 201),
+    ],
+)
+def test_sharding_follows_the_zero_accounting(strategy: str, params: int, grads: int, states: int) -> None:
+    """4 GPUs; AdamW state 2 x 400 + 4 bytes: each part divided (rounded up) when the strategy shards it."""
+    from memadvise.sharding import Strategy
+
+    result = estimate(
+        _with_adam_state(), Scenario(gpus=4, strategy=Strategy(strategy), optimizer=OptimizerName.ADAMW)
+    )
+    assert result.sharding is not None
+    assert (
+        result.sharding.param_bytes,
+        result.sharding.grad_bytes,
+        result.sharding.optimizer_state_bytes,
+    ) == (
+        params,
+        grads,
+        states,
+    )
+    assert result.param_bytes == params  # the replayed blocks agree with the formula
+    if strategy == "ddp":
+        assert result.sharding.bucket_bytes == 400
+    assert result.effective_batch_size == 4 * result.batch_size
