@@ -28,7 +28,7 @@ from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.planner.budget import Budget
-from memadvise.planner.reserved import reserved
+from memadvise.planner.reserved import Reservation, reserved
 from memadvise.profile import Mode, OptimizerName, Profile
 
 MAX_BATCH = 1 << 20
@@ -334,15 +334,7 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
         if not option.fits:
             checked.append(option)
             continue
-        batch = option.batch_size
-        while True:
-            scenario = _scenario_of(option, runner.pins, batch)
-            result, blocks = estimate_blocks(runner.profile, scenario)
-            runner.counter.n += 1
-            taken = reserved(blocks)
-            if taken.reserved_bytes <= runner.limit(scenario) or batch == 1 or runner.pins.batch_size:
-                break
-            batch = max(1, int(batch * budget.usable_bytes / taken.reserved_bytes))
+        scenario, taken = _reserved_fit(runner, option)
         fitted = _option(runner, scenario)
         checked.append(
             replace(
@@ -354,6 +346,30 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
             )
         )
     return checked
+
+
+def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Reservation]:
+    """The option's scenario at the largest batch (at most its own) whose reserved memory fits,
+    found by bisection; batch 1 (or a pinned batch) when none does."""
+
+    def check(batch: int) -> tuple[Scenario, Reservation]:
+        scenario = _scenario_of(option, runner.pins, batch)
+        runner.counter.n += 1
+        return scenario, reserved(estimate_blocks(runner.profile, scenario)[1])
+
+    best = check(option.batch_size)
+    if best[1].reserved_bytes <= runner.limit(best[0]) or runner.pins.batch_size:
+        return best
+    lo, hi = 0, option.batch_size  # hi does not fit; lo fits (0: none known)
+    found = None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = check(mid)
+        if trial[1].reserved_bytes <= runner.limit(trial[0]):
+            lo, found = mid, trial
+        else:
+            hi = mid
+    return found if found is not None else check(1)
 
 
 def _scenario_of(option: Option, pins: Pins, batch: int) -> Scenario:
