@@ -94,7 +94,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 MODES = ("train", "inference")
-OPTIMIZERS = ("adamw", "adam", "sgd", "sgd-momentum", "adagrad", "rmsprop", "none")
+OPTIMIZERS = ("adamw", "adam", "sgd", "sgd-momentum", "adagrad", "rmsprop", "adafactor", "none")
 PHASES = ("forward", "backward", "optimizer")
 PRECISIONS = ("fp32", "bf16", "fp16", "bf16-mixed", "fp16-mixed")
 _PRECISION_DTYPES: dict[str, torch.dtype] = {
@@ -203,6 +203,8 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter]) -> torch.opt
         return torch.optim.Adagrad(trainable, lr=1e-2)
     if name == "rmsprop":
         return torch.optim.RMSprop(trainable, lr=1e-2)
+    if name == "adafactor":
+        return torch.optim.Adafactor(trainable, lr=1e-2)
     if name == "none":
         return None
     raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")

@@ -120,7 +120,7 @@ def test_auto_checkpoint_beats_every_block(name: str) -> None:
     assert auto_rate >= every_rate
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam", "adagrad", "rmsprop"])
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam", "adagrad", "rmsprop", "adafactor"])
 @pytest.mark.parametrize("name", ["mlp", "gpt2", "resnet"])
 def test_optimizer(name: str, optimizer: str) -> None:
     path = _file(name)
