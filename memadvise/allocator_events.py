@@ -31,7 +31,11 @@ HEALTH_RANGE = "memadvise.health"  # numerical-health reductions: left out of th
 
 
 def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
-    """(data pointer, bytes) of the storage behind ``t``; ``None`` for tensors without one."""
+    """(data pointer, bytes) of the storage behind ``t``; ``None`` for tensors without one.
+
+    A sharded tensor (``DTensor``, as FSDP2 makes them) stands for its local shard.
+    """
+    t = getattr(t, "_local_tensor", t)
     try:
         st = t.untyped_storage()
         return st.data_ptr(), st.nbytes()

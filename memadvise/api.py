@@ -123,6 +123,7 @@ def profile_file(
     scaling: bool = True,
     precision: str = "fp32",
     seq_len: int | None = None,
+    fsdp: int | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -136,7 +137,69 @@ def profile_file(
     (for checkpointing's recompute cost).
     ``precision`` traces in ``bf16``/``fp16`` (model and floating inputs cast) or under autocast
     (``bf16-mixed``/``fp16-mixed``). ``seq_len`` is passed to ``example_inputs(batch_size, seq_len=)``.
+    ``fsdp=N`` traces one rank of FSDP2 over N fake ranks (fake CPU tensors; see
+    :mod:`memadvise.sharded_trace`).
     """
+    if fsdp is not None:
+        if resolve_device(device).type != "meta" or target_device == "cuda":
+            raise UsageError("--fsdp traces one rank fake on CPU kernels: add --fake --target-device cpu")
+        from memadvise.sharded_trace import fake_process_group
+
+        with fake_process_group(fsdp) as mesh:
+            profile = _profile_file(
+                target,
+                batch_size,
+                mode,
+                optimizer,
+                "meta",
+                "cpu",
+                steps,
+                health,
+                dataloader_workers,
+                pin_memory,
+                progress,
+                scaling,
+                precision,
+                seq_len,
+                mesh,
+            )
+        return replace(profile, fsdp_ranks=fsdp)
+    return _profile_file(
+        target,
+        batch_size,
+        mode,
+        optimizer,
+        device,
+        target_device,
+        steps,
+        health,
+        dataloader_workers,
+        pin_memory,
+        progress,
+        scaling,
+        precision,
+        seq_len,
+        None,
+    )
+
+
+def _profile_file(  # noqa: PLR0913 - the options of profile_file, passed on
+    target: str | Path,
+    batch_size: int,
+    mode: str,
+    optimizer: str,
+    device: str | None,
+    target_device: str | None,
+    steps: int,
+    health: bool,
+    dataloader_workers: int | None,
+    pin_memory: bool | None,
+    progress: Callable[[str, int], None] | None,
+    scaling: bool,
+    precision: str,
+    seq_len: int | None,
+    mesh: Any,
+) -> Profile:
     _check_choices(batch_size, mode, optimizer, steps)
     dev = resolve_device(device)
     if target_device is not None and dev.type != "meta":
@@ -149,6 +212,10 @@ def profile_file(
     torch.manual_seed(0)
     model, inputs = _build(spec, dev, target_device, batch_size)
     inputs, _ = apply_precision(model, inputs, precision)
+    if mesh is not None:
+        from memadvise.sharded_trace import apply_fsdp
+
+        apply_fsdp(model, mesh)
     settings: dict[str, Any] = {
         "precision": precision,
         "mode": mode,

@@ -38,6 +38,8 @@ _LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default
 META = torch.device("meta")
 
 
+ACTIVE: list[FakeRecorder] = []  # recorders in a session (innermost last), for storage resizes
+
 _MACHINERY = ("/torch/_", "/torch/utils/", "/torch/overrides", "memadvise/fake.py")
 _LOOP_LIMIT = 3
 
@@ -97,6 +99,7 @@ def fake_mode_of(model: torch.nn.Module) -> Any:
     from torch._subclasses.fake_tensor import FakeTensor
 
     for t in list(model.parameters()) + list(model.buffers()):
+        t = getattr(t, "_local_tensor", t)  # a DTensor (FSDP2) holds its shard
         return t.fake_mode if isinstance(t, FakeTensor) else None
     return None
 
@@ -149,6 +152,7 @@ class FakeRecorder(TorchDispatchMode):
         self._op = "<release>"
         self.assumed = Assumptions()
         self.recording = False
+        self._resized_away: set[int] = set()
 
     # -- identities and events -------------------------------------------------------------------
     def now(self) -> int:
@@ -156,7 +160,9 @@ class FakeRecorder(TorchDispatchMode):
         return self._clock
 
     def key(self, t: torch.Tensor) -> tuple[int, int] | None:
-        """A stable synthetic identity for the storage behind ``t`` (assigned on first sight)."""
+        """A stable synthetic identity for the storage behind ``t`` (assigned on first sight); a
+        ``DTensor`` stands for its local shard."""
+        t = getattr(t, "_local_tensor", t)
         try:
             st = t.untyped_storage()
         except (RuntimeError, NotImplementedError, AttributeError):
@@ -172,8 +178,22 @@ class FakeRecorder(TorchDispatchMode):
         return known
 
     def _freed(self, ident: int, nbytes: int) -> None:
-        if self.recording:
+        if self.recording and ident not in self._resized_away:
             self._event(ident, -nbytes)
+
+    def storage_resized(self, t: torch.Tensor, nbytes: int) -> None:
+        """A storage freed in place (``resize_(0)``) or given memory again, as FSDP2 does with its
+        unsharded parameters; the tensor object lives on, so no finaliser would see it."""
+        key = self.key(t)
+        if key is None or not self.recording:
+            return
+        ident, size = key
+        if nbytes == 0 and ident not in self._resized_away:
+            self._resized_away.add(ident)
+            self._event(ident, -size)
+        elif nbytes > 0 and ident in self._resized_away:
+            self._resized_away.discard(ident)
+            self._event(ident, self.kernels.round(nbytes))
 
     def _event(self, ident: int, size: int, op: str | None = None) -> None:
         ev = self._ev
@@ -222,6 +242,7 @@ class FakeRecorder(TorchDispatchMode):
     @contextmanager
     def session(self) -> Iterator[None]:
         self.recording = True
+        ACTIVE.append(self)
         try:
             if self.fake_mode is not None:
                 with self.fake_mode, self, _CompositeLikeReal():
@@ -231,6 +252,7 @@ class FakeRecorder(TorchDispatchMode):
                     yield
         finally:
             self.recording = False
+            ACTIVE.remove(self)
 
     def events(self) -> Events:
         ev = self._ev

@@ -228,6 +228,7 @@ class Profile:
     trace: str = "real"
     precision: str = "fp32"
     seq_len: int | None = None
+    fsdp_ranks: int = 0  # > 0: one rank of FSDP2 over that many ranks was traced
     assumptions: tuple[str, ...] = ()
     live_after_step: tuple[int, ...] = ()
     leak_bytes_per_step: int = 0

@@ -146,6 +146,11 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
             change_optimizer(ctx, name, _resized(trainable, applied.pruning))
             applied.optimizer = name.value
     accumulate(ctx, scenario.grad_accum)
+    if (scenario.gpus > 1 or scenario.strategy is not None) and profile.fsdp_ranks:
+        raise UsageError(
+            f"this profile traced one rank of FSDP over {profile.fsdp_ranks} ranks already; "
+            "estimate it without --gpus/--strategy"
+        )
     if scenario.gpus > 1 or scenario.strategy is not None:
         blocks = ctx.blocks
         state = blocks.is_category(Category.OPTIMIZER_STATE) & np.isinf(blocks.free)
@@ -229,7 +234,7 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         mode=profile.mode,
         device=profile.device,
         batch_size=batch,
-        effective_batch_size=batch * scenario.grad_accum * scenario.gpus,
+        effective_batch_size=batch * scenario.grad_accum * max(scenario.gpus, profile.fsdp_ranks or 1),
         optimizer=applied.optimizer or profile.optimizer,
         peak_bytes=result.peak_bytes,
         peak_phase=phase,

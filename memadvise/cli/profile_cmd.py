@@ -66,6 +66,7 @@ Examples:
   memadvise profile sample_models/gpt2.py --health
   memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
   memadvise profile sample_models/gpt2.py --precision bf16-mixed --seq-len 64
+  memadvise profile sample_models/llama2_7b.py --fake --target-device cpu --fsdp 8   # one rank's memory
 """
 
 FormatOpt = Annotated[
@@ -115,6 +116,14 @@ SeqLenOpt = Annotated[
     int | None,
     typer.Option("--seq-len", min=1, help="Sequence length, for files whose example_inputs take seq_len."),
 ]
+FsdpOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--fsdp",
+        min=2,
+        help="Trace one rank of FSDP2 over N fake ranks (with --fake --target-device cpu).",
+    ),
+]
 ScalingOpt = Annotated[
     bool | None,
     typer.Option(
@@ -154,6 +163,7 @@ def profile_command(
     precision: PrecisionOpt = "fp32",
     seq_len: SeqLenOpt = None,
     scaling: ScalingOpt = None,
+    fsdp: FsdpOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -187,6 +197,7 @@ def profile_command(
             precision=precision,
             seq_len=seq_len,
             scaling=scaling if scaling is not None else chosen is Format.JSON,
+            fsdp=fsdp,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

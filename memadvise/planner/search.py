@@ -186,6 +186,14 @@ def search(
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     if pins.gpus > 1 and strategy is None:
         strategy = parse_strategy("ddp")
+    if profile.fsdp_ranks:
+        # The trace is already one rank of FSDP: plan that rank, nothing more to shard.
+        if pins.gpus not in (1, profile.fsdp_ranks):
+            raise UsageError(
+                f"this profile traced FSDP over {profile.fsdp_ranks} ranks; plan it with --gpus 1"
+            )
+        pins = replace(pins, gpus=1, strategy=None)
+        strategy = None
     runner = _Search(profile, budget, pins)
     options: list[Option] = []
     auto = _auto_set(runner) if (AUTO,) in _checkpoints(profile, pins) else ()
@@ -227,8 +235,8 @@ def search(
         budget=budget,
         goal=goal.value,
         mode=profile.mode,
-        gpus=pins.gpus,
-        strategy=(strategy.value if strategy else "none"),
+        gpus=profile.fsdp_ranks or pins.gpus,
+        strategy=("fsdp (traced)" if profile.fsdp_ranks else strategy.value if strategy else "none"),
         options=tuple(fitting + others),
         suggestions=suggestions,
         notes=tuple(notes),

@@ -39,6 +39,7 @@ def summary(profile: Profile) -> RenderableType:
     head.append("memadvise profile", style="bold")
     extra = "" if profile.precision == "fp32" else f" · {profile.precision}"
     extra += "" if profile.seq_len is None else f" · seq {profile.seq_len}"
+    extra += f" · one rank of FSDP x{profile.fsdp_ranks}" if profile.fsdp_ranks else ""
     head.append(
         f"  {profile.model} · {profile.mode} · batch {profile.batch_size}{extra}"
         f" · optimizer {profile.optimizer}"
