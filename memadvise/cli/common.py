@@ -185,6 +185,7 @@ def profile_for_scenario(
     fake: bool,
     target_device: object,
     seq_len: int | None,
+    fsdp: int | None = None,
 ) -> tuple[Profile, Scenario]:
     """Profile a model file for the scenario: precision and optimizer traced when PyTorch runs them."""
     from dataclasses import replace
@@ -213,6 +214,7 @@ def profile_for_scenario(
             precision=traced_precision,
             seq_len=seq_len,
             progress=on_phase,
+            fsdp=fsdp,
         )
     return profile, scenario
 

@@ -38,7 +38,8 @@ bytes), and each option's reserved memory comes from a model of PyTorch's cachin
 The search covers every lever you do not pin: --precision, --checkpoint (none or auto), --optimizer
 (8-bit AdamW for Adam on a GPU), --batch-size (else the largest that fits), --grad-accum (to reach
 --min-batch). --goal max-batch (default), min-memory or fastest. --gpus N --strategy
-ddp|zero1|zero2|zero3|fsdp (and --nodes M) plans one GPU's share of data-parallel training.
+ddp|zero1|zero2|zero3|fsdp (and --nodes M) plans one GPU's share of data-parallel training; with a
+model file, --fake --target-device cpu and fsdp/zero3, one rank of the real FSDP2 is traced.
 --list-gpus ranks the catalog's GPUs for this model, with the system RAM to pair with each.
 
 \b
@@ -217,8 +218,14 @@ def _profile(
 
         return load_profile(target)
     wanted = Scenario(precision=pins.precision, optimizer=pins.optimizer)
+    traced_fsdp = None
+    fake_cpu = (fake or getattr(device, "value", None) == "meta") and getattr(
+        target_device, "value", None
+    ) == "cpu"
+    if pins.gpus > 1 and (pins.strategy or "").lower() in ("fsdp", "zero3") and fake_cpu:
+        traced_fsdp = pins.gpus  # trace one rank of the real FSDP2 instead of the formula
     profile, _ = profile_for_scenario(
-        target, wanted, trace_batch_size, mode, device, fake, target_device, seq_len
+        target, wanted, trace_batch_size, mode, device, fake, target_device, seq_len, traced_fsdp
     )
     return profile
 
