@@ -49,6 +49,8 @@ def apply_checkpoint(ctx: Context, names: tuple[str, ...]) -> None:
     blocks = ctx.blocks
     index = {m: i for i, m in enumerate(program.modules)}
     activations = blocks.is_category(Category.ACTIVATIONS)
+    nodes_table = np.asarray(program.backward_nodes, dtype=np.int64).reshape(-1, 4)
+    node_module, node_step, node_start = nodes_table[:, 0], nodes_table[:, 1], nodes_table[:, 2]
     replays: list[Blocks] = []
     for name in outermost(names):
         m = index[name]
@@ -56,12 +58,12 @@ def apply_checkpoint(ctx: Context, names: tuple[str, ...]) -> None:
         for module, step, start, end in program.forward_calls:
             if module != m:
                 continue
-            nodes = [a for mod, s, a, _ in program.backward_nodes if s == step and subtree[mod]]
+            nodes = node_start[(node_step == step) & subtree[node_module]]
             region = (blocks.alloc >= start) & (blocks.alloc < end)
             dropped = region & activations & subtree[blocks.module]
-            if not nodes:
+            if not len(nodes):
                 continue  # no backward ran through it (e.g. under no_grad): nothing to recompute
-            recompute = min(nodes)
+            recompute = float(nodes.min())
             rows = np.flatnonzero(region)
             replay = blocks.take(region)
             # Replay M's allocations in order inside (recompute - 1, recompute).

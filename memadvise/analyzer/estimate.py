@@ -35,6 +35,7 @@ from memadvise.sharding import ShardedStates, Strategy
 
 CUDA_BLOCK = 512
 TOP_HOLDERS = 8
+MAX_CANDIDATES = 48  # modules tried by --checkpoint auto, best ratio first
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def _choose_checkpoint(profile: Profile, scenario: Scenario, base: Context) -> t
     found = [c for c in found if sum(n.startswith(c[0] + ".") for n in every) < 2]
     chosen: list[tuple[str, float]] = []
     results: list[tuple[int, float, tuple[str, ...]]] = [(replay(base.blocks).peak_bytes, 0.0, ())]
-    for name, _saved, cost in found[:64]:
+    for name, _saved, cost in found[:MAX_CANDIDATES]:
         if any(name.startswith(c + ".") or c.startswith(name + ".") for c, _ in chosen):
             continue
         chosen.append((name, cost))

@@ -32,7 +32,7 @@ from memadvise.planner.reserved import Reservation, reserved
 from memadvise.profile import Mode, OptimizerName, Profile
 
 MAX_BATCH = 1 << 20
-FINALISTS = 12
+FINALISTS = 6
 APPROXIMATION_MARGIN = 0.03
 EXACT_PRECISIONS = {Precision.INT8, Precision.INT4}  # weight bytes are exact
 
