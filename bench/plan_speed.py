@@ -24,7 +24,7 @@ from memadvise.planner import Goal, Pins, budget_for, search  # noqa: E402
 from memadvise.profile import load_profile  # noqa: E402
 
 MODELS = (
-    ("sample_models/gpt2.py", {}, "RTX 4090"),
+    ("sample_models/gpt2.py", {}, "H100"),
     ("sample_models/llama2_7b.py", {"device": "meta"}, "H100"),
 )
 
