@@ -44,7 +44,7 @@ Examples:
   memadvise estimate gpt2.json --frozen transformer.wte,transformer.h.0
   memadvise estimate sample_models/mlp.py --prune 0.5:structured
   memadvise estimate sample_models/gpt2.py --seq-len 64 --format json
-  memadvise estimate sample_models/resnet.py --mode inference --precision int8
+  memadvise estimate sample_models/gpt2.py --mode inference --precision int8
 """
 
 
