@@ -104,19 +104,29 @@ def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any)
 
 def estimate_blocks(profile: Profile, scenario: Scenario) -> tuple[Estimate, Blocks]:
     """The estimate and the block set it replayed (for the planner's allocator model)."""
+    applied = _final_blocks(profile, scenario)
+    blocks = applied.ctx.blocks
+    return _summarise(profile, scenario, applied, replay(blocks)), blocks
+
+
+def peak_bytes(profile: Profile, scenario: Scenario) -> int:
+    """Only the estimated peak (no breakdown or reasons): what a search needs, faster."""
+    return replay(_final_blocks(profile, scenario).ctx.blocks).peak_bytes
+
+
+def _final_blocks(profile: Profile, scenario: Scenario) -> _Applied:
     if profile.program is None:
         raise UsageError(
             "this profile has no allocation program (saved by an older memadvise); profile the model again"
         )
     applied = _apply(profile, scenario)
-    ctx = applied.ctx
     if scenario.auto_checkpoint:
-        names = _choose_checkpoint(profile, scenario, ctx)
+        names = _choose_checkpoint(profile, scenario, applied.ctx)
         applied = _apply(profile, scenario, checkpoint=names)
-        ctx = applied.ctx
     if profile.device.startswith("cuda"):
-        ctx.blocks.size = np.ceil(ctx.blocks.size / CUDA_BLOCK) * CUDA_BLOCK
-    return _summarise(profile, scenario, applied, replay(ctx.blocks)), ctx.blocks
+        blocks = applied.ctx.blocks
+        blocks.size = np.ceil(blocks.size / CUDA_BLOCK) * CUDA_BLOCK
+    return applied
 
 
 def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | None = None) -> _Applied:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
-from memadvise.analyzer.estimate import estimate_blocks
+from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.planner.budget import Budget
 from memadvise.planner.reserved import Reservation, reserved
@@ -109,7 +109,7 @@ class _Search:
 
     def peak(self, scenario: Scenario) -> int:
         self.counter.n += 1
-        return estimate(self.profile, scenario).peak_bytes
+        return peak_bytes(self.profile, scenario)
 
     def limit(self, scenario: Scenario) -> float:
         """The budget a scenario's estimate must stay under: precision changes estimated from another
@@ -274,11 +274,22 @@ def _best(runner: _Search, base: Scenario, checkpoint: tuple[str, ...], goal: Go
     return _option(runner, replace(base, batch_size=batch, grad_accum=accum))
 
 
+_AUTO_SETS: dict[tuple[int, int], tuple[Profile, tuple[str, ...]]] = {}
+
+
 def _auto_set(runner: _Search) -> tuple[str, ...]:
     """memadvise's checkpoint choice at the profiled batch and precision, used for every combination
-    (which modules pay off depends on where activations live, not much on their width)."""
+    (which modules pay off depends on where activations live, not much on their width); it does not
+    depend on the budget, so it is kept per profile for plans of several GPUs."""
+    key = (id(runner.profile), runner.pins.gpus)
+    cached = _AUTO_SETS.get(key)
+    if cached is not None and cached[0] is runner.profile:
+        return cached[1]
     probe = estimate(runner.profile, Scenario(checkpoint=(AUTO,), gpus=runner.pins.gpus))
     runner.counter.n += 1
+    if len(_AUTO_SETS) >= 8:
+        _AUTO_SETS.pop(next(iter(_AUTO_SETS)))
+    _AUTO_SETS[key] = (runner.profile, probe.checkpoint)
     return probe.checkpoint
 
 
