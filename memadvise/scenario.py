@@ -29,6 +29,17 @@ class Precision(str, Enum):
     INT4 = "int4"
 
 
+def parse_precision(text: str | None) -> Precision | None:
+    """``--precision`` as a :class:`Precision` (``None`` stays ``None``); one clear error otherwise."""
+    if text is None:
+        return None
+    try:
+        return Precision(text)
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise UsageError(f"unknown precision {text!r}; use one of {choices}") from None
+
+
 class PruneKind(str, Enum):
     """Unstructured: single weights are zeroed; structured: whole hidden units/channels go."""
 

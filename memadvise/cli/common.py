@@ -227,3 +227,29 @@ def module_names(values: list[str] | None) -> tuple[str, ...]:
     if names == ["none"]:
         return ()
     return tuple(names)
+
+
+def emit(content: Any, output: Path | None, written: str, *, width: int = 140) -> None:
+    """Show a report — text, or a rich renderable — on stdout, or write it to ``output`` and say
+    ``wrote {written} to {output}`` on stderr (a renderable is exported as plain text ``width`` wide)."""
+    from memadvise.errors import UsageError
+
+    if isinstance(content, str):
+        text = content
+    elif output is None:
+        stdout_console().print(content)
+        return
+    else:
+        import io
+
+        file_console = Console(record=True, width=width, file=io.StringIO())
+        file_console.print(content)
+        text = file_console.export_text()
+    if output is None:
+        typer.echo(text.rstrip("\n"))
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+    stderr_console().print(f"wrote {written} to {output}", highlight=False, markup=False)

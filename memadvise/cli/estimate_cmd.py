@@ -14,11 +14,10 @@ from memadvise.cli.common import (
     FakeOpt,
     ModeOpt,
     TargetDeviceOpt,
+    emit,
     handles_errors,
     module_names,
     profile_for_scenario,
-    stderr_console,
-    stdout_console,
 )
 from memadvise.profile import Mode, OptimizerName
 
@@ -103,14 +102,11 @@ def estimate_command(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    from memadvise.analyzer import Precision, Pruning, Scenario, estimate
+    from memadvise.analyzer import Pruning, Scenario, estimate
     from memadvise.errors import UsageError
+    from memadvise.scenario import parse_precision
 
-    try:
-        chosen_precision = Precision(precision) if precision is not None else None
-    except ValueError:
-        choices = ", ".join(p.value for p in Precision)
-        raise UsageError(f"unknown precision {precision!r}; use one of {choices}") from None
+    chosen_precision = parse_precision(precision)
     scenario = Scenario(
         batch_size=batch_size,
         precision=chosen_precision,
@@ -132,29 +128,13 @@ def estimate_command(
             target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
         )
     result = estimate(profile, scenario)
+    content: object
     if fmt is EstimateFormat.json:
         from memadvise.reporters.estimate_report import estimate_json
 
-        text = estimate_json(result, profile)
+        content = estimate_json(result, profile)
     else:
         from memadvise.reporters.estimate_report import render_estimate
 
-        renderable = render_estimate(result, profile)
-        if output is None:
-            stdout_console().print(renderable)
-            return
-        import io
-
-        from rich.console import Console
-
-        console = Console(record=True, width=140, file=io.StringIO())
-        console.print(renderable)
-        text = console.export_text()
-    if output is None:
-        typer.echo(text.rstrip("\n"))
-        return
-    try:
-        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
-    stderr_console().print(f"wrote {fmt.value} estimate to {output}", highlight=False, markup=False)
+        content = render_estimate(result, profile)
+    emit(content, output, f"{fmt.value} estimate")

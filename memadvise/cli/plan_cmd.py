@@ -14,11 +14,10 @@ from memadvise.cli.common import (
     FakeOpt,
     ModeOpt,
     TargetDeviceOpt,
+    emit,
     handles_errors,
     module_names,
     profile_for_scenario,
-    stderr_console,
-    stdout_console,
 )
 from memadvise.profile import Mode, OptimizerName
 
@@ -51,6 +50,9 @@ Examples:
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
   memadvise plan gpt2.json --gpu A10 --format json
 """
+
+
+PLAN_WIDTH = 160  # the options table is wide
 
 
 class GoalChoice(str, Enum):
@@ -117,18 +119,14 @@ def plan_command(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    from memadvise.analyzer import Precision
     from memadvise.errors import UsageError
     from memadvise.planner import Goal, Pins, budget_for, search
     from memadvise.planner.hardware import ram_for
+    from memadvise.scenario import parse_precision
 
     if batch_size is not None and min_batch is not None:
         raise UsageError("--batch-size pins the micro-batch and --min-batch asks for a search; give one")
-    try:
-        pinned_precision = Precision(precision) if precision is not None else None
-    except ValueError:
-        choices = ", ".join(p.value for p in Precision)
-        raise UsageError(f"unknown precision {precision!r}; use one of {choices}") from None
+    pinned_precision = parse_precision(precision)
     names = module_names(checkpoint) if checkpoint is not None else None
     pins = Pins(
         batch_size=batch_size,
@@ -157,11 +155,11 @@ def plan_command(
         if fmt is PlanFormat.json:
             from memadvise.reporters.plan_report import gpu_list_json
 
-            _emit(gpu_list_json(rows, profile.model), output, fmt)
+            emit(gpu_list_json(rows, profile.model), output, f"{fmt.value} plan", width=PLAN_WIDTH)
         else:
             from memadvise.reporters.plan_report import render_gpu_list
 
-            _emit(render_gpu_list(rows, profile.model), output, fmt)
+            emit(render_gpu_list(rows, profile.model), output, f"{fmt.value} plan", width=PLAN_WIDTH)
         return
     budget = budgets[0]
     plan = search(profile, budget, pins, Goal(goal.value))
@@ -169,11 +167,11 @@ def plan_command(
     if fmt is PlanFormat.json:
         from memadvise.reporters.plan_report import plan_json
 
-        _emit(plan_json(plan, profile.model, ram), output, fmt)
+        emit(plan_json(plan, profile.model, ram), output, f"{fmt.value} plan", width=PLAN_WIDTH)
     else:
         from memadvise.reporters.plan_report import render_plan
 
-        _emit(render_plan(plan, profile.model, ram), output, fmt)
+        emit(render_plan(plan, profile.model, ram), output, f"{fmt.value} plan", width=PLAN_WIDTH)
 
 
 def _budget(gpu: str | None, reserve: str | None) -> Budget:
@@ -228,29 +226,3 @@ def _profile(
         target, wanted, trace_batch_size, mode, device, fake, target_device, seq_len, traced_fsdp
     )
     return profile
-
-
-def _emit(content: object, output: Path | None, fmt: PlanFormat) -> None:
-    from memadvise.errors import UsageError
-
-    if isinstance(content, str):
-        text = content
-    elif output is None:
-        stdout_console().print(content)
-        return
-    else:
-        import io
-
-        from rich.console import Console
-
-        console = Console(record=True, width=160, file=io.StringIO())
-        console.print(content)
-        text = console.export_text()
-    if output is None:
-        typer.echo(text.rstrip("\n"))
-        return
-    try:
-        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
-    stderr_console().print(f"wrote {fmt.value} plan to {output}", highlight=False, markup=False)

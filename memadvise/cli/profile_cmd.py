@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,9 +16,8 @@ from memadvise.cli.common import (
     OptimizerOpt,
     TargetDeviceOpt,
     chosen_device,
+    emit,
     handles_errors,
-    stderr_console,
-    stdout_console,
     step_progress,
 )
 from memadvise.profile import Mode, OptimizerName
@@ -227,42 +225,22 @@ def emit_report(
     table: CsvTable | None = None,
 ) -> None:
     """Render ``prof`` in the chosen format to the terminal (stdout) or to ``output``."""
+    content: object
     if chosen is Format.JSON:
-        text = prof.to_json()
+        content = prof.to_json()
     elif chosen is Format.CSV:
         from memadvise.reporters.tables import table_csv
 
-        text = table_csv(prof, (table or CsvTable.LAYERS).value)
+        content = table_csv(prof, (table or CsvTable.LAYERS).value)
     elif chosen is Format.HTML:
         from memadvise.reporters.html import render_html
 
-        text = render_html(prof)
+        content = render_html(prof)
     else:
         from memadvise.reporters.console import render_profile
 
-        renderable = render_profile(prof, top=top, tree=tree or depth is not None, depth=depth)
-        if output is None:
-            stdout_console().print(renderable)
-            return
-        from rich.console import Console
-
-        file_console = Console(record=True, width=140, file=io.StringIO())
-        file_console.print(renderable)
-        text = file_console.export_text()
-    if output is None:
-        typer.echo(text.rstrip("\n"))
-    else:
-        _write(output, text)
-        what = "report" if chosen in (Format.HTML, Format.TABLE) else "profile"
-        if chosen is Format.CSV:
-            what = f"{(table or CsvTable.LAYERS).value} table"
-        stderr_console().print(f"wrote {chosen.value} {what} to {output}", highlight=False, markup=False)
-
-
-def _write(path: Path, text: str) -> None:
-    from memadvise.errors import UsageError
-
-    try:
-        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        content = render_profile(prof, top=top, tree=tree or depth is not None, depth=depth)
+    what = "report" if chosen in (Format.HTML, Format.TABLE) else "profile"
+    if chosen is Format.CSV:
+        what = f"{(table or CsvTable.LAYERS).value} table"
+    emit(content, output, f"{chosen.value} {what}")
