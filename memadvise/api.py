@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -140,66 +141,13 @@ def profile_file(
     ``fsdp=N`` traces one rank of FSDP2 over N fake ranks (fake CPU tensors; see
     :mod:`memadvise.sharded_trace`).
     """
+    sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
         if resolve_device(device).type != "meta" or target_device == "cuda":
             raise UsageError("--fsdp traces one rank fake on CPU kernels: add --fake --target-device cpu")
         from memadvise.sharded_trace import fake_process_group
 
-        with fake_process_group(fsdp) as mesh:
-            profile = _profile_file(
-                target,
-                batch_size,
-                mode,
-                optimizer,
-                "meta",
-                "cpu",
-                steps,
-                health,
-                dataloader_workers,
-                pin_memory,
-                progress,
-                scaling,
-                precision,
-                seq_len,
-                mesh,
-            )
-        return replace(profile, fsdp_ranks=fsdp)
-    return _profile_file(
-        target,
-        batch_size,
-        mode,
-        optimizer,
-        device,
-        target_device,
-        steps,
-        health,
-        dataloader_workers,
-        pin_memory,
-        progress,
-        scaling,
-        precision,
-        seq_len,
-        None,
-    )
-
-
-def _profile_file(  # noqa: PLR0913 - the options of profile_file, passed on
-    target: str | Path,
-    batch_size: int,
-    mode: str,
-    optimizer: str,
-    device: str | None,
-    target_device: str | None,
-    steps: int,
-    health: bool,
-    dataloader_workers: int | None,
-    pin_memory: bool | None,
-    progress: Callable[[str, int], None] | None,
-    scaling: bool,
-    precision: str,
-    seq_len: int | None,
-    mesh: Any,
-) -> Profile:
+        device, target_device, sharding = "meta", "cpu", fake_process_group(fsdp)
     _check_choices(batch_size, mode, optimizer, steps)
     dev = resolve_device(device)
     if target_device is not None and dev.type != "meta":
@@ -209,6 +157,45 @@ def _profile_file(  # noqa: PLR0913 - the options of profile_file, passed on
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
     spec = load_model_file(target).with_seq_len(seq_len)
+    with sharding as mesh:
+        profile, inputs = _traced(
+            spec,
+            dev,
+            target_device,
+            batch_size,
+            precision,
+            mesh,
+            scaling,
+            progress,
+            mode=mode,
+            optimizer=optimizer,
+            steps=steps,
+            health=health,
+        )
+    profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
+    host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
+    if host is not None:
+        return replace(profile, host_memory=host)
+    return profile
+
+
+def _traced(
+    spec: ModelSpec,
+    dev: torch.device,
+    target_device: str | None,
+    batch_size: int,
+    precision: str,
+    mesh: Any,
+    scaling: bool,
+    progress: Callable[[str, int], None] | None,
+    *,
+    mode: str,
+    optimizer: str,
+    steps: int,
+    health: bool,
+) -> tuple[Profile, Any]:
+    """Build, shard (with a device ``mesh``) and trace the model; with ``scaling``, fit batch scaling
+    from a second trace at twice the batch and count FLOPs. Returns the profile and the batch."""
     torch.manual_seed(0)
     model, inputs = _build(spec, dev, target_device, batch_size)
     inputs, _ = apply_precision(model, inputs, precision)
@@ -226,27 +213,22 @@ def _profile_file(  # noqa: PLR0913 - the options of profile_file, passed on
         "progress": progress,
     }
     profile = _trace(spec, model, inputs, batch_size=batch_size, steps=steps, health=health, **settings)
-    if scaling and profile.program is not None:
-        settings["progress"] = None if progress is None else _scaling_progress(progress)
-        larger = 2 * batch_size
-        second = _trace(
-            spec,
-            model,
-            apply_precision(model, _inputs(spec, model, dev, target_device, larger), precision)[0],
-            batch_size=larger,
-            steps=min(steps, 2),
-            **settings,
-        )
-        if second.program is not None:
-            profile = replace(profile, program=with_scaling(profile.program, second.program))
-    if scaling and profile.program is not None:
-        profile = replace(profile, program=_with_flops(profile.program, spec, batch_size))
-    if seq_len is not None:
-        profile = replace(profile, seq_len=seq_len)
-    host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
-    if host is not None:
-        return replace(profile, host_memory=host)
-    return profile
+    if not scaling or profile.program is None:
+        return profile, inputs
+    settings["progress"] = None if progress is None else _scaling_progress(progress)
+    larger = 2 * batch_size
+    second = _trace(
+        spec,
+        model,
+        apply_precision(model, _inputs(spec, model, dev, target_device, larger), precision)[0],
+        batch_size=larger,
+        steps=min(steps, 2),
+        **settings,
+    )
+    program = profile.program
+    if second.program is not None:
+        program = with_scaling(program, second.program)
+    return replace(profile, program=_with_flops(program, spec, batch_size)), inputs
 
 
 def _build(spec: ModelSpec, dev: torch.device, target_device: str | None, batch_size: int) -> tuple[Any, Any]:
