@@ -293,9 +293,11 @@ def _auto_set(runner: _Search) -> tuple[str, ...]:
     return probe.checkpoint
 
 
-def _option(runner: _Search, scenario: Scenario) -> Option:
-    result = estimate(runner.profile, scenario)
-    runner.counter.n += 1
+def _option(runner: _Search, scenario: Scenario, result: Estimate | None = None) -> Option:
+    """The option of ``scenario`` (from its estimate ``result`` when already made)."""
+    if result is None:
+        result = estimate(runner.profile, scenario)
+        runner.counter.n += 1
     budget = runner.budget
     return Option(
         batch_size=result.batch_size,
@@ -353,8 +355,8 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
         if not option.fits:
             checked.append(option)
             continue
-        scenario, taken = _reserved_fit(runner, option)
-        fitted = _option(runner, scenario)
+        scenario, result, taken = _reserved_fit(runner, option)
+        fitted = _option(runner, scenario, result)
         checked.append(
             replace(
                 fitted,
@@ -367,24 +369,25 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
     return checked
 
 
-def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Reservation]:
+def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, Reservation]:
     """The option's scenario at the largest batch (at most its own) whose reserved memory fits,
-    found by bisection; batch 1 (or a pinned batch) when none does."""
+    found by bisection; batch 1 (or a pinned batch) when none does. With its estimate."""
 
-    def check(batch: int) -> tuple[Scenario, Reservation]:
+    def check(batch: int) -> tuple[Scenario, Estimate, Reservation]:
         scenario = _scenario_of(option, runner.pins, batch)
         runner.counter.n += 1
-        return scenario, reserved(estimate_blocks(runner.profile, scenario)[1])
+        result, blocks = estimate_blocks(runner.profile, scenario)
+        return scenario, result, reserved(blocks)
 
     best = check(option.batch_size)
-    if best[1].reserved_bytes <= runner.limit(best[0]) or runner.pins.batch_size:
+    if best[2].reserved_bytes <= runner.limit(best[0]) or runner.pins.batch_size:
         return best
     lo, hi = 0, option.batch_size  # hi does not fit; lo fits (0: none known)
     found = None
     while hi - lo > 1:
         mid = (lo + hi) // 2
         trial = check(mid)
-        if trial[1].reserved_bytes <= runner.limit(trial[0]):
+        if trial[2].reserved_bytes <= runner.limit(trial[0]):
             lo, found = mid, trial
         else:
             hi = mid
