@@ -142,13 +142,13 @@ def build_program(
     ``times`` are the events' time stamps (to turn ranges into positions) and ``ops`` their operators;
     a block with ``alloc == -1`` existed before the trace.
     """
+    from memadvise.profile import CATEGORIES  # profile imports this module
+
     modules, op_names, dtypes = _Table(), _Table(), _Table()
     dtypes("")
     cols: dict[str, list[int]] = {
         k: [] for k in ("alloc", "free", "size", "category", "module", "op", "dtype")
     }
-    from memadvise.profile import CATEGORIES
-
     cat_index = {c: k for k, c in enumerate(CATEGORIES)}
     for alloc, free, size, category, module, dtype in blocks:
         cols["alloc"].append(alloc)
@@ -215,16 +215,20 @@ def _block_keys(program: Program) -> list[tuple[bool, int, str, str, str]]:
     ]
 
 
-def assumed_per_sample(program: Program, i: int) -> float:
-    """Growth per sample when no second trace says: batch-sized categories grow in proportion."""
-    from memadvise.profile import Category
+def assumed_per_sample(program: Program) -> list[float]:
+    """Growth per sample of every block when no second trace says: activations, temporaries and
+    inputs grow in proportion to the batch, the rest not at all."""
+    from memadvise.profile import CATEGORIES, Category  # profile imports this module
 
-    batch_sized = {Category.ACTIVATIONS.value, Category.TEMPORARIES.value, Category.INPUTS.value}
-    from memadvise.profile import CATEGORIES
-
-    if CATEGORIES[program.category[i]] in batch_sized and program.batch_size > 0:
-        return program.size[i] / program.batch_size
-    return 0.0
+    batch_sized = {
+        CATEGORIES.index(c.value) for c in (Category.ACTIVATIONS, Category.TEMPORARIES, Category.INPUTS)
+    }
+    if program.batch_size <= 0:
+        return [0.0] * len(program)
+    return [
+        size / program.batch_size if category in batch_sized else 0.0
+        for size, category in zip(program.size, program.category, strict=True)
+    ]
 
 
 def with_scaling(program: Program, other: Program) -> Program:
@@ -240,7 +244,7 @@ def with_scaling(program: Program, other: Program) -> Program:
     if delta == 0 or not len(program):
         return program
     matcher = difflib.SequenceMatcher(None, _block_keys(program), _block_keys(other), autojunk=False)
-    per_sample = [assumed_per_sample(program, i) for i in range(len(program))]
+    per_sample = assumed_per_sample(program)
     matched_bytes = 0
     for a, b, n in matcher.get_matching_blocks():
         for k in range(n):

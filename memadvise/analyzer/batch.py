@@ -22,7 +22,7 @@ def scale_batch(ctx: Context, batch_size: int) -> None:
             f"batch scaling fitted from traces at batch {program.batch_size} and {program.scaling_batch_size}"
         )
     else:
-        per_sample = np.array([assumed_per_sample(program, i) for i in range(len(program))])
+        per_sample = np.array(assumed_per_sample(program))
         ctx.note(
             "batch scaling assumed: activations, temporaries and inputs grow in proportion to the batch "
             "(profile without a second trace, or its traces did not line up)"
