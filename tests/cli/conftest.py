@@ -19,3 +19,16 @@ def models_dir() -> Path:
 def runner() -> CliRunner:
     """stdout and stderr are kept apart (click >= 8.2 always separates them)."""
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny MLP's profile (batch 2, CPU) saved as JSON, as `estimate` and `plan` read it."""
+    from memadvise.cli import app
+
+    path = tmp_path_factory.mktemp("saved") / "tiny.json"
+    result = CliRunner().invoke(
+        app, ["profile", str(MODELS_DIR / "tiny_mlp.py"), "-b", "2", "--device", "cpu", "-o", str(path)]
+    )
+    assert result.exit_code == 0, result.stderr
+    return path

@@ -18,14 +18,6 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, ["plan", *args])
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("plan") / "tiny.json"
-    result = CliRunner().invoke(app, ["profile", TINY, "-b", "2", "--device", "cpu", "-o", str(path)])
-    assert result.exit_code == 0, result.stderr
-    return path
-
-
 def _json(*args: str) -> dict:
     result = invoke(*args, "--format", "json")
     assert result.exit_code == 0, result.stderr
