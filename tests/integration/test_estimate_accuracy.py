@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from pathlib import Path
 
+import groundtruth as gt  # tests/ is on sys.path (tests/conftest.py)
 import pytest
 import torch
 
 from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.api import profile_file
 from memadvise.profile import OptimizerName, Profile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import groundtruth as gt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "tests" / "zoo"
@@ -35,17 +32,11 @@ BLOCKS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @functools.cache
 def _profile(path: str, mode: str = "train") -> Profile:
-    torch.set_num_threads(1)
     return profile_file(path, batch_size=BATCH, mode=mode, device="cpu")
 
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import ast
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import groundtruth
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIRS = (REPO / "tests" / "zoo", REPO / "sample_models")
@@ -88,13 +86,7 @@ def _cases() -> list[Any]:
     return cases
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Run both measurements with one intra-op thread; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize(("path", "batch", "mode", "libs", "trace"), _cases())

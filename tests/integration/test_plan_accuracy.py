@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from pathlib import Path
 
+import groundtruth as gt  # tests/ is on sys.path (tests/conftest.py)
 import pytest
-import torch
 
 from memadvise.analyzer import Precision
 from memadvise.api import profile_file
 from memadvise.planner import Goal, Pins, budget_for, search
 from memadvise.profile import Profile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import groundtruth as gt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {
@@ -29,17 +25,11 @@ MODELS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @functools.cache
 def _profile(name: str) -> Profile:
-    torch.set_num_threads(1)
     return profile_file(str(MODELS[name]), batch_size=2, device="cpu")
 
 
