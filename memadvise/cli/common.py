@@ -94,6 +94,27 @@ def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceC
 
 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
+TargetArg = Annotated[
+    str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
+]
+SeqLenOpt = Annotated[
+    int | None,
+    typer.Option("--seq-len", min=1, help="Sequence length (model files whose example_inputs take seq_len)."),
+]
+TraceBatchSizeOpt = Annotated[
+    int, typer.Option("--trace-batch-size", min=1, help="Batch size a model file is traced at.")
+]
+
+
+class TextFormat(str, Enum):
+    """Formats of the estimate and plan reports."""
+
+    table = "table"
+    json = "json"
+
+
+FormatOpt = Annotated[TextFormat, typer.Option("--format", "-f", help="table or json.")]
 
 
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
@@ -176,7 +197,7 @@ def progress(message: str) -> Iterator[None]:
         yield
 
 
-def profile_for_scenario(
+def load_or_profile(
     target: str,
     scenario: Scenario,
     trace_batch_size: int,
@@ -187,11 +208,20 @@ def profile_for_scenario(
     seq_len: int | None,
     fsdp: int | None = None,
 ) -> tuple[Profile, Scenario]:
-    """Profile a model file for the scenario: precision and optimizer traced when PyTorch runs them."""
+    """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
+    optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
     from dataclasses import replace
 
     from memadvise.analyzer import Precision
     from memadvise.api import profile_file
+    from memadvise.errors import UsageError
+
+    if target.endswith(".json"):
+        if seq_len is not None:
+            raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
+        from memadvise.profile import load_profile
+
+        return load_profile(target), scenario
 
     traced_precision = "fp32"
     if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):

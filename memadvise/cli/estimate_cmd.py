@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,12 +10,18 @@ from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
     FakeOpt,
+    FormatOpt,
     ModeOpt,
+    OutputOpt,
+    SeqLenOpt,
+    TargetArg,
     TargetDeviceOpt,
+    TextFormat,
+    TraceBatchSizeOpt,
     emit,
     handles_errors,
+    load_or_profile,
     module_names,
-    profile_for_scenario,
 )
 from memadvise.profile import Mode, OptimizerName
 
@@ -47,25 +51,13 @@ Examples:
 """
 
 
-class EstimateFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
 @handles_errors
 def estimate_command(
-    target: Annotated[
-        str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
-    ],
+    target: TargetArg,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", "-b", min=1, help="Samples per forward pass.")
     ] = None,
-    seq_len: Annotated[
-        int | None,
-        typer.Option(
-            "--seq-len", min=1, help="Sequence length (model files whose example_inputs take seq_len)."
-        ),
-    ] = None,
+    seq_len: SeqLenOpt = None,
     precision: Annotated[
         str | None,
         typer.Option(
@@ -87,23 +79,16 @@ def estimate_command(
         list[str] | None,
         typer.Option(help="Modules whose parameters are not trained (comma-separated or repeated)."),
     ] = None,
-    trace_batch_size: Annotated[
-        int, typer.Option("--trace-batch-size", min=1, help="Batch size a model file is traced at.")
-    ] = 2,
+    trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
-    fmt: Annotated[
-        EstimateFormat, typer.Option("--format", "-f", help="table or json.")
-    ] = EstimateFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
-    ] = None,
+    fmt: FormatOpt = TextFormat.table,
+    output: OutputOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
-    from memadvise.errors import UsageError
     from memadvise.scenario import parse_precision
 
     chosen_precision = parse_precision(precision)
@@ -116,20 +101,12 @@ def estimate_command(
         grad_accum=grad_accum,
         frozen=module_names(frozen),
     )
-    is_profile = target.endswith(".json")
-    if is_profile:
-        if seq_len is not None:
-            raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
-        from memadvise.profile import load_profile
-
-        profile = load_profile(target)
-    else:
-        profile, scenario = profile_for_scenario(
-            target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
-        )
+    profile, scenario = load_or_profile(
+        target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
+    )
     result = estimate(profile, scenario)
     content: object
-    if fmt is EstimateFormat.json:
+    if fmt is TextFormat.json:
         from memadvise.reporters.estimate_report import estimate_json
 
         content = estimate_json(result, profile)

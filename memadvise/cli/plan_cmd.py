@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,12 +11,18 @@ from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
     FakeOpt,
+    FormatOpt,
     ModeOpt,
+    OutputOpt,
+    SeqLenOpt,
+    TargetArg,
     TargetDeviceOpt,
+    TextFormat,
+    TraceBatchSizeOpt,
     emit,
     handles_errors,
+    load_or_profile,
     module_names,
-    profile_for_scenario,
 )
 from memadvise.profile import Mode, OptimizerName
 
@@ -61,16 +66,9 @@ class GoalChoice(str, Enum):
     fastest = "fastest"
 
 
-class PlanFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
 @handles_errors
 def plan_command(
-    target: Annotated[
-        str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
-    ],
+    target: TargetArg,
     gpu: Annotated[
         str | None, typer.Option(help="GPU memory (24GB, 80GiB) or catalog name (A100 80GB).")
     ] = None,
@@ -86,9 +84,7 @@ def plan_command(
         int | None,
         typer.Option("--min-batch", min=1, help="Smallest effective batch (accumulation allowed)."),
     ] = None,
-    seq_len: Annotated[
-        int | None, typer.Option("--seq-len", min=1, help="Sequence length (model files).")
-    ] = None,
+    seq_len: SeqLenOpt = None,
     goal: Annotated[
         GoalChoice, typer.Option(help="max-batch, min-memory or fastest.")
     ] = GoalChoice.max_batch,
@@ -106,17 +102,13 @@ def plan_command(
     list_gpus: Annotated[
         bool, typer.Option("--list-gpus", help="Rank the catalog's GPUs for this model.")
     ] = False,
-    trace_batch_size: Annotated[
-        int, typer.Option("--trace-batch-size", min=1, help="Batch size a model file is traced at.")
-    ] = 2,
+    trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
-    fmt: Annotated[PlanFormat, typer.Option("--format", "-f", help="table or json.")] = PlanFormat.table,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
-    ] = None,
+    fmt: FormatOpt = TextFormat.table,
+    output: OutputOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
@@ -152,7 +144,7 @@ def plan_command(
             plan = search(profile, budget_for(spec, reserve), pins, Goal(goal.value), suggest=False)
             rows.append((plan, ram_for(spec.memory_bytes * pins.gpus, profile)))
         rows.sort(key=lambda r: (r[0].recommendation is None, r[0].budget.total_bytes))
-        if fmt is PlanFormat.json:
+        if fmt is TextFormat.json:
             from memadvise.reporters.plan_report import gpu_list_json
 
             emit(gpu_list_json(rows, profile.model), output, f"{fmt.value} plan", width=PLAN_WIDTH)
@@ -164,7 +156,7 @@ def plan_command(
     budget = budgets[0]
     plan = search(profile, budget, pins, Goal(goal.value))
     ram = ram_for(budget.total_bytes * pins.gpus, profile)
-    if fmt is PlanFormat.json:
+    if fmt is TextFormat.json:
         from memadvise.reporters.plan_report import plan_json
 
         emit(plan_json(plan, profile.model, ram), output, f"{fmt.value} plan", width=PLAN_WIDTH)
@@ -207,14 +199,7 @@ def _profile(
     seq_len: int | None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
-    from memadvise.errors import UsageError
 
-    if target.endswith(".json"):
-        if seq_len is not None:
-            raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
-        from memadvise.profile import load_profile
-
-        return load_profile(target)
     wanted = Scenario(precision=pins.precision, optimizer=pins.optimizer)
     traced_fsdp = None
     fake_cpu = (fake or getattr(device, "value", None) == "meta") and getattr(
@@ -222,7 +207,7 @@ def _profile(
     ) == "cpu"
     if pins.gpus > 1 and (pins.strategy or "").lower() in ("fsdp", "zero3") and fake_cpu:
         traced_fsdp = pins.gpus  # trace one rank of the real FSDP2 instead of the formula
-    profile, _ = profile_for_scenario(
+    profile, _ = load_or_profile(
         target, wanted, trace_batch_size, mode, device, fake, target_device, seq_len, traced_fsdp
     )
     return profile

@@ -14,6 +14,7 @@ from memadvise.cli.common import (
     FakeOpt,
     ModeOpt,
     OptimizerOpt,
+    OutputOpt,
     TargetDeviceOpt,
     chosen_device,
     emit,
@@ -75,7 +76,6 @@ FormatOpt = Annotated[
         help="table, json, csv or html (default: from the suffix of --output, else table).",
     ),
 ]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TopOpt = Annotated[int, typer.Option("--top", min=1, help="Rows in the layer and holder tables.")]
 TreeOpt = Annotated[
     bool, typer.Option("--tree", help="Add memory at the peak by module hierarchy (table format).")
