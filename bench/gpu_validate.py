@@ -74,11 +74,14 @@ QUICK = ("mlp", "gpt2-sdpa", "resnet18")
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 MODES = ("train", "inference")
 TRAIN_ONLY = {"gpt2-fused-adamw"}  # its point is the optimizer
+EXPANDABLE = ("gpt2-sdpa", "llama-gqa", "resnet50", "moe")  # also measured with expandable segments
 
 
 def case_ids(models: list[str]) -> list[str]:
     out = []
     for m in models:
+        if m in EXPANDABLE:
+            out += [f"{m}|train|fp32|expandable", f"{m}|train|bf16-mixed|expandable"]
         for mode in MODES:
             if mode == "inference" and m in TRAIN_ONLY:
                 continue
@@ -88,8 +91,14 @@ def case_ids(models: list[str]) -> list[str]:
 
 
 def split(case: str) -> tuple[str, str, str]:
-    m, mode, p = case.split("|")
+    """(model, mode, precision) of a case id ``model|mode|precision[|expandable]``."""
+    m, mode, p = case.split("|")[:3]
     return m, mode, p
+
+
+def expandable(case: str) -> bool:
+    """Cases ending ``|expandable`` run with ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``."""
+    return case.endswith("|expandable")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,13 +428,13 @@ def _imp(*paths: str) -> Any:
     raise ImportError(f"none of {paths}") from last
 
 
-def _reserved_of(profile: Any, scenario: Any) -> int | None:
+def _reserved_of(profile: Any, scenario: Any, expandable_segments: bool = False) -> int | None:
     estimate_blocks = _imp("memadvise.analyzer.estimate:estimate_blocks")
     reserved = _imp("memadvise.planner.reserved:reserved")
 
     try:
         _, blocks = estimate_blocks(profile, scenario)
-        return int(reserved(blocks).reserved_bytes)
+        return int(reserved(blocks, expandable_segments=expandable_segments).reserved_bytes)
     except Exception:  # noqa: BLE001
         return None
 
@@ -457,7 +466,7 @@ def fake_job(case: str, gpu: str) -> dict[str, Any]:
         "case": case,
         "fake_cuda": {
             "peak_bytes": prof.peak_bytes,
-            "reserved_bytes": _reserved_of(prof, Scenario()),
+            "reserved_bytes": _reserved_of(prof, Scenario(), expandable(case)),
             "step": getattr(prof, "train_loop", None),
             "seconds": round(time.perf_counter() - t0, 2),
         },
@@ -497,7 +506,10 @@ def predict_from_cpu(case: str, cpu_file: str | None, gpu: str) -> dict[str, Any
     res: dict[str, Any] = {}
     try:
         est = memadvise.estimate(prof, scen)
-        res["estimate_cpu"] = {"peak_bytes": est.peak_bytes, "reserved_bytes": _reserved_of(prof, scen)}
+        res["estimate_cpu"] = {
+            "peak_bytes": est.peak_bytes,
+            "reserved_bytes": _reserved_of(prof, scen, expandable(case)),
+        }
     except Exception as exc:  # noqa: BLE001
         res["estimate_cpu"] = {"error": _err(exc)}
     try:
@@ -542,6 +554,8 @@ def _child(kind: str, args: list[str], timeout: float) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.setdefault("KINETO_LOG_LEVEL", "5")
     env["OMP_NUM_THREADS"] = "2"
+    if kind in ("gpu", "selftest") and expandable(args[0]):
+        env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -781,6 +795,8 @@ def report(raw: dict[str, Any], gpu: str) -> str:
     errors = []
     for cid, c in raw["cases"].items():
         name, mode, precision = split(cid)
+        if expandable(cid):
+            precision += ", expandable segments"
         real = c.get("real_cuda") or {}
         fake = c.get("fake_cuda") or {}
         est = c.get("estimate_cpu") or {}
