@@ -25,5 +25,5 @@ def example_inputs(batch_size: int) -> torch.Tensor:
 
 def loss_fn(output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """Cross entropy against fixed pseudo-labels."""
-    labels = torch.arange(output.shape[0]) % output.shape[1]
+    labels = torch.arange(output.shape[0], device=output.device) % output.shape[1]
     return torch.nn.functional.cross_entropy(output, labels)
