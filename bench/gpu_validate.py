@@ -74,6 +74,7 @@ QUICK = ("mlp", "gpt2-sdpa", "resnet18")
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 MODES = ("train", "inference")
 TRAIN_ONLY = {"gpt2-fused-adamw"}  # its point is the optimizer
+CUSTOM_STEP = {"gpt2-fused-adamw"}  # files with their own train_step()
 EXPANDABLE = ("gpt2-sdpa", "llama-gqa", "resnet50", "moe")  # also measured with expandable segments
 
 
@@ -256,9 +257,10 @@ def _measure_loop(
     dtype = torch.bfloat16 if precision == "bf16" else None
     autocast = precision == "bf16-mixed"
     torch.manual_seed(0)
-    model = mod.build_model().to(mem.device)
+    model = mod.build_model()
     if dtype is not None:
-        model.to(dtype)
+        model.to(dtype)  # on the CPU, so no fp32 copy is ever on the GPU
+    model.to(mem.device)
     x = _move(mod.example_inputs(batch), mem.device, dtype)
     after_build = mem.allocated() - base_alloc
     if mode == "inference":
@@ -345,15 +347,28 @@ def _kernel_probe(mod: Any, batch: int, mode: str, precision: str, mem: CudaMemo
     return seen
 
 
-def gpu_job(case: str, selftest: bool = False) -> dict[str, Any]:
-    """Measurements of one case on the GPU, and memadvise's real CUDA trace of it (a)."""
+def _warm_backward(torch: Any) -> None:
+    """Create the cuBLAS handle and workspace of the autograd engine's GPU thread (backward matmuls
+    run there, on a handle of their own)."""
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        a = torch.randn(64, 64, device="cuda", dtype=dtype, requires_grad=True)
+        b = torch.randn(64, 64, device="cuda", dtype=dtype, requires_grad=True)
+        bias = torch.randn(64, device="cuda", dtype=dtype, requires_grad=True)
+        torch.nn.functional.linear(torch.bmm(a[None], b[None])[0], b, bias).sum().backward()
+        del a, b, bias
+    torch.cuda.synchronize()
+
+
+def gpu_job(case: str, what: str, selftest: bool = False) -> dict[str, Any]:
+    """One fresh process: the ``what`` loop (``tutorial``, ``lean`` or ``inference``) measured, or
+    memadvise's real CUDA trace (a) of the case (``trace``) and a probe of the kernels the GPU ran."""
     import torch
 
     name, mode, precision = split(case)
     path, batch, _ = MODELS[name]
     mem: CudaMemory = CpuStandIn() if selftest else CudaMemory()
     nvml = Nvml()
-    out: dict[str, Any] = {"case": case}
+    out: dict[str, Any] = {"case": case, "what": what}
     if not selftest:
         torch.cuda.init()
         torch.zeros(1, device="cuda")
@@ -363,27 +378,17 @@ def gpu_job(case: str, selftest: bool = False) -> dict[str, Any]:
         alloc0 = mem.allocated()
         _warm_cublas(torch)
         out["cublas_workspace"] = mem.allocated() - alloc0
+        _warm_backward(torch)
+        out["cublas_workspace_with_backward"] = mem.allocated() - alloc0
         used1 = nvml.used()
         out["context_cublas"] = None if used1 is None else used1 - mem.reserved()
     mod = _load(path)
-    if mode == "inference":
-        loops: tuple[str, ...] = ("inference",)
-    elif hasattr(mod, "train_step"):
-        loops = ("tutorial",)
-    else:
-        loops = ("tutorial", "lean")
-    out["measured"] = {}
-    for loop in loops:
+    if what != "trace":
         try:
-            out["measured"][loop] = _measure_loop(mod, batch, mode, precision, loop, nvml, mem)
+            out["measured"] = _measure_loop(mod, batch, mode, precision, what, nvml, mem)
         except Exception as exc:  # noqa: BLE001
-            out["measured"][loop] = {"error": _err(exc)}
-        mem.settle()
-    try:
-        out["kernels"] = _kernel_probe(mod, batch, mode, precision, mem)
-    except Exception as exc:  # noqa: BLE001
-        out["kernels"] = {"error": _err(exc)}
-    mem.settle()
+            out["measured"] = {"error": _err(exc)}
+        return out
     # (a) memadvise's real trace on the GPU
     try:
         import memadvise
@@ -395,15 +400,32 @@ def gpu_job(case: str, selftest: bool = False) -> dict[str, Any]:
         prof = memadvise.profile_file(
             str(path), batch_size=batch, mode=mode, device=mem.device, precision=precision, scaling=False
         )
+        from memadvise.analyzer import Scenario
+
         out["real_cuda"] = {
             "peak_bytes": prof.peak_bytes,
+            "reserved_bytes": _reserved_of(prof, Scenario(), expandable(case)),
             "step": getattr(prof, "train_loop", None),
             "seconds": round(time.perf_counter() - t0, 2),
             "max_allocated_during": mem.max_allocated() - base,
+            "max_reserved_during": mem.max_reserved(),
         }
     except Exception as exc:  # noqa: BLE001
         out["real_cuda"] = {"error": _err(exc)}
+    mem.settle()
+    try:
+        out["kernels"] = _kernel_probe(mod, batch, mode, precision, mem)
+    except Exception as exc:  # noqa: BLE001
+        out["kernels"] = {"error": _err(exc)}
     return out
+
+
+def loops_of(case: str) -> tuple[str, ...]:
+    """The loops a case is measured with, one fresh process each."""
+    name, mode, _ = split(case)
+    if mode == "inference":
+        return ("inference",)
+    return ("tutorial",) if name in CUSTOM_STEP else ("tutorial", "lean")
 
 
 def _err(exc: BaseException) -> str:
@@ -697,8 +719,10 @@ def run(args: argparse.Namespace) -> int:
         futures[pool.submit(task)] = (kind, key)
 
     if measure:
+        kind = "selftest" if args.selftest else "gpu"
         for c in cases:
-            submit(gpu_pool, "selftest" if args.selftest else "gpu", c, [c], args.case_timeout)
+            for what in (*loops_of(c), "trace"):
+                submit(gpu_pool, kind, (c, what), [c, what], args.case_timeout)
     for m in sorted({split(c)[0] for c in cases}):
         for mode in sorted({split(c)[1] for c in cases if split(c)[0] == m}):
             submit(cpu_pool, "cpu", (m, mode), [m, mode, workdir], args.case_timeout)
@@ -713,9 +737,18 @@ def run(args: argparse.Namespace) -> int:
             result = {"error": _err(exc)}
         done += 1
         if kind in ("gpu", "selftest"):
-            raw["cases"][key].update({k: v for k, v in result.items() if k != "case"})
+            case, what = key
+            entry = raw["cases"][case]
+            for k in ("context_init", "cublas_workspace", "cublas_workspace_with_backward", "context_cublas"):
+                if k in result:
+                    entry.setdefault("process", {}).setdefault(what, {})[k] = result[k]
+            if "measured" in result:
+                entry.setdefault("measured", {})[what] = result["measured"]
+            for k in ("real_cuda", "kernels"):
+                if k in result:
+                    entry[k] = result[k]
             if "error" in result:
-                raw["cases"][key]["gpu_error"] = result["error"]
+                entry.setdefault("gpu_errors", {})[what] = result["error"]
         elif kind == "fake":
             raw["cases"][key]["fake_cuda"] = result.get("fake_cuda", {"error": result.get("error")})
         else:
@@ -728,7 +761,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        if kind == "gpu":
+        if kind in ("gpu", "selftest"):
             save()
     gpu_pool.shutdown()
     cpu_pool.shutdown()
@@ -784,6 +817,7 @@ def report(raw: dict[str, Any], gpu: str) -> str:
     penv = raw.get("predictions_environment", {})
     cols = {
         "(a) real trace vs allocated": [],
+        "(a) allocator model on the real trace vs reserved": [],
         "(b) fake cuda vs allocated": [],
         "(b) fake cuda reserved vs reserved": [],
         "(c) estimate from CPU vs allocated": [],
@@ -808,6 +842,7 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         lean = (c.get("measured") or {}).get("lean", {}).get("allocated_peak")
         errs = {
             "(a) real trace vs allocated": _pct(real.get("peak_bytes"), alloc),
+            "(a) allocator model on the real trace vs reserved": _pct(real.get("reserved_bytes"), res),
             "(b) fake cuda vs allocated": _pct(fake.get("peak_bytes"), alloc),
             "(b) fake cuda reserved vs reserved": _pct(fake.get("reserved_bytes"), res),
             "(c) estimate from CPU vs allocated": _pct(est.get("peak_bytes"), alloc),
@@ -822,8 +857,9 @@ def report(raw: dict[str, Any], gpu: str) -> str:
             f"| {name} | {mode} | {precision} | {_mib(alloc)} | {_mib(res)} | {_mib(nvml)} | "
             f"{_mib(tut)} / {_mib(lean)} | " + " | ".join(_fmt_pct(errs[k]) for k in cols) + " |"
         )
+        for what, part in (c.get("gpu_errors") or {}).items():
+            errors.append(f"- `{cid}` GPU job {what}: {part}")
         for label, part in (
-            ("GPU run", c.get("gpu_error")),
             ("real trace", real.get("error")),
             ("fake trace", fake.get("error")),
             ("estimate", est.get("error")),
@@ -834,14 +870,16 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         for loop, m in (c.get("measured") or {}).items():
             if isinstance(m, dict) and m.get("error"):
                 errors.append(f"- `{cid}` GPU {loop} loop: {m['error']}")
-    ctx = [c.get("context_init") for c in raw["cases"].values() if c.get("context_init")]
+    procs = [p for c in raw["cases"].values() for p in (c.get("process") or {}).values()]
+    ctx = [p.get("context_init") for p in procs]
     ctx_end = [
         m.get("context_end")
         for c in raw["cases"].values()
         for m in (c.get("measured") or {}).values()
         if isinstance(m, dict) and m.get("context_end")
     ]
-    ws = [c.get("cublas_workspace") for c in raw["cases"].values() if c.get("cublas_workspace")]
+    ws = [p.get("cublas_workspace") for p in procs]
+    ws_bwd = [p.get("cublas_workspace_with_backward") for p in procs]
     lines = [
         f"# memadvise on a real GPU: {env.get('gpu', '?')}",
         "",
@@ -853,9 +891,10 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         f"Predictions (b)-(d) made {penv.get('date')} with torch {penv.get('torch')}, memadvise "
         f"{penv.get('commit')}, for catalog GPU `{gpu}`.",
         "",
-        "Each case runs in a fresh process: two steps of the model (training: AdamW with PyTorch's CUDA "
-        "defaults, i.e. the multi-tensor `foreach` path), peaks relative to the process's state before "
-        "the model was built (CUDA context and a warmed-up cuBLAS workspace excluded). The truth each "
+        "Each loop of each case runs in a fresh process: two steps of the model (training: AdamW with "
+        "PyTorch's CUDA defaults, i.e. the multi-tensor `foreach` path), peaks relative to the process's "
+        "state before the model was built (CUDA context and the cuBLAS workspaces of the main and autograd "
+        "threads, warmed up first, excluded; pure bf16 models are cast on the CPU). The truth each "
         "memadvise figure is compared with is the loop memadvise says it traced (tutorial loop: output and "
         "loss alive through `step()`; lean: freed after `backward()`). Errors are (predicted − measured) / "
         "measured.",
@@ -884,7 +923,8 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         "- After the model's kernels ran (NVML used − reserved at the end of a loop): "
         f"{_range(ctx_end)} MiB.",
         f"- cuBLAS/cuBLASLt workspaces after warm-up matmuls in fp32, bf16 and fp16 (allocated): "
-        f"{_range(ws)} MiB.",
+        f"{_range(ws)} MiB on the main thread; {_range(ws_bwd)} MiB once a backward pass has run its "
+        "matmuls on the autograd engine's GPU thread (a cuBLAS handle, and workspace, of its own).",
         f"- memadvise assumes {_mib(raw['cases'] and _first_plan(raw, 'context_bytes'))} MiB of context "
         f"and {_mib(_first_plan(raw, 'workspace_bytes'))} MiB of cuBLAS workspace for `{gpu}`.",
         "",
@@ -923,9 +963,9 @@ def _range(values: list[Any]) -> str:
 def child_main(kind: str, jargs: list[str]) -> int:
     try:
         if kind == "gpu":
-            result = gpu_job(jargs[0])
+            result = gpu_job(jargs[0], jargs[1])
         elif kind == "selftest":
-            result = gpu_job(jargs[0], selftest=True)
+            result = gpu_job(jargs[0], jargs[1], selftest=True)
         elif kind == "fake":
             result = fake_job(jargs[0], jargs[1])
         elif kind == "cpu":
