@@ -322,6 +322,7 @@ def build_profile(
         created=meta["created"],
         trace=meta.get("trace", "real"),
         precision=meta.get("precision", "fp32"),
+        train_loop=meta.get("train_loop", ""),
         assumptions=tuple(meta.get("assumptions", ())),
         program=_program(ev, blocks, block_cat, block_mod, block_dtype, baseline, base_freed, meta),
     )

@@ -56,6 +56,7 @@ def profile_model(
     train_step: TrainStep | None = None,
     health: bool = False,
     precision: str = "fp32",
+    train_loop: str = "tutorial",
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -63,6 +64,8 @@ def profile_model(
     training step; ``health=True`` gathers numerical health. The model is left exactly as it was:
     hooks removed, parameters, buffers, gradients, train/eval flags and the RNG state restored.
     ``precision`` may be ``bf16-mixed`` or ``fp16-mixed`` (autocast); for pure 16-bit, cast the model.
+    ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop: output and loss alive through ``step()``)
+    or ``lean`` (output and loss freed after ``backward()``).
     """
     if precision not in ("fp32", *MIXED_DTYPES):
         raise UsageError(
@@ -79,6 +82,7 @@ def profile_model(
         batch_size=batch_size,
         health=_health_allowed(health, model),
         precision=precision,
+        train_loop=train_loop,
     ) as tracer:
         tracer.run(inputs, loss_fn, train_step)
     return tracer.profile
@@ -125,6 +129,8 @@ def profile_file(
     precision: str = "fp32",
     seq_len: int | None = None,
     fsdp: int | None = None,
+    train_loop: str = "tutorial",
+    gpu: str | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -139,7 +145,11 @@ def profile_file(
     ``precision`` traces in ``bf16``/``fp16`` (model and floating inputs cast) or under autocast
     (``bf16-mixed``/``fp16-mixed``). ``seq_len`` is passed to ``example_inputs(batch_size, seq_len=)``.
     ``fsdp=N`` traces one rank of FSDP2 over N fake ranks (fake CPU tensors; see
-    :mod:`memadvise.sharded_trace`).
+    :mod:`memadvise.sharded_trace`). ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop, the
+    default: output and loss alive through ``step()`` and ``zero_grad()``) or ``lean`` (freed after
+    ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` names the catalog GPU
+    whose kernels a fake CUDA-target trace follows (default: an H100; see
+    :mod:`memadvise.cuda_target`).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -154,6 +164,8 @@ def profile_file(
         raise UsageError("target_device applies to fake tracing only (device='meta')")
     if target_device is not None and target_device not in ("cpu", "cuda"):
         raise UsageError(f"unknown target device {target_device!r}; use cpu or cuda")
+    if gpu is not None and (dev.type != "meta" or target_device == "cpu"):
+        raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
     spec = load_model_file(target).with_seq_len(seq_len)
@@ -171,6 +183,8 @@ def profile_file(
             optimizer=optimizer,
             steps=steps,
             health=health,
+            train_loop=train_loop,
+            gpu=gpu,
         )
     profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
@@ -193,6 +207,8 @@ def _traced(
     optimizer: str,
     steps: int,
     health: bool,
+    train_loop: str = "tutorial",
+    gpu: str | None = None,
 ) -> tuple[Profile, Any]:
     """Build, shard (with a device ``mesh``) and trace the model; with ``scaling``, fit batch scaling
     from a second trace at twice the batch and count FLOPs. Returns the profile and the batch."""
@@ -211,6 +227,8 @@ def _traced(
         "preserve_state": False,
         "target_device": target_device,
         "progress": progress,
+        "train_loop": train_loop,
+        "gpu": gpu,
     }
     profile = _trace(spec, model, inputs, batch_size=batch_size, steps=steps, health=health, **settings)
     if not scaling or profile.program is None:

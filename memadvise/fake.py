@@ -40,7 +40,13 @@ META = torch.device("meta")
 
 ACTIVE: list[FakeRecorder] = []  # recorders in a session (innermost last), for storage resizes
 
-_MACHINERY = ("/torch/_", "/torch/utils/", "/torch/overrides", "memadvise/fake.py")
+_MACHINERY = (
+    "/torch/_",
+    "/torch/utils/",
+    "/torch/overrides",
+    "memadvise/fake.py",
+    "memadvise/cuda_target.py",
+)
 _LOOP_LIMIT = 3
 
 
@@ -77,7 +83,8 @@ class Assumptions:
                 return False
             self.note("a data-dependent check on a tensor was assumed to be True")
             return True
-        self.note("a tensor value read with .item() was assumed to be 1")
+        if "/torch/optim/" not in _reading_site()[0]:  # optimizers' step counters: no memory depends on them
+            self.note("a tensor value read with .item() was assumed to be 1")
         return 1.0 if value.dtype.is_floating_point else 1
 
 
@@ -134,8 +141,11 @@ class FakeRecorder(TorchDispatchMode):
 
     fake = True
 
-    def __init__(self, target: torch.device, module_stack: list[str], fake_mode: Any = None) -> None:
+    def __init__(
+        self, target: torch.device, module_stack: list[str], fake_mode: Any = None, cuda_target: Any = None
+    ) -> None:
         super().__init__()
+        self.cuda_target = cuda_target
         # With a FakeTensorMode, tensors carry the target's device (so device-dependent code paths
         # follow the target's, e.g. CPU RNN kernels); without one, they live on the meta device.
         self.fake_mode = fake_mode
@@ -247,6 +257,17 @@ class FakeRecorder(TorchDispatchMode):
             if self.fake_mode is not None:
                 with self.fake_mode, self, _CompositeLikeReal():
                     yield
+            elif self.target.type == "cuda":
+                from memadvise.cuda_target import CudaTarget, cuda_session
+
+                target = self.cuda_target or CudaTarget()
+                self.assumed.note(target.describe())
+                with torch.device("meta"), cuda_session(target) as cuda, self:
+                    try:
+                        yield
+                    finally:
+                        for text, n in cuda.notes.items():
+                            self.assumed.counts[text] = self.assumed.counts.get(text, 0) + n
             else:
                 with torch.device("meta"), self:
                     yield

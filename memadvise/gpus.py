@@ -31,20 +31,26 @@ MiB = 2**20
 KINDS = ("consumer", "datacenter")
 ARCHITECTURES = ("volta", "turing", "ampere", "ada", "hopper", "blackwell")
 
-# Estimated device memory taken by the CUDA context of a PyTorch process, by architecture (see
-# cuda_context_bytes for the reasoning).
-_CONTEXT_MIB = {
-    "volta": 300,
-    "turing": 300,
-    "ampere": 400,
-    "ada": 420,
-    "hopper": 500,
-    "blackwell": 550,
+# Device memory of a PyTorch process outside the caching allocator (nvidia-smi minus
+# memory_reserved()), by architecture, for (inference, training); see cuda_context_bytes.
+# Hopper: measured on an H200 (torch 2.11, CUDA 13.0, driver 580, lazy module loading) by
+# bench/gpu_validate.py over 13 models: 678-686 MiB after inference, 742-762 MiB after training.
+# The others are not measured: the older round figures, plus for training the 64 MiB that the autograd
+# thread's cuBLAS handle added on Hopper.
+_CONTEXT_MIB: dict[str, tuple[int, int]] = {
+    "volta": (300, 364),
+    "turing": (300, 364),
+    "ampere": (400, 464),
+    "ada": (420, 484),
+    "hopper": (686, 762),
+    "blackwell": (700, 780),
 }
+CONTEXT_MEASURED = {"hopper": "H200, torch 2.11, CUDA 13.0 (bench/results/gpu_h200.md)"}
 
-# PyTorch's default cuBLAS workspace (see library_workspace_bytes).
+# PyTorch's default cuBLAS workspace per handle (see library_workspace_bytes).
 CUBLAS_WORKSPACE_PRE_HOPPER = 4096 * 1024 * 2 + 16 * 1024 * 8  # ":4096:2:16:8" = 8.125 MiB
 CUBLAS_WORKSPACE_HOPPER = 32 * MiB
+CUBLASLT_WORKSPACE = 1 * MiB  # the cuBLASLt workspace beside it (addmm with bias, 16-bit GEMMs)
 
 
 @dataclass(frozen=True)
@@ -174,8 +180,9 @@ def find_gpu(text: str) -> GpuSpec:
     raise UsageError(f"unknown GPU {text!r}; known cards are {known} (or give a memory size such as 24GB)")
 
 
-def cuda_context_bytes(gpu: GpuSpec) -> int:
-    """Estimated device memory the CUDA context of a PyTorch process takes on ``gpu`` (bytes).
+def cuda_context_bytes(gpu: GpuSpec, training: bool = True) -> int:
+    """Device memory of a PyTorch process on ``gpu`` that the caching allocator does not hold (bytes):
+    what ``nvidia-smi`` shows beyond ``torch.cuda.memory_reserved()``.
 
     Before the first tensor, a process already holds memory that ``torch.cuda.memory_reserved()`` never
     shows but ``nvidia-smi`` does: the driver's context (page tables, per-SM local memory and printf
@@ -185,27 +192,34 @@ def cuda_context_bytes(gpu: GpuSpec) -> int:
     (cuBLAS, cuDNN, NCCL each bring their own). Typical readings of nvidia-smi after
     ``torch.zeros(1, device="cuda")`` plus a first matmul are roughly 300 MiB on Volta/Turing, 400 MiB
     on Ampere and Ada, and 500 MiB or more on Hopper/Blackwell (more SMs, larger per-SM reservations,
-    larger fatbins). The table below takes those round figures; it is an estimate to leave headroom
-    for, not a measurement — measure ``nvidia-smi`` used memory minus ``memory_reserved()`` on the card
-    when it matters.
+    larger fatbins). Each cuBLAS handle brings its own share: a training step has two, the main
+    thread's and the autograd engine's (backward matmuls run on its GPU thread).
+
+    On Hopper the figures are measured (an H200 with torch 2.11 and CUDA 13.0: 610 MiB after the
+    first tensor, 676 MiB once cuBLAS is loaded, 678-686 MiB after inference and 742-762 MiB after
+    training of 13 models; the largest of each is used). Other architectures keep round figures that
+    have not been measured (:data:`CONTEXT_MEASURED` says which are); measure ``nvidia-smi`` used
+    memory minus ``memory_reserved()`` on the card when it matters.
     """
-    return _CONTEXT_MIB.get(gpu.architecture, 500) * MiB
+    inference, train = _CONTEXT_MIB.get(gpu.architecture, _CONTEXT_MIB["hopper"])
+    return (train if training else inference) * MiB
 
 
-def library_workspace_bytes(gpu: GpuSpec, streams: int = 1) -> int:
-    """cuBLAS workspace PyTorch allocates on ``gpu`` for ``streams`` streams (bytes).
+def library_workspace_bytes(gpu: GpuSpec, streams: int = 1, training: bool = True) -> int:
+    """cuBLAS and cuBLASLt workspaces PyTorch allocates on ``gpu`` for ``streams`` streams (bytes).
 
-    PyTorch gives each cuBLAS handle (one per device and stream that runs a matmul) a workspace taken
-    from its caching allocator — so it is part of the reserved memory, and stays allocated once created.
-    Its default size follows ``CUBLAS_WORKSPACE_CONFIG``'s ``:4096:2:16:8`` convention before Hopper:
-    2 chunks of 4096 KiB plus 8 of 16 KiB = 8.125 MiB (about 8.5 MB); on Hopper and later
-    (compute capability 9.0+) PyTorch uses 32 MiB, because cuBLAS's Hopper kernels want more scratch.
-    Setting ``CUBLAS_WORKSPACE_CONFIG`` changes it; cuDNN and cuBLASLt workspaces are transient and
-    sized per call, and are not included.
+    PyTorch gives each cuBLAS handle — one per thread, device and stream that runs a matmul — a
+    workspace taken from its caching allocator, so it is part of the allocated and reserved memory and
+    stays allocated once created. Training has two such threads: the main one (forward) and the
+    autograd engine's GPU thread (backward). Each handle's cuBLAS workspace follows
+    ``CUBLAS_WORKSPACE_CONFIG``'s ``:4096:2:16:8`` default before Hopper (2 chunks of 4096 KiB plus
+    8 of 16 KiB = 8.125 MiB); on Hopper and later (compute capability 9.0+) PyTorch uses 32 MiB; a
+    1 MiB cuBLASLt workspace sits beside it. Measured on an H200 (torch 2.11): 33 MiB after matmuls on
+    the main thread. cuDNN workspaces are transient and sized per call, and are not included.
     """
     if streams < 1:
         raise UsageError(f"streams must be at least 1, not {streams}")
-    per_stream = (
+    per_handle = (
         CUBLAS_WORKSPACE_HOPPER if gpu.compute_capability_tuple >= (9, 0) else CUBLAS_WORKSPACE_PRE_HOPPER
-    )
-    return per_stream * streams
+    ) + CUBLASLT_WORKSPACE
+    return per_handle * streams * (2 if training else 1)

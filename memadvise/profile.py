@@ -227,6 +227,9 @@ class Profile:
     untracked_bytes: int = 0
     trace: str = "real"
     precision: str = "fp32"
+    # training loop traced: "tutorial" (output and loss alive through step() and zero_grad()), "lean"
+    # (freed after backward()), "train_step" (the model file's own); "" for inference
+    train_loop: str = "tutorial"
     seq_len: int | None = None
     fsdp_ranks: int = 0  # > 0: one rank of FSDP2 over that many ranks was traced
     assumptions: tuple[str, ...] = ()
@@ -291,6 +294,8 @@ class Profile:
             )
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        if "train_loop" not in kwargs:  # saved before the tutorial loop became the default
+            kwargs["train_loop"] = "lean" if data.get("mode") == "train" else ""
         try:
             kwargs["assumptions"] = tuple(data.get("assumptions", ()))
             kwargs["layers"] = tuple(LayerStats(**layer) for layer in data.get("layers", ()))

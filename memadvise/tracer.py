@@ -31,6 +31,7 @@ import torch
 
 from memadvise.allocations import OUTSIDE, BaselineBlock, Capture, Events, build_profile, first_steps
 from memadvise.allocator_events import AllocatorRecorder
+from memadvise.errors import UsageError
 from memadvise.health import HealthMonitor
 from memadvise.kernel_buffers import KernelBufferModel
 from memadvise.leaks import MIN_LEAK_STEPS, scan_leaks
@@ -38,6 +39,7 @@ from memadvise.profile import Category, Leak, Mode, OptimizerName, Phase, Profil
 from memadvise.program import ParamInfo
 from memadvise.training import (
     MIXED_DTYPES,
+    TRAIN_LOOPS,
     PhaseContext,
     TrainStep,
     iter_tensors,
@@ -172,7 +174,12 @@ class Tracer:
         health: bool = False,
         progress: Callable[[str, int], None] | None = None,
         precision: str = "fp32",
+        train_loop: str = "tutorial",
+        gpu: str | None = None,
     ) -> None:
+        if train_loop not in TRAIN_LOOPS:
+            raise UsageError(f"unknown training loop {train_loop!r}; use tutorial or lean")
+        self.train_loop = train_loop
         self.model = model
         self.precision = precision
         self._autocast = MIXED_DTYPES.get(precision)
@@ -198,7 +205,12 @@ class Tracer:
             from memadvise.fake import FakeRecorder
 
             self.target = torch.device(target_device or "cuda")
-            self.recorder = FakeRecorder(self.target, self._module_stack)
+            cuda_target = None
+            if self.target.type == "cuda":
+                from memadvise.cuda_target import target_for
+
+                cuda_target = target_for(gpu)
+            self.recorder = FakeRecorder(self.target, self._module_stack, cuda_target=cuda_target)
             preserve_state = False  # meta tensors hold no values to restore
         else:
             self.target = device
@@ -351,6 +363,7 @@ class Tracer:
                     after_optimizer=after_optimizer,
                     train_step=train_step,
                     autocast=self._autocast,
+                    loop=self.train_loop,
                 )
         finally:
             self._close_ranges()
@@ -382,6 +395,7 @@ class Tracer:
                 "assumptions": tuple(f"{text} ({n}x)" for text, n in assumptions.items()),
                 "optimizer": self.optimizer_name if self.mode == "train" else OptimizerName.NONE.value,
                 "precision": self.precision,
+                "train_loop": "" if self.mode != "train" else "train_step" if train_step else self.train_loop,
                 "steps": min(self.steps, PEAK_STEPS),
                 "torch_version": torch.__version__,
                 "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

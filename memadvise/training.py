@@ -1,7 +1,11 @@
 """What memadvise runs: the training (or inference) step whose memory it measures.
 
-A training step is ``model.train()``; forward on the batch; the loss; ``backward()``; the outputs and
-loss are released; ``optimizer.step()``; ``optimizer.zero_grad(set_to_none=True)``. Inference is
+A training step is PyTorch's tutorial loop as Python runs it: ``out = model(x); loss = loss_fn(out);
+loss.backward(); optimizer.step(); optimizer.zero_grad(set_to_none=True)``. The output and the loss
+stay alive through ``step()`` and ``zero_grad()``, and until the next step's forward pass returns and
+its assignment replaces them — so the previous step's output is alive during the next forward pass.
+The *lean* loop (``loop="lean"``) releases them right after ``backward()`` instead (``del out, loss``),
+as memory-careful training code does. Inference is
 ``model.eval()`` and a forward under ``torch.no_grad()``. The same code serves the tracer and the
 benchmarks, so "one plain step" means exactly what the tracer measures.
 
@@ -23,6 +27,7 @@ import torch
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.profile import Mode, OptimizerName, Phase
 
+TRAIN_LOOPS = ("tutorial", "lean")
 PhaseContext = Callable[[Phase, int], AbstractContextManager[Any]]
 TrainStep = Callable[[torch.nn.Module, Any, "torch.optim.Optimizer | None"], Any]
 AfterOptimizer = Callable[[int, "torch.optim.Optimizer"], None]
@@ -151,14 +156,21 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def _autocast(model: torch.nn.Module, dtype: torch.dtype | None) -> Callable[[], AbstractContextManager[Any]]:
-    """A factory of autocast contexts for the model's device (of null contexts without ``dtype``)."""
+    """A factory of autocast contexts for the model's device (of null contexts without ``dtype``); on
+    meta tensors, CUDA's autocast emulated (see :mod:`memadvise.cuda_target`)."""
     if dtype is None:
         return nullcontext
     device = next((p.device.type for p in model.parameters()), "cpu")
+    if device == "meta":
+        from memadvise.cuda_target import EmulatedAutocast, active_session
+
+        session = active_session()
+        if session is None:
+            raise UsageError("mixed precision on meta tensors is traced for a CUDA target only")
+        target = session.target
+        return lambda: EmulatedAutocast(dtype, target)
     if device not in ("cpu", "cuda"):
-        raise UsageError(
-            "mixed precision is traced on cpu or cuda tensors; for a fake trace use --target-device cpu"
-        )
+        raise UsageError(f"mixed precision is traced on cpu or cuda tensors, not {device}")
     return lambda: torch.autocast(device_type=device, dtype=dtype)
 
 
@@ -208,12 +220,17 @@ def run_steps(
     after_optimizer: AfterOptimizer | None = None,
     train_step: TrainStep | None = None,
     autocast: torch.dtype | None = None,
+    loop: str = "tutorial",
 ) -> None:
     """Run ``steps`` training or inference steps; ``phase(p, step)`` wraps each part of a step.
 
     ``train_step`` replaces the default training step (see the module docstring); ``autocast`` runs
-    the forward pass and the loss under ``torch.autocast`` with that dtype (mixed precision).
+    the forward pass and the loss under ``torch.autocast`` with that dtype (mixed precision); ``loop``
+    is ``tutorial`` (output and loss alive until the next forward returns) or ``lean`` (released after
+    ``backward()``).
     """
+    if loop not in TRAIN_LOOPS:
+        raise UsageError(f"unknown training loop {loop!r}; use tutorial or lean")
     mixed = _autocast(model, autocast)
     if Mode(mode) is Mode.INFERENCE:
         model.eval()
@@ -249,7 +266,8 @@ def run_steps(
                 raise StepFailed("the loss", problem) from problem
         with phase(Phase.BACKWARD, step):
             _guarded("the backward pass", loss.backward)
-            del out, loss
+            if loop == "lean":
+                del out, loss
         if after_backward is not None:
             after_backward(step)
         with phase(Phase.OPTIMIZER, step):

@@ -7,7 +7,7 @@ curve as the running sum of the profiler's CPU allocator events (positive =
 allocation, negative = free).  The peak of that curve inside the measured
 window is the number memadvise has to reproduce.
 
-The measured loop (``mode="train"``)::
+The measured loop (``mode="train"``) is PyTorch's tutorial loop as Python runs it::
 
     torch.manual_seed(0)
     model = build_model(); inputs = example_inputs(batch_size); gc.collect()
@@ -16,9 +16,12 @@ The measured loop (``mode="train"``)::
     for _ in range(2):
         out = call(model, inputs); loss = loss_fn(out, inputs)   # phase "forward"
         loss.backward()                                          # phase "backward"
-        del out, loss
         opt.step(); opt.zero_grad(set_to_none=True)              # phase "optimizer"
     # --- window ends ---
+
+so the output and loss of one step stay alive through ``step()`` and ``zero_grad()`` and until the
+next step's forward returns and its assignment replaces them. ``loop="lean"`` adds ``del out, loss``
+right after ``backward()``.
 
 ``mode="inference"`` runs two ``model.eval()`` forwards under ``torch.no_grad()``.
 Everything allocated since the profiler started (parameters, buffers, inputs)
@@ -49,7 +52,7 @@ otherwise, so the window's baseline holds exactly the model that is trained::
             with autocast:                   # "bf16-mixed"/"fp16-mixed" only
                 out = call(model, inputs); loss = loss_fn(out, inputs)         # "forward"
             loss.backward()                  # outside autocast                  "backward"
-            del out, loss
+            # (lean loop only: del out, loss)
         opt.step(); opt.zero_grad(set_to_none=True)                             # "optimizer"
 
 The loss is not divided by ``grad_accum`` (that would only add scalars).
@@ -222,6 +225,7 @@ class Scenario:
     frozen: tuple[str, ...] = ()
     grad_accum: int = 1
     transform: Callable[[nn.Module], nn.Module] | None = None
+    loop: str = "tutorial"
 
     def validate(self, mode: str) -> None:
         """Reject option values that would silently measure something else."""
@@ -231,6 +235,8 @@ class Scenario:
             raise ValueError(f"grad_accum must be an int >= 1, got {self.grad_accum!r}")
         if self.grad_accum != 1 and mode != "train":
             raise ValueError("grad_accum only applies to mode='train'")
+        if self.loop not in ("tutorial", "lean"):
+            raise ValueError(f"unknown loop {self.loop!r}; expected tutorial or lean")
         if self.transform is not None and not callable(self.transform):
             raise ValueError("transform must be a callable model -> model")
 
@@ -673,7 +679,8 @@ def _run_window(
                         loss = loss_fn(out, inputs) if loss_fn is not None else default_loss(out)
                     with record_function(_PREFIX + "backward"):
                         loss.backward()
-                    del out, loss
+                    if scenario.loop == "lean":
+                        del out, loss
                 with record_function(_PREFIX + "optimizer"):
                     if opt is not None:
                         opt.step()
@@ -774,6 +781,7 @@ def measure_peak(
     frozen: Sequence[str] | None = None,
     grad_accum: int = 1,
     transform: Callable[[nn.Module], nn.Module] | None = None,
+    loop: str = "tutorial",
 ) -> GroundTruth:
     """Measure the live-bytes peak of ``steps`` training/inference steps of a model file.
 
@@ -783,7 +791,8 @@ def measure_peak(
     ``grad_accum`` micro-batches of ``batch_size`` per optimizer step;
     ``transform`` a ``model -> model`` callable applied right after
     ``build_model()``, before the window opens (so the untransformed model's
-    memory is freed and never counts).  Unknown names raise ValueError.
+    memory is freed and never counts); ``loop`` ``tutorial`` or ``lean``.
+    Unknown names raise ValueError.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -795,6 +804,7 @@ def measure_peak(
         frozen=_names(frozen, "frozen"),
         grad_accum=grad_accum,
         transform=transform,
+        loop=loop,
     )
     scenario.validate(mode)
     module = load_model_file(path)
@@ -832,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prune", type=float, default=None, metavar="SPARSITY", help="apply prune_structured first"
     )
+    parser.add_argument("--loop", choices=("tutorial", "lean"), default="tutorial")
     args = parser.parse_args(argv)
     sparsity = args.prune
     truth = measure_peak(
@@ -845,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         frozen=args.frozen,
         grad_accum=args.grad_accum,
         transform=None if sparsity is None else (lambda m: prune_structured(m, sparsity)),
+        loop=args.loop,
     )
     print(truth.to_json())
     return 0

@@ -79,6 +79,21 @@ TargetDeviceOpt = Annotated[
 ]
 
 
+class TrainLoop(str, Enum):
+    tutorial = "tutorial"
+    lean = "lean"
+
+
+TrainLoopOpt = Annotated[
+    TrainLoop,
+    typer.Option(
+        "--train-loop",
+        help="tutorial: PyTorch's tutorial loop, the output and loss alive through step() and zero_grad(). "
+        "lean: they are freed after backward().",
+    ),
+]
+
+
 def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceChoice | None) -> str | None:
     """The device to trace on, from --device, --fake and --target-device (checked for conflicts)."""
     from memadvise.errors import UsageError
@@ -207,6 +222,8 @@ def load_or_profile(
     target_device: object,
     seq_len: int | None,
     fsdp: int | None = None,
+    train_loop: TrainLoop = TrainLoop.tutorial,
+    gpu: str | None = None,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -245,6 +262,8 @@ def load_or_profile(
             seq_len=seq_len,
             progress=on_phase,
             fsdp=fsdp,
+            train_loop=train_loop.value,
+            gpu=gpu if where == "meta" and getattr(target_device, "value", "cuda") == "cuda" else None,
         )
     return profile, scenario
 

@@ -18,6 +18,8 @@ from memadvise.cli.common import (
     TargetDeviceOpt,
     TextFormat,
     TraceBatchSizeOpt,
+    TrainLoop,
+    TrainLoopOpt,
     emit,
     handles_errors,
     load_or_profile,
@@ -58,6 +60,7 @@ def estimate_command(
         int | None, typer.Option("--batch-size", "-b", min=1, help="Samples per forward pass.")
     ] = None,
     seq_len: SeqLenOpt = None,
+    train_loop: TrainLoopOpt = TrainLoop.tutorial,
     precision: Annotated[
         str | None,
         typer.Option(
@@ -102,7 +105,7 @@ def estimate_command(
         frozen=module_names(frozen),
     )
     profile, scenario = load_or_profile(
-        target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
+        target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop=train_loop
     )
     result = estimate(profile, scenario)
     content: object

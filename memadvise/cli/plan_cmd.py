@@ -19,6 +19,8 @@ from memadvise.cli.common import (
     TargetDeviceOpt,
     TextFormat,
     TraceBatchSizeOpt,
+    TrainLoop,
+    TrainLoopOpt,
     emit,
     handles_errors,
     load_or_profile,
@@ -85,6 +87,7 @@ def plan_command(
         typer.Option("--min-batch", min=1, help="Smallest effective batch (accumulation allowed)."),
     ] = None,
     seq_len: SeqLenOpt = None,
+    train_loop: TrainLoopOpt = TrainLoop.tutorial,
     goal: Annotated[
         GoalChoice, typer.Option(help="max-batch, min-memory or fastest.")
     ] = GoalChoice.max_batch,
@@ -135,7 +138,9 @@ def plan_command(
 
         parse_strategy(strategy)  # a clear error before any model runs
     budgets = [] if list_gpus else [_budget(gpu, reserve)]
-    profile = _profile(target, pins, trace_batch_size, mode, device, fake, target_device, seq_len)
+    profile = _profile(
+        target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
+    )
     if list_gpus:
         from memadvise.gpus import load_catalog
 
@@ -164,6 +169,25 @@ def plan_command(
         from memadvise.reporters.plan_report import render_plan
 
         emit(render_plan(plan, profile.model, ram), output, f"{fmt.value} plan", width=PLAN_WIDTH)
+
+
+def _catalog_name(gpu: str | None) -> str | None:
+    """A --gpu that names a catalog card (its kernels then decide a fake CUDA trace); ``None`` for sizes."""
+    if gpu is None:
+        return None
+    from memadvise.errors import UsageError
+    from memadvise.gpus import find_gpu
+    from memadvise.units import parse_size
+
+    try:
+        parse_size(gpu)
+        return None
+    except UsageError:
+        pass
+    try:
+        return find_gpu(gpu).name
+    except UsageError:
+        return None
 
 
 def _budget(gpu: str | None, reserve: str | None) -> Budget:
@@ -197,6 +221,8 @@ def _profile(
     fake: bool,
     target_device: object,
     seq_len: int | None,
+    train_loop: TrainLoop = TrainLoop.tutorial,
+    gpu: str | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
 
@@ -208,6 +234,16 @@ def _profile(
     if pins.gpus > 1 and (pins.strategy or "").lower() in ("fsdp", "zero3") and fake_cpu:
         traced_fsdp = pins.gpus  # trace one rank of the real FSDP2 instead of the formula
     profile, _ = load_or_profile(
-        target, wanted, trace_batch_size, mode, device, fake, target_device, seq_len, traced_fsdp
+        target,
+        wanted,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        traced_fsdp,
+        train_loop=train_loop,
+        gpu=_catalog_name(gpu),
     )
     return profile

@@ -16,6 +16,8 @@ from memadvise.cli.common import (
     OptimizerOpt,
     OutputOpt,
     TargetDeviceOpt,
+    TrainLoop,
+    TrainLoopOpt,
     chosen_device,
     emit,
     handles_errors,
@@ -45,6 +47,10 @@ output memadvise traces the steps once more at twice the batch to fit batch scal
 (--scaling/--no-scaling decide). --precision traces bf16/fp16 (model cast) or bf16-mixed/fp16-mixed
 (autocast); --seq-len is passed to example_inputs(batch_size, seq_len).
 
+A training step is PyTorch's tutorial loop as Python runs it: the output and loss stay alive through
+optimizer.step() and zero_grad(), until the next forward pass returns. --train-loop lean frees them
+right after backward(), as memory-careful loops do.
+
 The terminal report has a compact timeline under the summary; --tree adds
 memory at the peak by module hierarchy. --format html (or -o FILE.html) writes
 one self-contained page: the timeline chart, what is alive at the peak by
@@ -58,6 +64,7 @@ Examples:
   memadvise profile sample_models/resnet.py --mode inference --format json
   memadvise profile model.py:build_large --optimizer sgd --output profile.json
   memadvise profile sample_models/bert.py --format csv --output layers.csv
+  memadvise profile sample_models/llama2_7b.py --fake --gpu A100-80GB --precision bf16-mixed
   memadvise profile sample_models/bert.py --format csv --table timeline -o timeline.csv
   memadvise profile sample_models/llama2_7b.py --fake          # meta device: nothing allocated
   memadvise profile sample_models/resnet.py --fake --target-device cpu
@@ -114,6 +121,13 @@ SeqLenOpt = Annotated[
     int | None,
     typer.Option("--seq-len", min=1, help="Sequence length, for files whose example_inputs take seq_len."),
 ]
+GpuKernelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu",
+        help="Catalog GPU whose kernels a fake CUDA trace follows (SDPA kernel choice); default H100.",
+    ),
+]
 FsdpOpt = Annotated[
     int | None,
     typer.Option(
@@ -160,8 +174,10 @@ def profile_command(
     pin_memory: PinOpt = None,
     precision: PrecisionOpt = "fp32",
     seq_len: SeqLenOpt = None,
+    train_loop: TrainLoopOpt = TrainLoop.tutorial,
     scaling: ScalingOpt = None,
     fsdp: FsdpOpt = None,
+    gpu: GpuKernelsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -194,6 +210,8 @@ def profile_command(
             progress=on_phase,
             precision=precision,
             seq_len=seq_len,
+            train_loop=train_loop.value,
+            gpu=gpu,
             scaling=scaling if scaling is not None else chosen is Format.JSON,
             fsdp=fsdp,
         )

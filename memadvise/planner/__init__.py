@@ -21,7 +21,8 @@ def plan_for(
     pins: Pins | None = None,
 ) -> Plan:
     """Plan ``profile`` for one GPU given by catalog name or size (see :func:`budget_for`)."""
-    return search(profile, budget_for(gpu, reserve), pins or Pins(), Goal(goal))
+    budget = budget_for(gpu, reserve, training=profile.mode == "train")
+    return search(profile, budget, pins or Pins(), Goal(goal))
 
 
 __all__ = ["Budget", "Goal", "Option", "Pins", "Plan", "budget_for", "plan_for", "search"]

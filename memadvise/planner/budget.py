@@ -42,15 +42,16 @@ class Budget:
             return f"{self.name}: {format_bytes(self.total_bytes)} for tensors (--reserve 0)"
         return (
             f"{self.name}: {format_bytes(self.total_bytes)} − {format_bytes(self.reserve_bytes)} reserved "
-            f"(CUDA context and kernels ~{format_bytes(self.context_bytes)}, cuBLAS workspace "
+            f"(CUDA context and kernels ~{format_bytes(self.context_bytes)}, cuBLAS workspaces "
             f"{format_bytes(self.workspace_bytes)}) = {format_bytes(self.usable_bytes)} "
             "for the caching allocator"
         )
 
 
-def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None) -> Budget:
+def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None, training: bool = True) -> Budget:
     """A budget from a catalog name (``"RTX 4090"``, ``"a100-80gb"``) or a size (``"24GB"``, ``"80G"``,
-    a plain integer in bytes). ``reserve`` overrides the overhead taken off the top."""
+    a plain integer in bytes). ``reserve`` overrides the overhead taken off the top; ``training`` counts
+    the backward thread's cuBLAS handle too."""
     spec: GpuSpec | None
     if isinstance(gpu, GpuSpec):
         spec = gpu
@@ -62,7 +63,8 @@ def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None) -> Budget:
             spec = find_gpu(str(gpu))
     if spec is not None:
         total = spec.memory_bytes
-        context, workspace = cuda_context_bytes(spec), library_workspace_bytes(spec)
+        context = cuda_context_bytes(spec, training=training)
+        workspace = library_workspace_bytes(spec, training=training)
         name, bf16 = spec.name, spec.bf16
     else:
         context, workspace = UNKNOWN_CONTEXT, UNKNOWN_WORKSPACE

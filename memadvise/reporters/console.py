@@ -30,6 +30,9 @@ def module_label(name: str) -> str:
     return name if name else "(root)"
 
 
+LOOP_LABELS = {"tutorial": "tutorial loop", "lean": "lean loop", "train_step": "train_step()"}
+
+
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f}%" if whole else "-"
 
@@ -40,6 +43,7 @@ def summary(profile: Profile) -> RenderableType:
     extra = "" if profile.precision == "fp32" else f" · {profile.precision}"
     extra += "" if profile.seq_len is None else f" · seq {profile.seq_len}"
     extra += f" · one rank of FSDP x{profile.fsdp_ranks}" if profile.fsdp_ranks else ""
+    extra += f" · {LOOP_LABELS.get(profile.train_loop, profile.train_loop)}" if profile.train_loop else ""
     head.append(
         f"  {profile.model} · {profile.mode} · batch {profile.batch_size}{extra}"
         f" · optimizer {profile.optimizer}"

@@ -524,6 +524,7 @@ def _meta(profile: Profile, generated: str) -> str:
         ("mode", profile.mode),
         ("batch size", profile.batch_size),
         ("optimizer", profile.optimizer),
+        ("training loop", profile.train_loop or "—"),
         ("device", profile.device),
         ("trace", _TRACE_NAMES.get(profile.trace, profile.trace)),
         ("torch", profile.torch_version or "unknown"),
