@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 import memadvise  # noqa: E402
 from memadvise.gpus import load_catalog  # noqa: E402
+from memadvise.model.profile import load_profile  # noqa: E402
 from memadvise.planner import Goal, Pins, budget_for, search  # noqa: E402
-from memadvise.profile import load_profile  # noqa: E402
 
 MODELS = (
     ("sample_models/gpt2.py", {}, "H100"),

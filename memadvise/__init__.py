@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memadvise.errors import MemadviseError, ModelFileError, ProfileFileError, UsageError
-from memadvise.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
+from memadvise.model.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
 
 if TYPE_CHECKING:
     from memadvise.analyzer import Estimate, Scenario, estimate

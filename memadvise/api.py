@@ -13,8 +13,8 @@ import torch
 from memadvise.errors import ModelFileError, UsageError
 from memadvise.host_memory import estimate_host_memory, loader_settings
 from memadvise.loader import ModelSpec, load_model_file, user_code_error
-from memadvise.profile import HostMemory, Mode, OptimizerName, Profile
-from memadvise.program import Program, with_scaling
+from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
+from memadvise.model.program import Program, with_scaling
 from memadvise.tracer import Tracer
 from memadvise.training import (
     MIXED_DTYPES,
@@ -134,7 +134,7 @@ def profile_file(
     leaks; ``health`` gathers numerical health (real traces only). ``dataloader_workers`` and
     ``pin_memory`` (else the file's ``make_dataloader()``) give the host-memory estimate.
     ``scaling`` traces the steps once more at twice the batch size so that what-if estimates can
-    change the batch (see :mod:`memadvise.program`), and counts forward FLOPs per module on a fake copy
+    change the batch (see :mod:`memadvise.model.program`), and counts forward FLOPs per module on a fake copy
     (for checkpointing's recompute cost).
     ``precision`` traces in ``bf16``/``fp16`` (model and floating inputs cast) or under autocast
     (``bf16-mixed``/``fp16-mixed``). ``seq_len`` is passed to ``example_inputs(batch_size, seq_len=)``.

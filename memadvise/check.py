@@ -32,7 +32,7 @@ from memadvise.check_config import (  # noqa: F401  (re-exported: part of memadv
 )
 from memadvise.errors import BaselineError, ModelFileError, UsageError
 from memadvise.loader import split_target
-from memadvise.profile import Mode, OptimizerName, Profile
+from memadvise.model.profile import Mode, OptimizerName, Profile
 
 BASELINE_FORMAT = "memadvise-baseline"
 BASELINE_SCHEMA = 1

@@ -9,8 +9,8 @@ from typing import Any
 
 from memadvise.errors import CheckConfigError, UsageError
 from memadvise.loader import split_target
-from memadvise.profile import Mode, OptimizerName
-from memadvise.units import format_bytes, parse_size
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.units import format_bytes, parse_size
 
 
 # -- tolerance --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from memadvise.allocator_events import HEALTH_RANGE
-from memadvise.profile import Health, HealthFlag, LayerHealth
+from memadvise.model.profile import Health, HealthFlag, LayerHealth
 from memadvise.training import iter_tensors
 
 FP16_MAX = 65504.0

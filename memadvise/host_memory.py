@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from memadvise.errors import UsageError
-from memadvise.profile import HostMemory
+from memadvise.model.profile import HostMemory
 from memadvise.training import iter_tensors
 
 DEFAULT_PREFETCH = 2

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from memadvise.profile import Leak
+from memadvise.model.profile import Leak
 from memadvise.training import iter_tensors
 
 OUTSIDE_MODULES = "<outside>"

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from memadvise.allocations import BaselineBlock, Events, event_context, pair_blocks
-from memadvise.profile import Leak
+from memadvise.model.profile import Leak
 
 MIN_LEAK_STEPS = 3
 

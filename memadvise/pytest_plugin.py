@@ -8,7 +8,7 @@ Marker — the test returns (or yields, to clean up afterwards) a model file pat
         return "models/classifier.py"
 
 Limits: ``max_peak``, ``max_params``, ``max_activations``, ``max_gradients``, ``max_optimizer_state``
-(sizes as ``memadvise.units.parse_size`` reads them, or bytes). Run settings: ``batch_size`` (model
+(sizes as ``memadvise.model.units.parse_size`` reads them, or bytes). Run settings: ``batch_size`` (model
 files), ``mode``, ``optimizer``, ``device`` (model files; ``(model, inputs)`` run where they live).
 
 Fixture — ``memadvise_profile(model, inputs, **kwargs) -> Profile`` (or ``memadvise_profile("m.py",
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memadvise.errors import MemadviseError
-from memadvise.units import format_bytes, parse_size
+from memadvise.model.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
-    from memadvise.profile import Profile
+    from memadvise.model.profile import Profile
 
 MARKER = "memadvise"
 #: marker keyword → (figure label, Profile field)

@@ -34,8 +34,8 @@ from memadvise.allocator_events import AllocatorRecorder
 from memadvise.health import HealthMonitor
 from memadvise.kernel_buffers import KernelBufferModel
 from memadvise.leaks import MIN_LEAK_STEPS, scan_leaks
-from memadvise.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
-from memadvise.program import ParamInfo
+from memadvise.model.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
+from memadvise.model.program import ParamInfo
 from memadvise.training import (
     MIXED_DTYPES,
     PhaseContext,

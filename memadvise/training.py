@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from memadvise.errors import MemadviseError, UsageError
-from memadvise.profile import Mode, OptimizerName, Phase
+from memadvise.model.profile import Mode, OptimizerName, Phase
 
 PhaseContext = Callable[[Phase, int], AbstractContextManager[Any]]
 TrainStep = Callable[[torch.nn.Module, Any, "torch.optim.Optimizer | None"], Any]

@@ -19,7 +19,7 @@ import numpy as np
 from memadvise.analyzer.blocks import CAT, Blocks
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.profile import Category, Mode, Phase
+from memadvise.model.profile import Category, Mode, Phase
 from memadvise.sharding import ShardedStates, Strategy, fsdp_unsharded_peak_bytes, shard_model_states
 
 SHARDED_CATEGORIES = {

@@ -16,7 +16,7 @@ from memadvise.cli.common import (
     progress,
     stdout_console,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
 
 EXIT_REGRESSION = 1
 

@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 
 from memadvise.errors import MemadviseError
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
 
 if TYPE_CHECKING:
     from memadvise.analyzer import Scenario
-    from memadvise.profile import Profile
+    from memadvise.model.profile import Profile
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -219,7 +219,7 @@ def load_or_profile(
     if target.endswith(".json"):
         if seq_len is not None:
             raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
-        from memadvise.profile import load_profile
+        from memadvise.model.profile import load_profile
 
         return load_profile(target), scenario
 

@@ -23,7 +23,7 @@ from memadvise.cli.common import (
     load_or_profile,
     module_names,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
 
 HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
 
@@ -89,7 +89,7 @@ def estimate_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
-    from memadvise.scenario import parse_precision
+    from memadvise.model.scenario import parse_precision
 
     chosen_precision = parse_precision(precision)
     scenario = Scenario(

@@ -24,11 +24,11 @@ from memadvise.cli.common import (
     load_or_profile,
     module_names,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
 
 if TYPE_CHECKING:
+    from memadvise.model.profile import Profile
     from memadvise.planner import Budget, Pins
-    from memadvise.profile import Profile
 
 HELP = """Find a batch size, precision, checkpointing, optimizer and accumulation that fit a GPU.
 
@@ -112,9 +112,9 @@ def plan_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
+    from memadvise.model.scenario import parse_precision
     from memadvise.planner import Goal, Pins, budget_for, search
     from memadvise.planner.hardware import ram_for
-    from memadvise.scenario import parse_precision
 
     if batch_size is not None and min_batch is not None:
         raise UsageError("--batch-size pins the micro-batch and --min-batch asks for a search; give one")

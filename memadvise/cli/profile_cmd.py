@@ -21,11 +21,11 @@ from memadvise.cli.common import (
     handles_errors,
     step_progress,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import CsvTable, Format, format_for_path
 
 if TYPE_CHECKING:
-    from memadvise.profile import Profile
+    from memadvise.model.profile import Profile
 
 HELP = """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
 

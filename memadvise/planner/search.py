@@ -27,9 +27,9 @@ from enum import Enum
 from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
+from memadvise.model.profile import Mode, OptimizerName, Profile
 from memadvise.planner.budget import Budget
 from memadvise.planner.reserved import Reservation, reserved
-from memadvise.profile import Mode, OptimizerName, Profile
 
 MAX_BATCH = 1 << 20
 FINALISTS = 6

@@ -21,7 +21,7 @@ from memadvise.check import (
     Status,
     display_path,
 )
-from memadvise.units import format_bytes
+from memadvise.model.units import format_bytes
 
 _STYLES = {
     Status.REGRESSED: "bold red",

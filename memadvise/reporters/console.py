@@ -10,10 +10,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from memadvise.profile import LayerStats, Profile
+from memadvise.model.profile import LayerStats, Profile
+from memadvise.model.units import format_bytes
 from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
 from memadvise.reporters.timeline import PHASE_SHORT, column_maxima
-from memadvise.units import format_bytes
 
 CATEGORY_LABELS = {
     "parameters": "parameters",

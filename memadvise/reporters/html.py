@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from memadvise.profile import Profile, Timeline
+from memadvise.model.profile import Profile, Timeline
+from memadvise.model.units import format_bytes
 from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
 from memadvise.reporters.timeline import downsample, peak_sample, phase_segments, stack_categories
-from memadvise.units import format_bytes
 
 MAX_CHART_POINTS = 1200
 """At most this many timeline samples are drawn (the plot is under 900 px wide, so none is lost to sight)."""

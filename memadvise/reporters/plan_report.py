@@ -10,9 +10,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from memadvise.model.units import format_bytes
 from memadvise.planner import Option, Plan
 from memadvise.planner.hardware import RamAdvice
-from memadvise.units import format_bytes
 
 MAX_LISTED_MODULES = 3
 

@@ -10,7 +10,7 @@ import torch
 
 import memadvise
 from memadvise.loader import load_model_file
-from memadvise.profile import Profile
+from memadvise.model.profile import Profile
 
 from .conftest import MODELS, line_of
 

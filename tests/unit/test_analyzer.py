@@ -11,8 +11,8 @@ from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.analyzer.optimizers import state_bytes
 from memadvise.analyzer.precision import quantized_bytes
 from memadvise.errors import UsageError
-from memadvise.profile import CATEGORIES, OptimizerName, Profile
-from memadvise.program import SCALING_TRACED, ParamInfo, Program, with_scaling
+from memadvise.model.profile import CATEGORIES, OptimizerName, Profile
+from memadvise.model.program import SCALING_TRACED, ParamInfo, Program, with_scaling
 
 C = {c: k for k, c in enumerate(CATEGORIES)}
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from memadvise import UsageError
-from memadvise.profile import Phase
+from memadvise.model.profile import Phase
 from memadvise.training import (
     StepFailed,
     call_model,

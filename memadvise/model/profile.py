@@ -8,57 +8,33 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from memadvise.errors import ProfileFileError
-from memadvise.program import Program
+from memadvise.model.enums import CATEGORIES, Category, Mode, OptimizerName, Phase
+from memadvise.model.program import Program
 
 SCHEMA_VERSION = 1
 
-
-class Category(str, Enum):
-    """What a byte of live memory is for."""
-
-    PARAMETERS = "parameters"
-    BUFFERS = "buffers"
-    INPUTS = "inputs"
-    ACTIVATIONS = "activations"
-    GRADIENTS = "gradients"
-    OPTIMIZER_STATE = "optimizer_state"
-    TEMPORARIES = "temporaries"
-
-
-class Phase(str, Enum):
-    """Where in a training step memory was allocated."""
-
-    SETUP = "setup"
-    FORWARD = "forward"
-    BACKWARD = "backward"
-    OPTIMIZER = "optimizer"
-
-
-class Mode(str, Enum):
-    TRAIN = "train"
-    INFERENCE = "inference"
-
-
-class OptimizerName(str, Enum):
-    """Optimizers memadvise traces or estimates (``adamw-8bit``, bitsandbytes', by formula only)."""
-
-    ADAMW = "adamw"
-    ADAM = "adam"
-    SGD = "sgd"
-    SGD_MOMENTUM = "sgd-momentum"
-    ADAGRAD = "adagrad"
-    RMSPROP = "rmsprop"
-    ADAFACTOR = "adafactor"
-    ADAMW_8BIT = "adamw-8bit"
-    NONE = "none"
-
-
-CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
+__all__ = [
+    "CATEGORIES",
+    "SCHEMA_VERSION",
+    "Category",
+    "Health",
+    "HealthFlag",
+    "Holder",
+    "HostMemory",
+    "LayerHealth",
+    "LayerStats",
+    "Leak",
+    "Mode",
+    "OptimizerName",
+    "Phase",
+    "Profile",
+    "Timeline",
+    "load_profile",
+]
 
 
 @dataclass(frozen=True)
