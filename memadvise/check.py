@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from memadvise.capture.loader import split_target
 from memadvise.check_config import (  # noqa: F401  (re-exported: part of memadvise.check's API)
     CheckConfig,
     Settings,
@@ -31,7 +32,6 @@ from memadvise.check_config import (  # noqa: F401  (re-exported: part of memadv
     read_toml,
 )
 from memadvise.errors import BaselineError, ModelFileError, UsageError
-from memadvise.loader import split_target
 from memadvise.model.profile import Mode, OptimizerName, Profile
 
 BASELINE_FORMAT = "memadvise-baseline"

@@ -150,7 +150,7 @@ def profile_spec(spec: Any, run: dict[str, Any], folder: Path) -> Profile:
     """Profile a model file path, or ``(model, inputs[, loss_fn])`` where the model and inputs live."""
     if isinstance(spec, (str, os.PathLike)):
         from memadvise.api import profile_file
-        from memadvise.loader import split_target
+        from memadvise.capture.loader import split_target
 
         path, factory = split_target(os.fspath(spec))
         if not path.is_absolute() and not path.exists() and (folder / path).exists():

@@ -165,8 +165,8 @@ def profile_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
+    from memadvise.capture.leaks import MIN_LEAK_STEPS
     from memadvise.errors import UsageError
-    from memadvise.leaks import MIN_LEAK_STEPS
 
     if steps is not None and steps < MIN_LEAK_STEPS:
         raise UsageError(

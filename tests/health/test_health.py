@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import memadvise
+from memadvise.capture.health import FP16_MAX, _depth_flags
 from memadvise.cli import app
-from memadvise.health import FP16_MAX, _depth_flags
 from memadvise.model.profile import LayerHealth, Profile
 
 MODELS = Path(__file__).resolve().parent / "models"

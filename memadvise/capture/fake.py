@@ -13,7 +13,7 @@ What a fake run cannot see, and how memadvise handles it:
 * Operators without a meta implementation run for real on zero-filled CPU copies when their inputs
   are small (under 64 MiB), and their outputs are turned back into meta tensors; each is listed.
 * Buffers that kernels allocate internally, outside the dispatcher, are modelled per target device
-  (see :mod:`memadvise.kernel_buffers`).
+  (see :mod:`memadvise.capture.kernel_buffers`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
 
-from memadvise.allocations import Events
-from memadvise.kernel_buffers import KernelBufferModel
+from memadvise.capture.allocations import Events
+from memadvise.capture.kernel_buffers import KernelBufferModel
 
 REAL_FALLBACK_LIMIT = 64 * 2**20
 _LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default

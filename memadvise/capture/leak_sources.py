@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from memadvise.capture.training import iter_tensors
 from memadvise.model.profile import Leak
-from memadvise.training import iter_tensors
 
 OUTSIDE_MODULES = "<outside>"
 
