@@ -28,10 +28,10 @@ from memadvise.analyzer.finetune import accumulate, freeze
 from memadvise.analyzer.optimizers import change_optimizer
 from memadvise.analyzer.precision import change_precision, is_matmul_layer
 from memadvise.analyzer.pruning import PruneReport, prune
+from memadvise.analyzer.sharding import ShardedStates, Strategy
 from memadvise.errors import UsageError
 from memadvise.model.profile import CATEGORIES, Category, Holder, Mode, OptimizerName, Phase, Profile
 from memadvise.model.scenario import Scenario
-from memadvise.sharding import ShardedStates, Strategy
 
 CUDA_BLOCK = 512
 TOP_HOLDERS = 8

@@ -131,13 +131,13 @@ def plan_command(
         strategy=strategy,
     )
     if strategy is not None:
-        from memadvise.sharding import parse_strategy
+        from memadvise.analyzer.sharding import parse_strategy
 
         parse_strategy(strategy)  # a clear error before any model runs
     budgets = [] if list_gpus else [_budget(gpu, reserve)]
     profile = _profile(target, pins, trace_batch_size, mode, device, fake, target_device, seq_len)
     if list_gpus:
-        from memadvise.gpus import load_catalog
+        from memadvise.planner.gpus import load_catalog
 
         rows = []
         for spec in sorted(load_catalog(), key=lambda g: g.memory_bytes):

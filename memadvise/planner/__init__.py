@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from memadvise.gpus import GpuSpec
 from memadvise.model.profile import Profile
 from memadvise.planner.budget import Budget, budget_for
+from memadvise.planner.gpus import GpuSpec
 from memadvise.planner.search import Goal, Option, Pins, Plan, search
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memadvise.errors import UsageError
-from memadvise.gpus import GpuSpec, cuda_context_bytes, find_gpu, library_workspace_bytes
 from memadvise.model.units import format_bytes, parse_size
+from memadvise.planner.gpus import GpuSpec, cuda_context_bytes, find_gpu, library_workspace_bytes
 
 # A GPU given only by its size: the context of a recent (Ampere/Ada) card plus one cuBLAS workspace.
 UNKNOWN_CONTEXT = 400 * 2**20

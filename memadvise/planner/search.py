@@ -181,7 +181,7 @@ def search(
 ) -> Plan:
     """Every free-lever combination with its best batch, ranked for ``goal``; the top ones checked
     against the caching-allocator model."""
-    from memadvise.sharding import parse_strategy
+    from memadvise.analyzer.sharding import parse_strategy
 
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     if pins.gpus > 1 and strategy is None:
@@ -395,7 +395,7 @@ def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, 
 
 
 def _scenario_of(option: Option, pins: Pins, batch: int) -> Scenario:
-    from memadvise.sharding import parse_strategy
+    from memadvise.analyzer.sharding import parse_strategy
 
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     return Scenario(
@@ -467,8 +467,8 @@ def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
 
 def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[Option]) -> tuple[str, ...]:
     """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would."""
-    from memadvise.gpus import load_catalog
     from memadvise.planner.budget import budget_for
+    from memadvise.planner.gpus import load_catalog
 
     lines = []
     smallest = Pins(
