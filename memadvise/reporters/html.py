@@ -517,7 +517,7 @@ document.querySelectorAll('button[data-expand]').forEach(function(b){b.addEventL
 
 
 def _meta(profile: Profile, generated: str) -> str:
-    from memadvise import __version__
+    from memadvise._version import __version__
 
     items = [
         ("model", profile.model),
