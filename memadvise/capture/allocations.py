@@ -26,7 +26,6 @@ OUTSIDE = {
     Phase.BACKWARD.value: "<autograd>",
     Phase.OPTIMIZER.value: "<optimizer>",
 }
-INPUTS_HOLDER = "<inputs>"
 MAX_TIMELINE_POINTS = 2000
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memadvise.errors import MemadviseError
+from memadvise.model.profile import module_label
 from memadvise.model.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def _holders(profile: Profile, field: str, top: int = 3) -> str:
             totals[layer.name] = int(getattr(layer, field))
         heading = "largest layers"
     ranked = sorted(((b, n) for n, b in totals.items() if b), key=lambda bn: (-bn[0], bn[1]))[:top]
-    return f"{heading}: " + ", ".join(f"{n or '(root)'} {format_bytes(b)}" for b, n in ranked)
+    return f"{heading}: " + ", ".join(f"{module_label(n)} {format_bytes(b)}" for b, n in ranked)
 
 
 @pytest.fixture

@@ -34,7 +34,13 @@ __all__ = [
     "Profile",
     "Timeline",
     "load_profile",
+    "module_label",
 ]
+
+
+def module_label(name: str) -> str:
+    """How reports name a module: its qualified name, and ``(root)`` for the model itself (``""``)."""
+    return name if name else "(root)"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from memadvise.analyzer import Estimate
-from memadvise.model.profile import Profile
+from memadvise.model.profile import Profile, module_label
 from memadvise.model.units import format_bytes
-from memadvise.reporters.console import CATEGORY_LABELS, module_label
+from memadvise.reporters.console import CATEGORY_LABELS
 
 ROWS = (
     ("peak", "peak_bytes"),
