@@ -28,6 +28,7 @@ __all__ = [
     "LayerHealth",
     "LayerStats",
     "Leak",
+    "MemoryFigures",
     "Mode",
     "OptimizerName",
     "Phase",
@@ -177,12 +178,14 @@ class HostMemory:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """One traced model: its exact peak, what held it, per-layer memory and the timeline.
+class MemoryFigures:
+    """The figures of one run of a model, measured (:class:`Profile`) or predicted (an analyzer
+    ``Estimate``): the same names, meanings and units (bytes) in both.
 
-    With more than two steps (``--steps K``), the peak, its holders, the timeline and the layers still
-    cover the first two steps only (so they do not depend on K); ``live_after_step`` covers all K steps
-    and ``leaks`` lists memory that survives from one step to the end of every later one.
+    The peak: its bytes, where it happened (``peak_phase`` of step ``peak_step``, while ``peak_op`` of
+    ``peak_module`` ran; ``""`` where not known) and what was alive by category (``peak_breakdown``).
+    The totals: parameters, buffers, one batch of inputs, gradients, optimizer state, and the
+    activations saved for backward at the end of the forward pass.
     """
 
     model: str
@@ -202,6 +205,17 @@ class Profile:
     grad_bytes: int
     optimizer_state_bytes: int
     activation_bytes: int
+
+
+@dataclass(frozen=True)
+class Profile(MemoryFigures):
+    """One traced model: its exact peak, what held it, per-layer memory and the timeline.
+
+    With more than two steps (``--steps K``), the peak, its holders, the timeline and the layers still
+    cover the first two steps only (so they do not depend on K); ``live_after_step`` covers all K steps
+    and ``leaks`` lists memory that survives from one step to the end of every later one.
+    """
+
     steps: int
     layers: tuple[LayerStats, ...] = ()
     peak_holders: tuple[Holder, ...] = ()
