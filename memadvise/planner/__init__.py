@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from memadvise.model.profile import Profile
-from memadvise.planner.budget import Budget, budget_for
+from memadvise.planner.budget import Budget, budget_for, local_budget
 from memadvise.planner.gpus import GpuSpec
-from memadvise.planner.search import Goal, Option, Pins, Plan, search
+from memadvise.planner.ranking import GpuRanking, rank_gpus
+from memadvise.planner.search import Goal, Option, Pins, Plan, fsdp_trace_ranks, search
 
 
 def plan_for(
@@ -24,4 +25,17 @@ def plan_for(
     return search(profile, budget_for(gpu, reserve), pins or Pins(), Goal(goal))
 
 
-__all__ = ["Budget", "Goal", "Option", "Pins", "Plan", "budget_for", "plan_for", "search"]
+__all__ = [
+    "Budget",
+    "Goal",
+    "GpuRanking",
+    "Option",
+    "Pins",
+    "Plan",
+    "budget_for",
+    "fsdp_trace_ranks",
+    "local_budget",
+    "plan_for",
+    "rank_gpus",
+    "search",
+]
