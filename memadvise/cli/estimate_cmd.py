@@ -18,12 +18,13 @@ from memadvise.cli.common import (
     TargetDeviceOpt,
     TextFormat,
     TraceBatchSizeOpt,
-    emit,
     handles_errors,
     load_or_profile,
     module_names,
+    show,
 )
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import reporter_for
 
 HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
 
@@ -104,14 +105,4 @@ def estimate_command(
     profile, scenario = load_or_profile(
         target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len
     )
-    result = estimate(profile, scenario)
-    content: object
-    if fmt is TextFormat.json:
-        from memadvise.reporters.estimate_report import estimate_json
-
-        content = estimate_json(result, profile)
-    else:
-        from memadvise.reporters.estimate_report import render_estimate
-
-        content = render_estimate(result, profile)
-    emit(content, output, f"{fmt.value} estimate")
+    show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")

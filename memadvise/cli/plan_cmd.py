@@ -19,12 +19,13 @@ from memadvise.cli.common import (
     TargetDeviceOpt,
     TextFormat,
     TraceBatchSizeOpt,
-    emit,
     handles_errors,
     load_or_profile,
     module_names,
+    show,
 )
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import reporter_for
 
 if TYPE_CHECKING:
     from memadvise.model.profile import Profile
@@ -55,9 +56,6 @@ Examples:
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
   memadvise plan gpt2.json --gpu A10 --format json
 """
-
-
-PLAN_WIDTH = 160  # the options table is wide
 
 
 class GoalChoice(str, Enum):
@@ -114,7 +112,6 @@ def plan_command(
     from memadvise.errors import UsageError
     from memadvise.model.scenario import parse_precision, parse_strategy
     from memadvise.planner import Goal, Pins, budget_for, local_budget, rank_gpus, search
-    from memadvise.reporters import plan_report
 
     if batch_size is not None and min_batch is not None:
         raise UsageError("--batch-size pins the micro-batch and --min-batch asks for a search; give one")
@@ -134,15 +131,11 @@ def plan_command(
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     profile = _profile(target, pins, trace_batch_size, mode, device, fake, target_device, seq_len)
-    content: object
     if budget is None:
-        ranking = rank_gpus(profile, pins, Goal(goal.value), reserve)
-        json_out = fmt is TextFormat.json
-        content = plan_report.gpu_list_json(ranking) if json_out else plan_report.render_gpu_list(ranking)
+        result: object = rank_gpus(profile, pins, Goal(goal.value), reserve)
     else:
-        plan = search(profile, budget, pins, Goal(goal.value))
-        content = plan_report.plan_json(plan) if fmt is TextFormat.json else plan_report.render_plan(plan)
-    emit(content, output, f"{fmt.value} plan", width=PLAN_WIDTH)
+        result = search(profile, budget, pins, Goal(goal.value))
+    show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")
 
 
 def _profile(

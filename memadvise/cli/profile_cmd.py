@@ -17,12 +17,12 @@ from memadvise.cli.common import (
     OutputOpt,
     TargetDeviceOpt,
     chosen_device,
-    emit,
     handles_errors,
+    show,
     step_progress,
 )
 from memadvise.model.profile import Mode, OptimizerName
-from memadvise.reporters import CsvTable, Format, format_for_path
+from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
 
 if TYPE_CHECKING:
     from memadvise.model.profile import Profile
@@ -225,22 +225,11 @@ def emit_report(
     table: CsvTable | None = None,
 ) -> None:
     """Render ``prof`` in the chosen format to the terminal (stdout) or to ``output``."""
-    content: object
-    if chosen is Format.JSON:
-        content = prof.to_json()
-    elif chosen is Format.CSV:
-        from memadvise.reporters.tables import table_csv
-
-        content = table_csv(prof, (table or CsvTable.LAYERS).value)
-    elif chosen is Format.HTML:
-        from memadvise.reporters.html import render_html
-
-        content = render_html(prof)
-    else:
-        from memadvise.reporters.console import render_profile
-
-        content = render_profile(prof, top=top, tree=tree or depth is not None, depth=depth)
+    options: dict[str, object] = {}
     what = "report" if chosen in (Format.HTML, Format.TABLE) else "profile"
-    if chosen is Format.CSV:
+    if chosen is Format.TABLE:
+        options = {"top": top, "tree": tree, "depth": depth}
+    elif chosen is Format.CSV:
+        options = {"table": table or CsvTable.LAYERS}
         what = f"{(table or CsvTable.LAYERS).value} table"
-    emit(content, output, f"{chosen.value} {what}")
+    show(reporter_for(chosen.value, **options), prof, output, f"{chosen.value} {what}")

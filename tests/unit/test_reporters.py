@@ -135,7 +135,7 @@ def test_layers_csv_reads_back_exactly(profile: Profile) -> None:
         ("p.json", Format.JSON),
         ("out/P.JSON", Format.JSON),
         ("layers.csv", Format.CSV),
-        ("report.txt", None),
+        ("report.txt", Format.TABLE),
         ("noext", None),
         ("dir.json/file", None),
     ],
