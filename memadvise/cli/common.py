@@ -212,13 +212,15 @@ def load_or_profile(
     from dataclasses import replace
 
     from memadvise.analyzer import Precision
-    from memadvise.api import profile_file
+
     if target.endswith(".json"):
         if seq_len is not None:
             raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
         from memadvise.model.profile import load_profile
 
         return load_profile(target), scenario
+
+    from memadvise.api import profile_file  # torch: only when a model file is profiled
 
     traced_precision = "fp32"
     if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):

@@ -152,3 +152,29 @@ def test_import_does_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'typer') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+COMMANDS_ON_A_SAVED_PROFILE = [
+    ["report", "{profile}"],
+    ["report", "{profile}", "--format", "html", "--output", "{folder}/report.html"],
+    ["estimate", "{profile}", "--batch-size", "8", "--precision", "bf16-mixed"],
+    ["plan", "{profile}", "--gpu", "24GB", "--format", "json"],
+    ["plan", "{profile}", "--list-gpus"],
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS_ON_A_SAVED_PROFILE, ids=lambda a: " ".join(a[:1] + a[2:]))
+def test_commands_on_a_saved_profile_do_not_import_torch(args: list[str], tmp_path: Path) -> None:
+    from hand_built import hand_built_profile  # tests/ is on sys.path (tests/conftest.py)
+
+    hand_built_profile().save(tmp_path / "profile.json")
+    argv = [a.format(profile=tmp_path / "profile.json", folder=tmp_path) for a in args]
+    code = (
+        "import sys\nfrom memadvise.cli import main\n"
+        f"sys.argv = ['memadvise', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print('torch' in sys.modules, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "False"
