@@ -40,7 +40,7 @@ META = torch.device("meta")
 
 ACTIVE: list[FakeRecorder] = []  # recorders in a session (innermost last), for storage resizes
 
-_MACHINERY = ("/torch/_", "/torch/utils/", "/torch/overrides", "memadvise/fake.py")
+_MACHINERY = ("/torch/_", "/torch/utils/", "/torch/overrides", "memadvise/capture/fake.py")
 _LOOP_LIMIT = 3
 
 

@@ -31,7 +31,7 @@ _SKIP = tuple(
     str(Path(p).resolve()) + os.sep
     for p in (
         os.path.dirname(torch.__file__),
-        os.path.dirname(os.path.abspath(__file__)),
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # the memadvise package
         sysconfig.get_paths()["stdlib"],
     )
 )
