@@ -74,8 +74,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import groundtruth  # noqa: E402
 
 import memadvise  # noqa: E402
-from memadvise.loader import ModelSpec, load_model_file  # noqa: E402
-from memadvise.training import StepFailed, make_optimizer, run_steps  # noqa: E402
+from memadvise.capture.loader import ModelSpec, load_model_file  # noqa: E402
+from memadvise.capture.training import StepFailed, make_optimizer, run_steps  # noqa: E402
 
 MODES = ("train", "inference")
 OPTIMIZER = "adamw"

@@ -27,7 +27,7 @@ import groundtruth as gt  # noqa: E402
 
 from memadvise.analyzer import Precision, Scenario, estimate  # noqa: E402
 from memadvise.api import profile_file  # noqa: E402
-from memadvise.profile import OptimizerName  # noqa: E402
+from memadvise.model.profile import OptimizerName  # noqa: E402
 
 BATCH = 2
 MODELS = [

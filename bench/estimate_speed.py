@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import memadvise  # noqa: E402
 from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate  # noqa: E402
-from memadvise.profile import OptimizerName, load_profile  # noqa: E402
+from memadvise.model.profile import OptimizerName, load_profile  # noqa: E402
 
 MODELS = (("sample_models/gpt2.py", {}), ("sample_models/llama2_7b.py", {"device": "meta"}))
 BLOCKS = {"gpt2": ("transformer.h.0", "transformer.h.1"), "llama2_7b": ("model.layers.0", "model.layers.1")}

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import memadvise  # noqa: E402
-from memadvise.loader import load_model_file  # noqa: E402
-from memadvise.training import make_optimizer, run_steps  # noqa: E402
+from memadvise.capture.loader import load_model_file  # noqa: E402
+from memadvise.capture.training import make_optimizer, run_steps  # noqa: E402
 
 
 def measure(path: str, batch_size: int, repeats: int = 3) -> dict[str, object]:

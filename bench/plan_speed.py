@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import memadvise  # noqa: E402
-from memadvise.gpus import load_catalog  # noqa: E402
+from memadvise.model.profile import load_profile  # noqa: E402
 from memadvise.planner import Goal, Pins, budget_for, search  # noqa: E402
-from memadvise.profile import load_profile  # noqa: E402
+from memadvise.planner.gpus import load_catalog  # noqa: E402
 
 MODELS = (
     ("sample_models/gpt2.py", {}, "H100"),

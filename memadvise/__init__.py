@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from memadvise._version import __version__ as __version__
 from memadvise.errors import MemadviseError, ModelFileError, ProfileFileError, UsageError
-from memadvise.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
+from memadvise.model.profile import Category, Holder, LayerStats, Phase, Profile, Timeline, load_profile
 
 if TYPE_CHECKING:
     from memadvise.analyzer import Estimate, Scenario, estimate
     from memadvise.api import profile_file, profile_model
     from memadvise.reporters.tables import to_dataframe
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Category",

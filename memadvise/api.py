@@ -10,13 +10,11 @@ from typing import Any
 
 import torch
 
-from memadvise.errors import ModelFileError, UsageError
-from memadvise.host_memory import estimate_host_memory, loader_settings
-from memadvise.loader import ModelSpec, load_model_file, user_code_error
-from memadvise.profile import HostMemory, Mode, OptimizerName, Profile
-from memadvise.program import Program, with_scaling
-from memadvise.tracer import Tracer
-from memadvise.training import (
+from memadvise.capture.cuda_target import CudaTarget
+from memadvise.capture.host_memory import estimate_host_memory, loader_settings
+from memadvise.capture.loader import ModelSpec, load_model_file, user_code_error
+from memadvise.capture.tracer import Tracer
+from memadvise.capture.training import (
     MIXED_DTYPES,
     BadStepResult,
     StepFailed,
@@ -25,6 +23,9 @@ from memadvise.training import (
     move_to,
     resolve_device,
 )
+from memadvise.errors import ModelFileError, UsageError
+from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
+from memadvise.model.program import Program, with_scaling
 
 
 def _check_choices(batch_size: int, mode: str, optimizer: str, steps: int) -> None:
@@ -140,22 +141,22 @@ def profile_file(
     leaks; ``health`` gathers numerical health (real traces only). ``dataloader_workers`` and
     ``pin_memory`` (else the file's ``make_dataloader()``) give the host-memory estimate.
     ``scaling`` traces the steps once more at twice the batch size so that what-if estimates can
-    change the batch (see :mod:`memadvise.program`), and counts forward FLOPs per module on a fake copy
+    change the batch (see :mod:`memadvise.model.program`), and counts forward FLOPs per module on a fake copy
     (for checkpointing's recompute cost).
     ``precision`` traces in ``bf16``/``fp16`` (model and floating inputs cast) or under autocast
     (``bf16-mixed``/``fp16-mixed``). ``seq_len`` is passed to ``example_inputs(batch_size, seq_len=)``.
     ``fsdp=N`` traces one rank of FSDP2 over N fake ranks (fake CPU tensors; see
-    :mod:`memadvise.sharded_trace`). ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop, the
+    :mod:`memadvise.capture.fsdp`). ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop, the
     default: output and loss alive through ``step()`` and ``zero_grad()``) or ``lean`` (freed after
     ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` names the catalog GPU
     whose kernels a fake CUDA-target trace follows (default: an H100; see
-    :mod:`memadvise.cuda_target`).
+    :mod:`memadvise.capture.cuda_target`).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
         if resolve_device(device).type != "meta" or target_device == "cuda":
             raise UsageError("--fsdp traces one rank fake on CPU kernels: add --fake --target-device cpu")
-        from memadvise.sharded_trace import fake_process_group
+        from memadvise.capture.fsdp import fake_process_group
 
         device, target_device, sharding = "meta", "cpu", fake_process_group(fsdp)
     _check_choices(batch_size, mode, optimizer, steps)
@@ -184,13 +185,23 @@ def profile_file(
             steps=steps,
             health=health,
             train_loop=train_loop,
-            gpu=gpu,
+            gpu=_cuda_target(gpu),
         )
     profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
     if host is not None:
         return replace(profile, host_memory=host)
     return profile
+
+
+def _cuda_target(gpu: str | None) -> CudaTarget | None:
+    """The fake CUDA trace's target for a GPU catalog name (``None``: the default target)."""
+    if gpu is None:
+        return None
+    from memadvise.planner.gpus import find_gpu
+
+    spec = find_gpu(gpu)
+    return CudaTarget(spec.name, spec.compute_capability_tuple, assumed=False)
 
 
 def _traced(
@@ -208,7 +219,7 @@ def _traced(
     steps: int,
     health: bool,
     train_loop: str = "tutorial",
-    gpu: str | None = None,
+    gpu: CudaTarget | None = None,
 ) -> tuple[Profile, Any]:
     """Build, shard (with a device ``mesh``) and trace the model; with ``scaling``, fit batch scaling
     from a second trace at twice the batch and count FLOPs. Returns the profile and the batch."""
@@ -216,7 +227,7 @@ def _traced(
     model, inputs = _build(spec, dev, target_device, batch_size)
     inputs, _ = apply_precision(model, inputs, precision)
     if mesh is not None:
-        from memadvise.sharded_trace import apply_fsdp
+        from memadvise.capture.fsdp import apply_fsdp
 
         apply_fsdp(model, mesh)
     settings: dict[str, Any] = {
@@ -253,7 +264,7 @@ def _build(spec: ModelSpec, dev: torch.device, target_device: str | None, batch_
     """The model and its batch on ``dev`` (fake CPU tensors, meta tensors or real ones)."""
     if dev.type == "meta" and target_device == "cpu":
         # Fake CPU tensors: CPU-only code paths (RNN kernels, fused linear) are taken as on a CPU.
-        from memadvise.fake import AssumeScalars, new_fake_mode
+        from memadvise.capture.fake import AssumeScalars, new_fake_mode
 
         with new_fake_mode(), AssumeScalars():
             model = spec.build()
@@ -272,7 +283,7 @@ def _inputs(
 ) -> Any:
     """A batch of ``batch_size`` for ``model``, made the way its tensors were."""
     if dev.type == "meta" and target_device == "cpu":
-        from memadvise.fake import AssumeScalars, fake_mode_of
+        from memadvise.capture.fake import AssumeScalars, fake_mode_of
 
         with fake_mode_of(model), AssumeScalars():
             return spec.inputs(batch_size)
@@ -304,8 +315,8 @@ def _scaling_progress(progress: Callable[[str, int], None]) -> Callable[[str, in
 
 def _with_flops(program: Program, spec: ModelSpec, batch_size: int) -> Program:
     """The program with forward FLOPs per module, counted on a fake copy (unchanged when that fails)."""
-    from memadvise.fake import AssumeScalars, new_fake_mode
-    from memadvise.flops import count_forward_flops
+    from memadvise.capture.fake import AssumeScalars, new_fake_mode
+    from memadvise.capture.flops import count_forward_flops
 
     try:
         torch.manual_seed(0)

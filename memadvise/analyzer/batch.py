@@ -6,7 +6,7 @@ import numpy as np
 
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.program import SCALING_TRACED, assumed_per_sample
+from memadvise.model.program import SCALING_TRACED, assumed_per_sample
 
 
 def scale_batch(ctx: Context, batch_size: int) -> None:

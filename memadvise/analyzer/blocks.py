@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memadvise.profile import CATEGORIES, Category
-from memadvise.program import Program
+from memadvise.model.profile import CATEGORIES, Category
+from memadvise.model.program import Program
 
 BEFORE = -1.0
 CAT = {c: k for k, c in enumerate(CATEGORIES)}

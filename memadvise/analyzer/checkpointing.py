@@ -20,7 +20,7 @@ import numpy as np
 from memadvise.analyzer.blocks import Blocks
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.profile import Category, Mode
+from memadvise.model.profile import Category, Mode
 
 
 def outermost(names: tuple[str, ...]) -> tuple[str, ...]:

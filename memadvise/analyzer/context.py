@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memadvise.analyzer.blocks import Blocks
-from memadvise.profile import Phase, Profile
-from memadvise.program import Program
+from memadvise.model.profile import Phase, Profile
+from memadvise.model.program import Program
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Data-parallel training over several GPUs: what one GPU holds under DDP, ZeRO-1/2/3 or FSDP.
 
 Every GPU runs its own micro-batch, so activations and temporaries are those of the trace. Model states
-follow :func:`memadvise.sharding.shard_model_states` (the ZeRO paper's accounting): the sharded parts
+follow :func:`memadvise.analyzer.sharding.shard_model_states` (the ZeRO paper's accounting): the sharded parts
 of parameters, gradients and optimizer state are divided over the GPUs, block by block. On top:
 
 * **DDP** keeps its gradient buckets, a second copy of every gradient (``gradient_as_bucket_view=False``,
@@ -18,9 +18,9 @@ import numpy as np
 
 from memadvise.analyzer.blocks import CAT, Blocks
 from memadvise.analyzer.context import Context
+from memadvise.analyzer.sharding import ShardedStates, Strategy, fsdp_unsharded_peak_bytes, shard_model_states
 from memadvise.errors import UsageError
-from memadvise.profile import Category, Mode, Phase
-from memadvise.sharding import ShardedStates, Strategy, fsdp_unsharded_peak_bytes, shard_model_states
+from memadvise.model.profile import Category, Mode, Phase
 
 SHARDED_CATEGORIES = {
     Strategy.DDP: (),

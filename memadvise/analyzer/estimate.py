@@ -8,7 +8,7 @@ finds the new peak and what is alive at it. Nothing here runs a model; a saved p
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,10 +28,19 @@ from memadvise.analyzer.finetune import accumulate, freeze
 from memadvise.analyzer.optimizers import change_optimizer
 from memadvise.analyzer.precision import change_precision, is_matmul_layer
 from memadvise.analyzer.pruning import PruneReport, prune
+from memadvise.analyzer.sharding import ShardedStates, Strategy
 from memadvise.errors import UsageError
-from memadvise.profile import CATEGORIES, Category, Holder, Mode, OptimizerName, Phase, Profile
-from memadvise.scenario import Scenario
-from memadvise.sharding import ShardedStates, Strategy
+from memadvise.model.profile import (
+    CATEGORIES,
+    Category,
+    Holder,
+    MemoryFigures,
+    Mode,
+    OptimizerName,
+    Phase,
+    Profile,
+)
+from memadvise.model.scenario import Scenario
 
 CUDA_BLOCK = 512
 TOP_HOLDERS = 8
@@ -39,28 +48,16 @@ MAX_CANDIDATES = 48  # modules tried by --checkpoint auto, best ratio first
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """The predicted memory of one scenario, next to the profiled baseline, with the reasons."""
+class Estimate(MemoryFigures):
+    """The predicted memory of one scenario, next to the profiled baseline, with the reasons.
 
-    model: str
+    The figures a profile measures (:class:`MemoryFigures`) are predicted here under the same names;
+    ``baseline`` is the profile the estimate replayed (not part of :meth:`to_dict`).
+    """
+
     scenario: dict[str, Any]
     scenario_text: str
-    mode: str
-    device: str
-    batch_size: int
     effective_batch_size: int
-    optimizer: str
-    peak_bytes: int
-    peak_phase: str
-    peak_step: int
-    peak_module: str
-    peak_breakdown: dict[str, int]
-    param_bytes: int
-    buffer_bytes: int
-    input_bytes: int
-    grad_bytes: int
-    optimizer_state_bytes: int
-    activation_bytes: int
     baseline_peak_bytes: int
     change_bytes: int
     change_ratio: float
@@ -72,9 +69,11 @@ class Estimate:
     sharding: ShardedStates | None = None
     notes: tuple[str, ...] = ()
     why: str = ""
+    baseline: Profile | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, baseline=None))
+        del data["baseline"]
         data["peak_holders"] = [asdict(h) for h in self.peak_holders]
         data["checkpoint"] = list(self.checkpoint)
         data["notes"] = list(self.notes)
@@ -233,7 +232,13 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
     top = sorted(holders.items(), key=lambda kv: -kv[1])[:TOP_HOLDERS]
     phase, step = ctx.phase_at(result.time)
     at = np.flatnonzero(blocks.alloc == result.time)
-    peak_module = program.modules[blocks.module[at[np.argmax(sizes[at])]]] if len(at) else ""
+    peak_module = peak_op = ""
+    if len(at):
+        largest = at[np.argmax(sizes[at])]
+        peak_module = program.modules[blocks.module[largest]]
+        # A lever's new blocks have op 0: the first name, "" (blocks from before the trace come first).
+        if 0 <= blocks.op[largest] < len(program.ops):
+            peak_op = program.ops[blocks.op[largest]]
     batch = scenario.batch_size or profile.batch_size
     flops = recompute_flops(ctx, applied.checkpoint) if applied.checkpoint else None
     fraction = (flops / program.forward_flops) if flops is not None and program.forward_flops else None
@@ -250,6 +255,7 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         peak_bytes=result.peak_bytes,
         peak_phase=phase,
         peak_step=step,
+        peak_op=peak_op,
         peak_module=peak_module,
         peak_breakdown=at_peak,
         param_bytes=_total(blocks, sizes, Category.PARAMETERS),
@@ -270,6 +276,7 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         pruning=applied.pruning,
         sharding=applied.sharding,
         notes=tuple(ctx.notes),
+        baseline=profile,
     )
     return replace(estimate, why=_why(estimate))
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.profile import Category, Mode, Phase
-from memadvise.program import ParamInfo
+from memadvise.model.profile import Category, Mode, Phase
+from memadvise.model.program import ParamInfo
 
 WEIGHT_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D", "LazyLinear"}
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from memadvise.analyzer.blocks import CAT, Blocks
 from memadvise.analyzer.context import Context
-from memadvise.profile import Category, OptimizerName, Phase
-from memadvise.program import ParamInfo
+from memadvise.model.profile import Category, OptimizerName, Phase
+from memadvise.model.program import ParamInfo
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ import numpy as np
 from memadvise.analyzer.blocks import CAT, Blocks
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.profile import Category, Mode, Phase
-from memadvise.program import ParamInfo
-from memadvise.scenario import Precision
+from memadvise.model.profile import Category, Mode, Phase
+from memadvise.model.program import ParamInfo
+from memadvise.model.scenario import Precision
 
 FLOAT_DTYPES = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 HALF = {Precision.BF16, Precision.FP16, Precision.BF16_MIXED, Precision.FP16_MIXED}

@@ -21,9 +21,9 @@ import numpy as np
 
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.profile import Category, Phase
-from memadvise.program import ParamInfo
-from memadvise.scenario import PruneKind, Pruning
+from memadvise.model.profile import Category, Phase
+from memadvise.model.program import ParamInfo
+from memadvise.model.scenario import PruneKind, Pruning
 
 CHAIN_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d"}
 SPARSE_LAYERS = CHAIN_LAYERS | {"Conv1D", "Embedding"}  # weights unstructured pruning may zero

@@ -31,7 +31,7 @@ app.command("report", help=REPORT_HELP)(report_command)
 
 def _version(value: bool) -> None:
     if value:
-        from memadvise import __version__
+        from memadvise._version import __version__
 
         typer.echo(f"memadvise {__version__}")
         raise typer.Exit()

@@ -14,9 +14,10 @@ from memadvise.cli.common import (
     DeviceOpt,
     handles_errors,
     progress,
-    stdout_console,
+    show,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import reporter_for
 
 EXIT_REGRESSION = 1
 
@@ -101,7 +102,7 @@ def check_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.check import find_config, load_config, plan_checks, run_checks
-    from memadvise.reporters import check_report
+    from memadvise.reporters.check_report import github_annotations
 
     config_path = config or find_config(Path.cwd())
     plan = plan_checks(
@@ -118,13 +119,11 @@ def check_command(
 
     for warning in (*run.warnings, *(w for r in run.results for w in r.warnings)):
         typer.echo(f"memadvise: warning: {warning}", err=True)
-    if fmt is CheckFormat.json:
-        typer.echo(check_report.check_json(run, top))
-    else:
-        stdout_console().print(check_report.render_check(run, top), highlight=False)
+    reporter = reporter_for("json" if fmt is CheckFormat.json else "table", top=top)
+    show(reporter, run, None, "check", highlight=False)
     if annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true":
         workspace = os.environ.get("GITHUB_WORKSPACE")
-        for line in check_report.github_annotations(run, Path(workspace) if workspace else None, top):
+        for line in github_annotations(run, Path(workspace) if workspace else None, top):
             typer.echo(line, err=True)
     if run.regressed and not update:
         raise typer.Exit(EXIT_REGRESSION)

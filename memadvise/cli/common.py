@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from memadvise.errors import MemadviseError
-from memadvise.profile import Mode, OptimizerName
+from memadvise.errors import MemadviseError, UsageError
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import Reporter, TableReporter
 
 if TYPE_CHECKING:
     from memadvise.analyzer import Scenario
-    from memadvise.profile import Profile
+    from memadvise.model.profile import Profile
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -96,8 +97,6 @@ TrainLoopOpt = Annotated[
 
 def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceChoice | None) -> str | None:
     """The device to trace on, from --device, --fake and --target-device (checked for conflicts)."""
-    from memadvise.errors import UsageError
-
     if fake and device not in (None, DeviceChoice.meta):
         raise UsageError(
             f"--fake traces on the meta device; it cannot be combined with --device {device.value}"
@@ -230,15 +229,15 @@ def load_or_profile(
     from dataclasses import replace
 
     from memadvise.analyzer import Precision
-    from memadvise.api import profile_file
-    from memadvise.errors import UsageError
 
     if target.endswith(".json"):
         if seq_len is not None:
             raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
-        from memadvise.profile import load_profile
+        from memadvise.model.profile import load_profile
 
         return load_profile(target), scenario
+
+    from memadvise.api import profile_file  # torch: only when a model file is profiled
 
     traced_precision = "fp32"
     if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):
@@ -278,22 +277,16 @@ def module_names(values: list[str] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def emit(content: Any, output: Path | None, written: str, *, width: int = 140) -> None:
-    """Show a report — text, or a rich renderable — on stdout, or write it to ``output`` and say
-    ``wrote {written} to {output}`` on stderr (a renderable is exported as plain text ``width`` wide)."""
-    from memadvise.errors import UsageError
-
-    if isinstance(content, str):
-        text = content
-    elif output is None:
-        stdout_console().print(content)
+def show(
+    reporter: Reporter, result: object, output: Path | None, written: str, *, highlight: bool | None = None
+) -> None:
+    """Show ``result`` on stdout — the table reporter's rich tables on the console, any other reporter's
+    text as it is — or write the reporter's text to ``output`` and say ``wrote {written} to {output}`` on
+    stderr."""
+    if output is None and isinstance(reporter, TableReporter):
+        stdout_console().print(reporter.renderable(result), highlight=highlight)
         return
-    else:
-        import io
-
-        file_console = Console(record=True, width=width, file=io.StringIO())
-        file_console.print(content)
-        text = file_console.export_text()
+    text = reporter.render(result)
     if output is None:
         typer.echo(text.rstrip("\n"))
         return

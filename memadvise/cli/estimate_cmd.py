@@ -20,12 +20,13 @@ from memadvise.cli.common import (
     TraceBatchSizeOpt,
     TrainLoop,
     TrainLoopOpt,
-    emit,
     handles_errors,
     load_or_profile,
     module_names,
+    show,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import reporter_for
 
 HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
 
@@ -92,7 +93,7 @@ def estimate_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
-    from memadvise.scenario import parse_precision
+    from memadvise.model.scenario import parse_precision
 
     chosen_precision = parse_precision(precision)
     scenario = Scenario(
@@ -107,14 +108,4 @@ def estimate_command(
     profile, scenario = load_or_profile(
         target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop=train_loop
     )
-    result = estimate(profile, scenario)
-    content: object
-    if fmt is TextFormat.json:
-        from memadvise.reporters.estimate_report import estimate_json
-
-        content = estimate_json(result, profile)
-    else:
-        from memadvise.reporters.estimate_report import render_estimate
-
-        content = render_estimate(result, profile)
-    emit(content, output, f"{fmt.value} estimate")
+    show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")

@@ -21,16 +21,17 @@ from memadvise.cli.common import (
     TraceBatchSizeOpt,
     TrainLoop,
     TrainLoopOpt,
-    emit,
     handles_errors,
     load_or_profile,
     module_names,
+    show,
 )
-from memadvise.profile import Mode, OptimizerName
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import reporter_for
 
 if TYPE_CHECKING:
-    from memadvise.planner import Budget, Pins
-    from memadvise.profile import Profile
+    from memadvise.model.profile import Profile
+    from memadvise.planner import Pins
 
 HELP = """Find a batch size, precision, checkpointing, optimizer and accumulation that fit a GPU.
 
@@ -57,9 +58,6 @@ Examples:
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
   memadvise plan gpt2.json --gpu A10 --format json
 """
-
-
-PLAN_WIDTH = 160  # the options table is wide
 
 
 class GoalChoice(str, Enum):
@@ -115,60 +113,34 @@ def plan_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
-    from memadvise.planner import Goal, Pins, budget_for, search
-    from memadvise.planner.hardware import ram_for
-    from memadvise.scenario import parse_precision
+    from memadvise.model.scenario import parse_precision, parse_strategy
+    from memadvise.planner import Goal, Pins, budget_for, local_budget, rank_gpus, search
 
     if batch_size is not None and min_batch is not None:
         raise UsageError("--batch-size pins the micro-batch and --min-batch asks for a search; give one")
-    pinned_precision = parse_precision(precision)
-    names = module_names(checkpoint) if checkpoint is not None else None
     pins = Pins(
         batch_size=batch_size,
         min_batch=min_batch,
-        precision=pinned_precision,
-        checkpoint=names,
+        precision=parse_precision(precision),
+        checkpoint=module_names(checkpoint) if checkpoint is not None else None,
         optimizer=optimizer,
         grad_accum=grad_accum,
         gpus=gpus * nodes,
         strategy=strategy,
     )
     if strategy is not None:
-        from memadvise.sharding import parse_strategy
-
         parse_strategy(strategy)  # a clear error before any model runs
-    budgets = [] if list_gpus else [_budget(gpu, reserve)]
+    budget = None
+    if not list_gpus:
+        budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     profile = _profile(
         target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
     )
-    if list_gpus:
-        from memadvise.gpus import load_catalog
-
-        rows = []
-        for spec in sorted(load_catalog(), key=lambda g: g.memory_bytes):
-            plan = search(profile, budget_for(spec, reserve), pins, Goal(goal.value), suggest=False)
-            rows.append((plan, ram_for(spec.memory_bytes * pins.gpus, profile)))
-        rows.sort(key=lambda r: (r[0].recommendation is None, r[0].budget.total_bytes))
-        if fmt is TextFormat.json:
-            from memadvise.reporters.plan_report import gpu_list_json
-
-            emit(gpu_list_json(rows, profile.model), output, f"{fmt.value} plan", width=PLAN_WIDTH)
-        else:
-            from memadvise.reporters.plan_report import render_gpu_list
-
-            emit(render_gpu_list(rows, profile.model), output, f"{fmt.value} plan", width=PLAN_WIDTH)
-        return
-    budget = budgets[0]
-    plan = search(profile, budget, pins, Goal(goal.value))
-    ram = ram_for(budget.total_bytes * pins.gpus, profile)
-    if fmt is TextFormat.json:
-        from memadvise.reporters.plan_report import plan_json
-
-        emit(plan_json(plan, profile.model, ram), output, f"{fmt.value} plan", width=PLAN_WIDTH)
+    if budget is None:
+        result: object = rank_gpus(profile, pins, Goal(goal.value), reserve)
     else:
-        from memadvise.reporters.plan_report import render_plan
-
-        emit(render_plan(plan, profile.model, ram), output, f"{fmt.value} plan", width=PLAN_WIDTH)
+        result = search(profile, budget, pins, Goal(goal.value))
+    show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")
 
 
 def _catalog_name(gpu: str | None) -> str | None:
@@ -176,8 +148,8 @@ def _catalog_name(gpu: str | None) -> str | None:
     if gpu is None:
         return None
     from memadvise.errors import UsageError
-    from memadvise.gpus import find_gpu
-    from memadvise.units import parse_size
+    from memadvise.model.units import parse_size
+    from memadvise.planner.gpus import find_gpu
 
     try:
         parse_size(gpu)
@@ -188,28 +160,6 @@ def _catalog_name(gpu: str | None) -> str | None:
         return find_gpu(gpu).name
     except UsageError:
         return None
-
-
-def _budget(gpu: str | None, reserve: str | None) -> Budget:
-    """The budget of --gpu, or of this machine's first GPU."""
-    from memadvise.errors import UsageError
-    from memadvise.planner import budget_for
-
-    if gpu is not None:
-        return budget_for(gpu, reserve)
-    from memadvise.planner.hardware import host_ram_bytes, local_gpus
-
-    found = local_gpus()
-    if not found:
-        raise UsageError(
-            "no GPU found on this machine (NVML reports none); give --gpu SIZE or NAME, or use --list-gpus "
-            f"(host RAM here: {host_ram_bytes() / 2**30:.0f} GiB)"
-        )
-    first = found[0]
-    try:
-        return budget_for(first.name, reserve)
-    except UsageError:
-        return budget_for(str(first.total_bytes), reserve)
 
 
 def _profile(
@@ -225,14 +175,13 @@ def _profile(
     gpu: str | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
+    from memadvise.planner import fsdp_trace_ranks
 
     wanted = Scenario(precision=pins.precision, optimizer=pins.optimizer)
-    traced_fsdp = None
     fake_cpu = (fake or getattr(device, "value", None) == "meta") and getattr(
         target_device, "value", None
     ) == "cpu"
-    if pins.gpus > 1 and (pins.strategy or "").lower() in ("fsdp", "zero3") and fake_cpu:
-        traced_fsdp = pins.gpus  # trace one rank of the real FSDP2 instead of the formula
+    fsdp = fsdp_trace_ranks(pins, fake_cpu)
     profile, _ = load_or_profile(
         target,
         wanted,
@@ -242,7 +191,7 @@ def _profile(
         fake,
         target_device,
         seq_len,
-        traced_fsdp,
+        fsdp,
         train_loop=train_loop,
         gpu=_catalog_name(gpu),
     )

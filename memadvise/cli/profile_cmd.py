@@ -19,15 +19,15 @@ from memadvise.cli.common import (
     TrainLoop,
     TrainLoopOpt,
     chosen_device,
-    emit,
     handles_errors,
+    show,
     step_progress,
 )
-from memadvise.profile import Mode, OptimizerName
-from memadvise.reporters import CsvTable, Format, format_for_path
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
 
 if TYPE_CHECKING:
-    from memadvise.profile import Profile
+    from memadvise.model.profile import Profile
 
 HELP = """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
 
@@ -181,8 +181,8 @@ def profile_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
+    from memadvise.capture.leaks import MIN_LEAK_STEPS
     from memadvise.errors import UsageError
-    from memadvise.leaks import MIN_LEAK_STEPS
 
     if steps is not None and steps < MIN_LEAK_STEPS:
         raise UsageError(
@@ -243,22 +243,11 @@ def emit_report(
     table: CsvTable | None = None,
 ) -> None:
     """Render ``prof`` in the chosen format to the terminal (stdout) or to ``output``."""
-    content: object
-    if chosen is Format.JSON:
-        content = prof.to_json()
-    elif chosen is Format.CSV:
-        from memadvise.reporters.tables import table_csv
-
-        content = table_csv(prof, (table or CsvTable.LAYERS).value)
-    elif chosen is Format.HTML:
-        from memadvise.reporters.html import render_html
-
-        content = render_html(prof)
-    else:
-        from memadvise.reporters.console import render_profile
-
-        content = render_profile(prof, top=top, tree=tree or depth is not None, depth=depth)
+    options: dict[str, object] = {}
     what = "report" if chosen in (Format.HTML, Format.TABLE) else "profile"
-    if chosen is Format.CSV:
+    if chosen is Format.TABLE:
+        options = {"top": top, "tree": tree, "depth": depth}
+    elif chosen is Format.CSV:
+        options = {"table": table or CsvTable.LAYERS}
         what = f"{(table or CsvTable.LAYERS).value} table"
-    emit(content, output, f"{chosen.value} {what}")
+    show(reporter_for(chosen.value, **options), prof, output, f"{chosen.value} {what}")

@@ -46,7 +46,7 @@ def report_command(
     table: TableOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    from memadvise.profile import load_profile
+    from memadvise.model.profile import load_profile
 
     chosen = choose_format(fmt, output, tree=tree or depth is not None, table=table)
     emit_report(load_profile(profile_json), chosen, output, top=top, tree=tree, depth=depth, table=table)

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-from memadvise.gpus import GpuSpec
-from memadvise.planner.budget import Budget, budget_for
-from memadvise.planner.search import Goal, Option, Pins, Plan, search
-from memadvise.profile import Profile
+from memadvise.model.profile import Profile
+from memadvise.planner.budget import Budget, budget_for, local_budget
+from memadvise.planner.gpus import GpuSpec
+from memadvise.planner.ranking import GpuRanking, rank_gpus
+from memadvise.planner.search import Goal, Option, Pins, Plan, fsdp_trace_ranks, search
 
 
 def plan_for(
@@ -25,4 +26,17 @@ def plan_for(
     return search(profile, budget, pins or Pins(), Goal(goal))
 
 
-__all__ = ["Budget", "Goal", "Option", "Pins", "Plan", "budget_for", "plan_for", "search"]
+__all__ = [
+    "Budget",
+    "Goal",
+    "GpuRanking",
+    "Option",
+    "Pins",
+    "Plan",
+    "budget_for",
+    "fsdp_trace_ranks",
+    "local_budget",
+    "plan_for",
+    "rank_gpus",
+    "search",
+]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memadvise.errors import UsageError
-from memadvise.gpus import GpuSpec, cuda_context_bytes, find_gpu, library_workspace_bytes
-from memadvise.units import format_bytes, parse_size
+from memadvise.model.units import format_bytes, parse_size
+from memadvise.planner import hardware
+from memadvise.planner.gpus import GpuSpec, cuda_context_bytes, find_gpu, library_workspace_bytes
 
 # A GPU given only by its size: the context of a recent (Ampere/Ada) card plus one cuBLAS workspace.
 UNKNOWN_CONTEXT = 400 * 2**20
@@ -88,3 +89,18 @@ def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None, training: b
         gpu=spec,
         exact=exact,
     )
+
+
+def local_budget(reserve: str | int | None = None) -> Budget:
+    """The budget of this machine's first GPU (by its catalog name, else its size as NVML reports it)."""
+    found = hardware.local_gpus()
+    if not found:
+        raise UsageError(
+            "no GPU found on this machine (NVML reports none); give --gpu SIZE or NAME, or use --list-gpus "
+            f"(host RAM here: {hardware.host_ram_bytes() / 2**30:.0f} GiB)"
+        )
+    first = found[0]
+    try:
+        return budget_for(first.name, reserve)
+    except UsageError:
+        return budget_for(str(first.total_bytes), reserve)

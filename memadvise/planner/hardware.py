@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from memadvise.profile import Profile
+from memadvise.model.profile import Profile
 
 GiB = 2**30
 # Common purchasable totals (GiB): DIMM kits and server configurations.

@@ -1,9 +1,9 @@
 """Reserved memory: an estimate's allocations replayed through the model of PyTorch's caching allocator.
 
 The analyzer's blocks (allocation and free times, sizes) are turned into the allocator's request
-sequence; :func:`memadvise.cuda_allocator.simulate` rounds each request to 512 bytes, serves small ones
-from 2 MiB segments and large ones from 20 MiB (or rounded) segments, splits and caches blocks, and
-reports the reserved peak — what ``torch.cuda.max_memory_reserved()`` would show, and what
+sequence; :func:`memadvise.planner.cuda_allocator.simulate` rounds each request to 512 bytes, serves
+small ones from 2 MiB segments and large ones from 20 MiB (or rounded) segments, splits and caches
+blocks, and reports the reserved peak — what ``torch.cuda.max_memory_reserved()`` would show, and what
 ``nvidia-smi`` shows on top of the context.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memadvise.analyzer.blocks import Blocks
-from memadvise.cuda_allocator import simulate
+from memadvise.planner.cuda_allocator import simulate
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,12 @@ from enum import Enum
 from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
-from memadvise.planner.budget import Budget
+from memadvise.model.profile import Mode, OptimizerName, Profile
+from memadvise.model.scenario import parse_strategy
+from memadvise.planner.budget import Budget, budget_for
+from memadvise.planner.gpus import load_catalog
+from memadvise.planner.hardware import RamAdvice, ram_for
 from memadvise.planner.reserved import Reservation, reserved
-from memadvise.profile import Mode, OptimizerName, Profile
 
 MAX_BATCH = 1 << 20
 FINALISTS = 6
@@ -66,6 +69,9 @@ class Option:
 
 @dataclass(frozen=True)
 class Plan:
+    """The options for one model on one budget, best first; ``ram`` is the system RAM to pair with the
+    GPUs (all ``gpus`` of them together)."""
+
     budget: Budget
     goal: str
     mode: str
@@ -75,6 +81,8 @@ class Plan:
     suggestions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     scenarios_evaluated: int = 0
+    model: str = ""
+    ram: RamAdvice | None = None
 
     @property
     def recommendation(self) -> Option | None:
@@ -93,6 +101,15 @@ class Pins:
     grad_accum: int | None = None
     gpus: int = 1
     strategy: str | None = None
+
+
+def fsdp_trace_ranks(pins: Pins, fake_cpu: bool) -> int | None:
+    """How many ranks of the real FSDP2 to trace one rank of, instead of the ZeRO-3 formula: with several
+    GPUs under ``fsdp`` or ``zero3`` and a fake trace on CPU kernels (``--fake --target-device cpu``),
+    ``pins.gpus``; otherwise ``None`` (the formula applies to a plain trace)."""
+    if pins.gpus > 1 and (pins.strategy or "").lower() in ("fsdp", "zero3") and fake_cpu:
+        return pins.gpus
+    return None
 
 
 @dataclass
@@ -181,8 +198,7 @@ def search(
 ) -> Plan:
     """Every free-lever combination with its best batch, ranked for ``goal``; the top ones checked
     against the caching-allocator model."""
-    from memadvise.sharding import parse_strategy
-
+    ram = ram_for(budget.total_bytes * pins.gpus, profile)
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     if pins.gpus > 1 and strategy is None:
         strategy = parse_strategy("ddp")
@@ -241,6 +257,8 @@ def search(
         suggestions=suggestions,
         notes=tuple(notes),
         scenarios_evaluated=runner.counter.n,
+        model=profile.model,
+        ram=ram,
     )
 
 
@@ -395,8 +413,6 @@ def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, 
 
 
 def _scenario_of(option: Option, pins: Pins, batch: int) -> Scenario:
-    from memadvise.sharding import parse_strategy
-
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     return Scenario(
         batch_size=batch,
@@ -467,9 +483,6 @@ def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
 
 def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[Option]) -> tuple[str, ...]:
     """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would."""
-    from memadvise.gpus import load_catalog
-    from memadvise.planner.budget import budget_for
-
     lines = []
     smallest = Pins(
         batch_size=pins.batch_size or 1,

@@ -1,33 +1,35 @@
-"""Renderers: each turns a ``Profile`` into a rich renderable, a string or a DataFrame; none prints.
+"""Reporters: each turns a result (a Profile, an Estimate, a Plan, a CheckRun) into text; none prints.
 
-``console`` (rich: the terminal report, the timeline chart, the module tree), ``html`` (one self-contained
-HTML file), ``tables`` (pandas DataFrames and CSV). The command line picks the console or the file.
+:class:`Reporter` is the contract (a format name, a file suffix, ``render(result) -> str``); the
+reporters are ``table`` (rich tables for the terminal, plain text in a file), ``json``, ``csv`` and
+``html`` (:mod:`memadvise.reporters.formats`), built on the renderers of each result: ``console`` (a
+profile's terminal report), ``estimate_report``, ``plan_report``, ``check_report``, ``html`` and
+``tables`` (pandas DataFrames and CSV). The command line picks a reporter by ``--format`` or by the
+suffix of ``--output``, and shows or writes what it renders.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from memadvise.reporters.base import CsvTable, Format, Reporter
+from memadvise.reporters.formats import (
+    REPORTERS,
+    CsvReporter,
+    HtmlReporter,
+    JsonReporter,
+    TableReporter,
+    format_for_path,
+    reporter_for,
+)
 
-
-class Format(str, Enum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
-    HTML = "html"
-
-
-class CsvTable(str, Enum):
-    """Which table ``--format csv`` writes."""
-
-    LAYERS = "layers"
-    TIMELINE = "timeline"
-
-
-_SUFFIX_FORMATS = {"json": Format.JSON, "csv": Format.CSV, "html": Format.HTML, "htm": Format.HTML}
-
-
-def format_for_path(path: str) -> Format | None:
-    """The format a file name implies (``report.json`` → JSON, ``report.html`` → HTML), if any."""
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return _SUFFIX_FORMATS.get(suffix)
+__all__ = [
+    "REPORTERS",
+    "CsvReporter",
+    "CsvTable",
+    "Format",
+    "HtmlReporter",
+    "JsonReporter",
+    "Reporter",
+    "TableReporter",
+    "format_for_path",
+    "reporter_for",
+]

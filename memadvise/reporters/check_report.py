@@ -21,7 +21,8 @@ from memadvise.check import (
     Status,
     display_path,
 )
-from memadvise.units import format_bytes
+from memadvise.model.profile import module_label
+from memadvise.model.units import format_bytes
 
 _STYLES = {
     Status.REGRESSED: "bold red",
@@ -39,10 +40,6 @@ def signed_bytes(n: int) -> str:
 
 def signed_percent(change: FigureChange) -> str:
     return f"{change.percent:+.1f}%" if change.percent is not None else "new"
-
-
-def module_label(name: str) -> str:
-    return name if name else "(root)"
 
 
 def signed_size(n: int) -> str:

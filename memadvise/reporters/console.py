@@ -10,10 +10,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from memadvise.profile import LayerStats, Profile
+from memadvise.model.profile import LayerStats, Profile, module_label
+from memadvise.model.units import format_bytes, format_share
 from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
 from memadvise.reporters.timeline import PHASE_SHORT, column_maxima
-from memadvise.units import format_bytes
 
 CATEGORY_LABELS = {
     "parameters": "parameters",
@@ -26,15 +26,7 @@ CATEGORY_LABELS = {
 }
 
 
-def module_label(name: str) -> str:
-    return name if name else "(root)"
-
-
 LOOP_LABELS = {"tutorial": "tutorial loop", "lean": "lean loop", "train_step": "train_step()"}
-
-
-def _pct(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "-"
 
 
 def summary(profile: Profile) -> RenderableType:
@@ -72,7 +64,7 @@ def breakdown_table(profile: Profile) -> Table:
             table.add_row(
                 CATEGORY_LABELS.get(category, category),
                 format_bytes(nbytes),
-                _pct(nbytes, profile.peak_bytes),
+                format_share(nbytes, profile.peak_bytes),
             )
     table.add_row("total", format_bytes(profile.peak_bytes), "100.0%", style="bold")
     return table
@@ -150,7 +142,7 @@ def holders_table(profile: Profile, top: int = 10) -> Table:
             module_label(holder.module),
             CATEGORY_LABELS.get(holder.category, holder.category),
             format_bytes(holder.bytes),
-            _pct(holder.bytes, profile.peak_bytes),
+            format_share(holder.bytes, profile.peak_bytes),
         )
     return table
 
@@ -251,7 +243,7 @@ def _node_label(node: ModuleNode, peak: int, root_name: str) -> Text:
     if node.type:
         text.append(f" ({node.type})", style="dim")
     text.append(f"  {format_bytes(node.total)}", style="bold")
-    text.append(f"  {_pct(node.total, peak)}")
+    text.append(f"  {format_share(node.total, peak)}")
     parts = sorted(node.by_category.items(), key=lambda kv: -kv[1])
     shown = " · ".join(f"{CATEGORY_SHORT.get(c, c)} {format_bytes(n)}" for c, n in parts[:3])
     if len(parts) > 3:

@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from memadvise.analyzer import Estimate
-from memadvise.profile import Profile
-from memadvise.reporters.console import CATEGORY_LABELS, module_label
-from memadvise.units import format_bytes
+from memadvise.model.profile import Profile, module_label
+from memadvise.model.units import format_bytes
+from memadvise.reporters.console import CATEGORY_LABELS
 
 ROWS = (
     ("peak", "peak_bytes"),
@@ -36,8 +36,17 @@ def _baseline_value(profile: Profile, key: str) -> int:
     return int(getattr(profile, key))
 
 
-def render_estimate(estimate: Estimate, profile: Profile) -> RenderableType:
+def _profile_of(estimate: Estimate, profile: Profile | None) -> Profile:
+    """The profile the estimate is set against: ``profile`` when given, else the one it replayed."""
+    found = profile if profile is not None else estimate.baseline
+    if found is None:
+        raise ValueError("this estimate does not hold its profile; pass the profile it was estimated from")
+    return found
+
+
+def render_estimate(estimate: Estimate, profile: Profile | None = None) -> RenderableType:
     """The estimate next to the profiled baseline, what holds the new peak, and the notes."""
+    profile = _profile_of(estimate, profile)
     head = Text()
     head.append("memadvise estimate", style="bold")
     head.append(
@@ -111,8 +120,9 @@ def _details(estimate: Estimate) -> Text:
     return text
 
 
-def estimate_dict(estimate: Estimate, profile: Profile) -> dict[str, Any]:
+def estimate_dict(estimate: Estimate, profile: Profile | None = None) -> dict[str, Any]:
     """The estimate's keys (the same names as a profile's) plus the profiled baseline."""
+    profile = _profile_of(estimate, profile)
     data = estimate.to_dict()
     data["baseline"] = {
         "batch_size": profile.batch_size,
@@ -128,5 +138,5 @@ def estimate_dict(estimate: Estimate, profile: Profile) -> dict[str, Any]:
     return data
 
 
-def estimate_json(estimate: Estimate, profile: Profile) -> str:
+def estimate_json(estimate: Estimate, profile: Profile | None = None) -> str:
     return json.dumps(estimate_dict(estimate, profile), indent=2)

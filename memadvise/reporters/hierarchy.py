@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from memadvise.profile import Profile
+from memadvise.model.profile import Profile
 
 
 @dataclass(frozen=True)

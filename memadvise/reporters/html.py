@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from memadvise.profile import Profile, Timeline
+from memadvise.model.profile import Profile, Timeline, module_label
+from memadvise.model.units import format_bytes, format_share
 from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
 from memadvise.reporters.timeline import downsample, peak_sample, phase_segments, stack_categories
-from memadvise.units import format_bytes
 
 MAX_CHART_POINTS = 1200
 """At most this many timeline samples are drawn (the plot is under 900 px wide, so none is lost to sight)."""
@@ -80,14 +80,6 @@ def _color(category: str) -> str:
 
 def _name(category: str) -> str:
     return CATEGORY_NAMES.get(category, category)
-
-
-def _pct(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "-"
-
-
-def _module_label(name: str) -> str:
-    return name if name else "(root)"
 
 
 def _size_cell(nbytes: int) -> str:
@@ -245,7 +237,7 @@ def timeline_svg(profile: Profile, max_points: int = MAX_CHART_POINTS) -> str:
     anchor_right = px > chart.left + chart.plot_w * 0.7
     lx = px - 8 if anchor_right else px + 8
     where = f"{PHASE_NAMES.get(tl.phase[peak], tl.phase[peak])} of step {tl.step[peak] + 1}"
-    tooltip = f"{label} ({totals[peak]:,} bytes): {where}, {tl.op[peak]} in {_module_label(tl.module[peak])}"
+    tooltip = f"{label} ({totals[peak]:,} bytes): {where}, {tl.op[peak]} in {module_label(tl.module[peak])}"
     out.append(
         f'<g id="peak-marker" data-index="{tl.index[peak]}" data-sample="{peak}" data-bytes="{totals[peak]}" '
         f'pointer-events="none"><title>{esc(tooltip)}</title>'
@@ -305,7 +297,7 @@ def _category_section(profile: Profile) -> str:
         rows.append(
             f'<tr><td><i class="swatch" style="background:{_color(category)}"></i>{esc(_name(category))}</td>'
             f'<td class="num">{_size_span(nbytes)}</td>'
-            f'<td class="num">{_pct(nbytes, profile.peak_bytes)}</td></tr>'
+            f'<td class="num">{format_share(nbytes, profile.peak_bytes)}</td></tr>'
         )
     rows.append(
         f'<tr class="total"><td>total</td><td class="num">{_size_span(profile.peak_bytes)}</td>'
@@ -327,11 +319,11 @@ def _tree_row(node: ModuleNode, peak: int, root_name: str) -> str:
     own = f"own {format_bytes(node.own_total)}" if node.children and node.own_total else ""
     cls = "node" if node.is_model_module else "node outside"
     return (
-        f'<span class="{cls}" title="{esc(_module_label(node.name))}: {esc(details)}">'
+        f'<span class="{cls}" title="{esc(module_label(node.name))}: {esc(details)}">'
         f'<span class="mname">{esc(name)}</span> <span class="mtype">{esc(node.type)}</span></span>'
         f"{_stacked_bar(node.by_category, peak)}"
         f'<span class="num size" title="{node.total:,} bytes">{esc(format_bytes(node.total))}</span>'
-        f'<span class="num share">{_pct(node.total, peak)}</span>'
+        f'<span class="num share">{format_share(node.total, peak)}</span>'
         f'<span class="own">{esc(own)}</span>'
     )
 
@@ -399,7 +391,7 @@ def _layers_section(profile: Profile) -> str:
         for _, attr, numeric in _LAYER_COLUMNS:
             value = getattr(layer, attr)
             if not numeric:
-                shown = _module_label(value) if attr == "name" else value
+                shown = module_label(value) if attr == "name" else value
                 cells.append(f'<td data-v="{esc(value)}">{esc(shown)}</td>')
             elif attr == "calls":
                 cells.append(f'<td class="num" data-v="{value}">{value}</td>')
@@ -517,7 +509,7 @@ document.querySelectorAll('button[data-expand]').forEach(function(b){b.addEventL
 
 
 def _meta(profile: Profile, generated: str) -> str:
-    from memadvise import __version__
+    from memadvise._version import __version__
 
     items = [
         ("model", profile.model),
@@ -547,7 +539,7 @@ def _headline(profile: Profile) -> str:
     if profile.peak_op:
         text += (
             f" in {esc(profile.peak_phase)} of step {profile.peak_step + 1}, during "
-            f"<code>{esc(profile.peak_op)}</code> in <code>{esc(_module_label(profile.peak_module))}</code>"
+            f"<code>{esc(profile.peak_op)}</code> in <code>{esc(module_label(profile.peak_module))}</code>"
         )
     return f'<p class="headline">{text}</p>'
 

@@ -10,9 +10,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from memadvise.planner import Option, Plan
-from memadvise.planner.hardware import RamAdvice
-from memadvise.units import format_bytes
+from memadvise.model.units import format_bytes
+from memadvise.planner import GpuRanking, Option, Plan
 
 MAX_LISTED_MODULES = 3
 
@@ -27,11 +26,11 @@ def checkpoint_label(names: tuple[str, ...], short: bool = False) -> str:
     return f"{len(names)} modules ({', '.join(names[:2])}, …)"
 
 
-def render_plan(plan: Plan, model: str, ram: RamAdvice | None = None) -> RenderableType:
+def render_plan(plan: Plan) -> RenderableType:
     head = Text()
     head.append("memadvise plan", style="bold")
     sharding = f" · {plan.gpus} GPUs {plan.strategy}" if plan.gpus > 1 else ""
-    head.append(f"  {model} · {plan.mode} · goal {plan.goal}{sharding}\n")
+    head.append(f"  {plan.model} · {plan.mode} · goal {plan.goal}{sharding}\n")
     head.append(plan.budget.describe())
     parts: list[RenderableType] = [head]
     best = plan.recommendation
@@ -42,6 +41,7 @@ def render_plan(plan: Plan, model: str, ram: RamAdvice | None = None) -> Rendera
         for line in plan.suggestions:
             parts.append(Text(f"  {line}"))
     parts.append(_options_table(plan))
+    ram = plan.ram
     if ram is not None:
         parts.append(
             Text(
@@ -113,11 +113,11 @@ def option_dict(o: Option) -> dict[str, Any]:
     return data
 
 
-def plan_dict(plan: Plan, model: str, ram: RamAdvice | None = None) -> dict[str, Any]:
+def plan_dict(plan: Plan) -> dict[str, Any]:
     best = plan.recommendation
     budget = plan.budget
     return {
-        "model": model,
+        "model": plan.model,
         "mode": plan.mode,
         "goal": plan.goal,
         "gpus": plan.gpus,
@@ -147,20 +147,20 @@ def plan_dict(plan: Plan, model: str, ram: RamAdvice | None = None) -> dict[str,
         "options": [option_dict(o) for o in plan.options],
         "suggestions": list(plan.suggestions),
         "notes": list(plan.notes),
-        "system_ram": None if ram is None else asdict(ram),
+        "system_ram": None if plan.ram is None else asdict(plan.ram),
         "scenarios_evaluated": plan.scenarios_evaluated,
     }
 
 
-def plan_json(plan: Plan, model: str, ram: RamAdvice | None = None) -> str:
-    return json.dumps(plan_dict(plan, model, ram), indent=2)
+def plan_json(plan: Plan) -> str:
+    return json.dumps(plan_dict(plan), indent=2)
 
 
-def render_gpu_list(rows: list[tuple[Plan, RamAdvice]], model: str) -> RenderableType:
-    table = Table(title=f"GPUs for {model} (catalog, best option each)", title_justify="left")
+def render_gpu_list(ranking: GpuRanking) -> RenderableType:
+    table = Table(title=f"GPUs for {ranking.model} (catalog, best option each)", title_justify="left")
     for column in ("GPU", "memory", "fits", "batch", "precision", "checkpoint", "peak", "system RAM"):
         table.add_column(column)
-    for plan, ram in rows:
+    for plan in ranking.plans:
         best = plan.recommendation
         table.add_row(
             plan.budget.name,
@@ -170,10 +170,10 @@ def render_gpu_list(rows: list[tuple[Plan, RamAdvice]], model: str) -> Renderabl
             "-" if best is None else best.precision,
             "-" if best is None else checkpoint_label(best.checkpoint, short=True),
             "-" if best is None else format_bytes(best.predicted_peak_bytes),
-            format_bytes(ram.recommended_bytes),
+            "-" if plan.ram is None else format_bytes(plan.ram.recommended_bytes),
         )
     return table
 
 
-def gpu_list_json(rows: list[tuple[Plan, RamAdvice]], model: str) -> str:
-    return json.dumps({"model": model, "gpus": [plan_dict(p, model, r) for p, r in rows]}, indent=2)
+def gpu_list_json(ranking: GpuRanking) -> str:
+    return json.dumps({"model": ranking.model, "gpus": [plan_dict(p) for p in ranking.plans]}, indent=2)

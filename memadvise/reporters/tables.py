@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from memadvise.profile import Profile
+from memadvise.model.profile import Profile
 
 if TYPE_CHECKING:
     import pandas as pd

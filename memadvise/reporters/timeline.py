@@ -1,14 +1,14 @@
 """Shared shaping of a profile's timeline for pictures: phase segments, the peak sample, downsampling.
 
-Pure functions over :class:`~memadvise.profile.Timeline`; the terminal chart and the HTML report both use
-them, so the two pictures agree on where the peak is and where each phase starts.
+Pure functions over :class:`~memadvise.model.profile.Timeline`; the terminal chart and the HTML report
+both use them, so the two pictures agree on where the peak is and where each phase starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memadvise.profile import Timeline
+from memadvise.model.profile import Timeline
 
 PHASE_SHORT = {"setup": "setup", "forward": "fwd", "backward": "bwd", "optimizer": "opt"}
 

@@ -25,7 +25,7 @@ from memadvise.check import (
     plan_checks,
 )
 from memadvise.errors import BaselineError, CheckConfigError, UsageError
-from memadvise.profile import LayerStats, Profile
+from memadvise.model.profile import LayerStats, Profile
 from memadvise.reporters.check_report import check_dict, escape_property, github_annotations, render_check
 
 MiB = 2**20

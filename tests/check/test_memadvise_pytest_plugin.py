@@ -12,7 +12,7 @@ import torch
 from groundtruth import measure_peak
 
 import memadvise
-from memadvise.units import format_bytes
+from memadvise.model.units import format_bytes
 
 pytest_plugins = ["pytester"]
 
@@ -59,9 +59,9 @@ def test_marker_fails_a_model_over_its_limit_and_passes_one_within(suite: pytest
     over = truth - 65_536
     result.stdout.fnmatch_lines(
         [
-            f"*memadvise: peak {format_bytes(truth)} ({truth:,} bytes) exceeds max_peak=64.0 KiB (65,536 bytes)"
-            f" by {format_bytes(over)} (+{100 * over / 65_536:.1f}%) — tiny_mlp · train · batch 4 · adamw · cpu;"
-            " held at the peak by: *body*",
+            f"*memadvise: peak {format_bytes(truth)} ({truth:,} bytes) exceeds max_peak=64.0 KiB"
+            f" (65,536 bytes) by {format_bytes(over)} (+{100 * over / 65_536:.1f}%) — tiny_mlp · train"
+            " · batch 4 · adamw · cpu; held at the peak by: *body*",
             "FAILED test_memory.py::test_over*",
         ]
     )

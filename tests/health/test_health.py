@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 import memadvise
+from memadvise.capture.health import FP16_MAX, _depth_flags
 from memadvise.cli import app
-from memadvise.health import FP16_MAX, _depth_flags
-from memadvise.profile import LayerHealth, Profile
+from memadvise.model.profile import LayerHealth, Profile
 
 MODELS = Path(__file__).resolve().parent / "models"
 ZOO = Path(__file__).resolve().parents[1] / "zoo"

@@ -9,8 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 import memadvise
+from memadvise.capture.host_memory import estimate_host_memory
 from memadvise.cli import app
-from memadvise.host_memory import estimate_host_memory
 
 MODELS = Path(__file__).resolve().parent / "models"
 runner = CliRunner()

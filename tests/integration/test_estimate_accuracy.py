@@ -18,7 +18,7 @@ import torch
 
 from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.api import profile_file
-from memadvise.profile import OptimizerName, Profile
+from memadvise.model.profile import OptimizerName, Profile
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "tests" / "zoo"

@@ -8,9 +8,9 @@ import pytest
 import torch.distributed as dist
 
 from memadvise.analyzer import Scenario, estimate
+from memadvise.analyzer.sharding import shard_model_states
 from memadvise.api import profile_file
 from memadvise.errors import UsageError
-from memadvise.sharding import shard_model_states
 
 GPT2 = str(Path(__file__).resolve().parents[1] / "zoo" / "gpt2.py")
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="needs torch.distributed")

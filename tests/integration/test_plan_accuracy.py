@@ -12,8 +12,8 @@ import pytest
 
 from memadvise.analyzer import Precision
 from memadvise.api import profile_file
+from memadvise.model.profile import Profile
 from memadvise.planner import Goal, Pins, budget_for, search
-from memadvise.profile import Profile
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import memadvise
-from memadvise.loader import load_model_file
-from memadvise.profile import Profile
+from memadvise.capture.loader import load_model_file
+from memadvise.model.profile import Profile
 
 from .conftest import MODELS, line_of
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 
 from memadvise import Profile, load_profile
 from memadvise.cli import app
+from memadvise.model.units import format_bytes
 from memadvise.reporters import Format, format_for_path
-from memadvise.units import format_bytes
 
 TINY = str(Path(__file__).resolve().parents[1] / "models" / "tiny_mlp.py")
 

@@ -10,9 +10,9 @@ import pytest
 from report_profiles import large_profile, spiky_timeline
 
 from memadvise import Holder, LayerStats, Profile, Timeline
+from memadvise.model.units import format_bytes
 from memadvise.reporters.html import MAX_CHART_POINTS, ReportTable, nice_axis, render_html
 from memadvise.reporters.timeline import stack_categories
-from memadvise.units import format_bytes
 
 MB = 10**6
 

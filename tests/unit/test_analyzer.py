@@ -11,8 +11,8 @@ from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.analyzer.optimizers import state_bytes
 from memadvise.analyzer.precision import quantized_bytes
 from memadvise.errors import UsageError
-from memadvise.profile import CATEGORIES, OptimizerName, Profile
-from memadvise.program import SCALING_TRACED, ParamInfo, Program, with_scaling
+from memadvise.model.profile import CATEGORIES, OptimizerName, Profile
+from memadvise.model.program import SCALING_TRACED, ParamInfo, Program, with_scaling
 
 C = {c: k for k, c in enumerate(CATEGORIES)}
 
@@ -221,7 +221,7 @@ def _with_adam_state() -> Profile:
 )
 def test_sharding_follows_the_zero_accounting(strategy: str, params: int, grads: int, states: int) -> None:
     """4 GPUs; AdamW state 2 x 400 + 4 bytes: each part divided (rounded up) when the strategy shards it."""
-    from memadvise.sharding import Strategy
+    from memadvise.analyzer.sharding import Strategy
 
     result = estimate(
         _with_adam_state(), Scenario(gpus=4, strategy=Strategy(strategy), optimizer=OptimizerName.ADAMW)

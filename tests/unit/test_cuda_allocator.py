@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from memadvise.cuda_allocator import (
+from memadvise.planner.cuda_allocator import (
     LARGE_BUFFER,
     SMALL_BUFFER,
     CachingAllocatorModel,

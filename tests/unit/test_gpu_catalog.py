@@ -9,8 +9,8 @@ from importlib import resources
 
 import pytest
 
-from memadvise import gpus
 from memadvise.errors import UsageError
+from memadvise.planner import gpus
 
 GiB = 2**30
 MiB = 2**20
@@ -47,7 +47,7 @@ def test_catalog_is_cached() -> None:
 
 
 def test_data_file_is_a_list_of_objects_with_the_documented_fields() -> None:
-    rows = json.loads(resources.files("memadvise").joinpath("data/gpus.json").read_text())
+    rows = json.loads(resources.files("memadvise.planner").joinpath("data/gpus.json").read_text())
     assert isinstance(rows, list)
     for row in rows:
         assert {
@@ -156,7 +156,7 @@ def test_cublas_workspace_per_handle() -> None:
 
 def test_import_does_not_import_torch() -> None:
     code = (
-        "import sys, memadvise.gpus, memadvise.cuda_allocator, memadvise.sharding; "
+        "import sys, memadvise.planner.gpus, memadvise.planner.cuda_allocator, memadvise.analyzer.sharding; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

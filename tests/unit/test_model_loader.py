@@ -12,7 +12,7 @@ from torch import nn
 import memadvise
 from memadvise import ModelFileError
 from memadvise.api import profile_file
-from memadvise.loader import DEFAULT_FACTORY, load_model_file, split_target
+from memadvise.capture.loader import DEFAULT_FACTORY, load_model_file, split_target
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 FAIL_MARK = "# <- fails"

@@ -7,11 +7,11 @@ import pytest
 
 from memadvise.analyzer.blocks import Blocks
 from memadvise.errors import UsageError
-from memadvise.gpus import cuda_context_bytes, find_gpu, library_workspace_bytes
+from memadvise.model.profile import Profile
 from memadvise.planner import budget_for
+from memadvise.planner.gpus import cuda_context_bytes, find_gpu, library_workspace_bytes
 from memadvise.planner.hardware import GiB, ram_for
 from memadvise.planner.reserved import reserved
-from memadvise.profile import Profile
 
 MiB = 2**20
 

@@ -14,7 +14,7 @@ from torch import nn
 import memadvise
 from memadvise import LayerStats, Profile, ProfileFileError, load_profile
 from memadvise.api import profile_model
-from memadvise.profile import SCHEMA_VERSION
+from memadvise.model.profile import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")

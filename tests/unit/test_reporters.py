@@ -9,10 +9,10 @@ import pytest
 from rich.console import Console
 
 from memadvise import Holder, LayerStats, Profile, Timeline
+from memadvise.model.units import format_bytes
 from memadvise.reporters import Format, format_for_path
 from memadvise.reporters.console import layers_table, render_profile
 from memadvise.reporters.tables import LAYER_COLUMNS, layers_csv, to_dataframe
-from memadvise.units import format_bytes
 
 KiB = 2**10
 MiB = 2**20
@@ -135,7 +135,7 @@ def test_layers_csv_reads_back_exactly(profile: Profile) -> None:
         ("p.json", Format.JSON),
         ("out/P.JSON", Format.JSON),
         ("layers.csv", Format.CSV),
-        ("report.txt", None),
+        ("report.txt", Format.TABLE),
         ("noext", None),
         ("dir.json/file", None),
     ],

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from memadvise.errors import UsageError
-from memadvise.sharding import (
+from memadvise.analyzer.sharding import (
     ShardedStates,
     Strategy,
     fsdp_unsharded_peak_bytes,
     parse_strategy,
     shard_model_states,
 )
+from memadvise.errors import UsageError
 
 PSI = 7_500_000_000  # 7.5B parameters
 N = 64

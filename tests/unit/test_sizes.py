@@ -7,7 +7,7 @@ import re
 import pytest
 
 from memadvise.errors import MemadviseError, UsageError
-from memadvise.units import format_bytes, parse_size
+from memadvise.model.units import format_bytes, parse_size
 
 # -- format_bytes -------------------------------------------------------------------------------
 

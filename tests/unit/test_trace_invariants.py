@@ -19,7 +19,7 @@ from torch import nn
 import memadvise
 from memadvise import Profile, UsageError
 from memadvise.api import profile_model
-from memadvise.profile import CATEGORIES, Category, Phase
+from memadvise.model.profile import CATEGORIES, Category, Phase
 
 # -- tiny models ---------------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from memadvise import UsageError
-from memadvise.profile import Phase
-from memadvise.training import (
+from memadvise.capture.training import (
     StepFailed,
     call_model,
     default_loss,
@@ -23,6 +22,7 @@ from memadvise.training import (
     resolve_device,
     run_steps,
 )
+from memadvise.model.profile import Phase
 
 
 class Recorder(nn.Module):

@@ -18,6 +18,8 @@ import difflib
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from memadvise.model.enums import CATEGORIES, Category
+
 SCALING_TRACED = "traced"
 SCALING_ASSUMED = "assumed"
 
@@ -46,7 +48,7 @@ class ParamInfo:
 class Program:
     """Blocks (parallel columns) plus the ranges that place them in phases and modules.
 
-    * ``category``: index into :data:`memadvise.profile.CATEGORIES`; ``module`` and ``op`` index into
+    * ``category``: index into :data:`memadvise.model.enums.CATEGORIES`; ``module`` and ``op`` index into
       the ``modules`` and ``ops`` name tables; ``dtype`` into ``dtypes`` (``""``: not known, the
       operator's compute type is assumed).
     * ``phases``: ``(phase, step, start, end)`` event positions, ``end`` exclusive.
@@ -142,8 +144,6 @@ def build_program(
     ``times`` are the events' time stamps (to turn ranges into positions) and ``ops`` their operators;
     a block with ``alloc == -1`` existed before the trace.
     """
-    from memadvise.profile import CATEGORIES  # profile imports this module
-
     modules, op_names, dtypes = _Table(), _Table(), _Table()
     dtypes("")
     cols: dict[str, list[int]] = {
@@ -218,8 +218,6 @@ def _block_keys(program: Program) -> list[tuple[bool, int, str, str, str]]:
 def assumed_per_sample(program: Program) -> list[float]:
     """Growth per sample of every block when no second trace says: activations, temporaries and
     inputs grow in proportion to the batch, the rest not at all."""
-    from memadvise.profile import CATEGORIES, Category  # profile imports this module
-
     batch_sized = {
         CATEGORIES.index(c.value) for c in (Category.ACTIVATIONS, Category.TEMPORARIES, Category.INPUTS)
     }

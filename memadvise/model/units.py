@@ -48,6 +48,11 @@ def format_bytes(n: int | float, precision: int = 1) -> str:
     raise AssertionError("unreachable")
 
 
+def format_share(part: int | float, whole: int | float) -> str:
+    """``part`` as a percentage of ``whole`` with one decimal (``12.5%``); ``-`` when ``whole`` is 0."""
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
 def parse_size(text: str) -> int:
     """Parse ``24GB`` (10**9), ``24GiB`` / ``24G`` (2**30), ``512MiB``, ``1000`` (bytes) into bytes."""
     match = _SIZE_RE.match(str(text))

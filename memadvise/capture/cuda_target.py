@@ -54,16 +54,6 @@ class CudaTarget:
         return f"CUDA kernels chosen for {self.name} (compute capability {major}.{minor}, {how})"
 
 
-def target_for(gpu: str | None) -> CudaTarget:
-    """The target of a GPU catalog name (``None``: the default, an H100)."""
-    if gpu is None:
-        return CudaTarget()
-    from memadvise.gpus import find_gpu
-
-    spec = find_gpu(gpu)
-    return CudaTarget(spec.name, spec.compute_capability_tuple, assumed=False)
-
-
 # ---------------------------------------------------------------------------------------- attention
 
 
@@ -439,13 +429,13 @@ def cuda_optimizers() -> Iterator[None]:
     def with_meta(original: Any) -> Any:
         return lambda: [*original(), "meta"]
 
-    opt_module._get_foreach_kernels_supported_devices = with_meta(foreach)  # type: ignore[assignment]
-    opt_module._get_fused_kernels_supported_devices = with_meta(fused)  # type: ignore[assignment]
+    opt_module._get_foreach_kernels_supported_devices = with_meta(foreach)
+    opt_module._get_fused_kernels_supported_devices = with_meta(fused)
     try:
         yield
     finally:
-        opt_module._get_foreach_kernels_supported_devices = foreach  # type: ignore[assignment]
-        opt_module._get_fused_kernels_supported_devices = fused  # type: ignore[assignment]
+        opt_module._get_foreach_kernels_supported_devices = foreach
+        opt_module._get_fused_kernels_supported_devices = fused
 
 
 class Session:
@@ -475,7 +465,7 @@ def cuda_session(target: CudaTarget) -> Iterator[Session]:
 
     session = Session(target)
     _ACTIVE.append(session)
-    F.scaled_dot_product_attention = _patched_sdpa  # type: ignore[assignment]
+    F.scaled_dot_product_attention = _patched_sdpa
     checkpoint_module.contextlib = _CheckpointContextlib()  # type: ignore[assignment]
     try:
         with cuda_optimizers(), CudaKernels(target):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from memadvise.capture.training import iter_tensors
 from memadvise.errors import UsageError
-from memadvise.profile import HostMemory
-from memadvise.training import iter_tensors
+from memadvise.model.profile import HostMemory
 
 DEFAULT_PREFETCH = 2
 

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from memadvise.profile import Leak
-from memadvise.training import iter_tensors
+from memadvise.capture.training import iter_tensors
+from memadvise.model.profile import Leak
 
 OUTSIDE_MODULES = "<outside>"
 
@@ -31,7 +31,7 @@ _SKIP = tuple(
     str(Path(p).resolve()) + os.sep
     for p in (
         os.path.dirname(torch.__file__),
-        os.path.dirname(os.path.abspath(__file__)),
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # the memadvise package
         sysconfig.get_paths()["stdlib"],
     )
 )

@@ -11,10 +11,31 @@ from enum import Enum
 from typing import Any
 
 from memadvise.errors import UsageError
-from memadvise.profile import OptimizerName
-from memadvise.sharding import Strategy
+from memadvise.model.enums import OptimizerName
 
 AUTO = "auto"
+
+
+class Strategy(str, Enum):
+    """How model states are spread over the data-parallel GPUs."""
+
+    DDP = "ddp"
+    ZERO1 = "zero1"
+    ZERO2 = "zero2"
+    ZERO3 = "zero3"
+    FSDP = "fsdp"
+
+
+def parse_strategy(value: str | Strategy) -> Strategy:
+    """``"zero-3"``, ``"ZeRO3"``, ``"fsdp"`` … as a :class:`Strategy`; anything else is a UsageError."""
+    if isinstance(value, Strategy):
+        return value
+    key = str(value).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    try:
+        return Strategy(key)
+    except ValueError:
+        choices = ", ".join(s.value for s in Strategy)
+        raise UsageError(f"unknown sharding strategy {value!r}; choose one of {choices}") from None
 
 
 class Precision(str, Enum):

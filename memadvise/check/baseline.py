@@ -1,4 +1,4 @@
-"""Memory regression checks: baselines, tolerances, comparison and the ``[tool.memadvise.check]`` config.
+"""Memory regression checks: baselines, comparison, and the run over the checked models.
 
 Pure logic without torch: a baseline is a JSON file of entries, one per model file × factory × batch
 size × mode × optimizer × device; :func:`compare` turns an entry and a new :class:`Profile` into
@@ -19,20 +19,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from memadvise.check_config import (  # noqa: F401  (re-exported: part of memadvise.check's API)
+from memadvise.capture.loader import split_target
+from memadvise.check.config import (
     CheckConfig,
     Settings,
     Tolerance,
-    find_config,
-    load_config,
     parse_device,
     parse_mode,
     parse_optimizer,
-    read_toml,
 )
 from memadvise.errors import BaselineError, ModelFileError, UsageError
-from memadvise.loader import split_target
-from memadvise.profile import Mode, OptimizerName, Profile
+from memadvise.model.profile import Mode, OptimizerName, Profile
 
 BASELINE_FORMAT = "memadvise-baseline"
 BASELINE_SCHEMA = 1

@@ -1,6 +1,6 @@
 """The GPU catalog: what the planner needs to know about a card, read from ``data/gpus.json``.
 
-The catalog is data, not code: adding a card means adding one object to ``memadvise/data/gpus.json``.
+The catalog is data, not code: adding a card means adding one object to ``memadvise/planner/data/gpus.json``.
 Each entry gives the card's ``name``, the ``aliases`` users type, ``memory_bytes`` (the total memory the
 driver reports where it is known, as nvidia-smi prints it in MiB — a little less than the marketed size
 on most cards — else the marketed size in GiB; the entry's ``note`` says which), whether it runs
@@ -107,8 +107,8 @@ def _spec_from_json(row: dict[str, Any]) -> GpuSpec:
 
 @lru_cache(maxsize=1)
 def load_catalog() -> tuple[GpuSpec, ...]:
-    """All cards of ``memadvise/data/gpus.json``, in file order (read once, then cached)."""
-    text = resources.files("memadvise").joinpath("data/gpus.json").read_text(encoding="utf-8")
+    """All cards of ``memadvise/planner/data/gpus.json``, in file order (read once, then cached)."""
+    text = resources.files("memadvise.planner").joinpath("data/gpus.json").read_text(encoding="utf-8")
     rows = json.loads(text)
     if not isinstance(rows, list):
         raise ValueError("the GPU catalog must be a JSON list of objects")

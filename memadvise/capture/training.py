@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from memadvise.errors import MemadviseError, UsageError
-from memadvise.profile import Mode, OptimizerName, Phase
+from memadvise.model.profile import Mode, OptimizerName, Phase
 
 TRAIN_LOOPS = ("tutorial", "lean")
 PhaseContext = Callable[[Phase, int], AbstractContextManager[Any]]
@@ -162,7 +162,7 @@ def _autocast(model: torch.nn.Module, dtype: torch.dtype | None) -> Callable[[],
         return nullcontext
     device = next((p.device.type for p in model.parameters()), "cpu")
     if device == "meta":
-        from memadvise.cuda_target import EmulatedAutocast, active_session
+        from memadvise.capture.cuda_target import EmulatedAutocast, active_session
 
         session = active_session()
         if session is None:

@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from memadvise.training import call_model
+from memadvise.capture.training import call_model
 
 
 class _ForwardFlops(TorchDispatchMode):

@@ -49,7 +49,7 @@ def storage_resizes() -> Iterator[None]:
     place (its ``free_storage``/``alloc_storage`` helpers resize the storage; the tensors live on)."""
     from torch.distributed.fsdp._fully_shard import _fsdp_param, _fsdp_param_group
 
-    from memadvise.fake import ACTIVE
+    from memadvise.capture.fake import ACTIVE
 
     original_alloc, original_free = _fsdp_param.alloc_storage, _fsdp_param.free_storage
 

@@ -1,8 +1,8 @@
 """Capture: run training steps under hooks and a recorder, return a ``Profile``.
 
 The recorder says where allocation events come from: the allocator-level profiler for a real run
-(:mod:`memadvise.allocator_events`) or a dispatch mode over meta tensors for a fake run
-(:mod:`memadvise.fake`). The hooks are the same for both:
+(:mod:`memadvise.capture.events`) or a dispatch mode over meta tensors for a fake run
+(:mod:`memadvise.capture.fake`). The hooks are the same for both:
 
 * forward pre/post hooks on every module open and close a module range, so each allocation is
   attributed to the innermost module running;
@@ -10,9 +10,9 @@ The recorder says where allocation events come from: the allocator-level profile
 * gradient and optimizer-state storages are read after ``backward()`` and ``optimizer.step()``.
 
 With more than two steps, the profile's peak still comes from the first two (the events of later steps
-are cut off before it is built) and :mod:`memadvise.leaks` scans all steps for memory that survives;
-when it finds some, one extra step under :mod:`memadvise.leak_sources` finds the user's source lines.
-With ``health=True``, :mod:`memadvise.health` reduces outputs and gradients during the first step,
+are cut off before it is built) and :mod:`memadvise.capture.leaks` scans all steps for memory that survives;
+when it finds some, one extra step under :mod:`memadvise.capture.leak_sources` finds the user's source lines.
+With ``health=True``, :mod:`memadvise.capture.health` reduces outputs and gradients during the first step,
 outside the measured memory.
 
 Leaving the tracer removes every hook, restores train/eval flags, parameters, buffers, existing
@@ -29,15 +29,13 @@ from typing import Any, Protocol
 
 import torch
 
-from memadvise.allocations import OUTSIDE, BaselineBlock, Capture, Events, build_profile, first_steps
-from memadvise.allocator_events import AllocatorRecorder
-from memadvise.errors import UsageError
-from memadvise.health import HealthMonitor
-from memadvise.kernel_buffers import KernelBufferModel
-from memadvise.leaks import MIN_LEAK_STEPS, scan_leaks
-from memadvise.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
-from memadvise.program import ParamInfo
-from memadvise.training import (
+from memadvise.capture.allocations import OUTSIDE, BaselineBlock, Capture, Events, build_profile, first_steps
+from memadvise.capture.cuda_target import CudaTarget
+from memadvise.capture.events import AllocatorRecorder
+from memadvise.capture.health import HealthMonitor
+from memadvise.capture.kernel_buffers import KernelBufferModel
+from memadvise.capture.leaks import MIN_LEAK_STEPS, scan_leaks
+from memadvise.capture.training import (
     MIXED_DTYPES,
     TRAIN_LOOPS,
     PhaseContext,
@@ -46,6 +44,9 @@ from memadvise.training import (
     make_optimizer,
     run_steps,
 )
+from memadvise.errors import UsageError
+from memadvise.model.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
+from memadvise.model.program import ParamInfo
 
 PEAK_STEPS = 2  # the peak is the max over the first two steps: step 1 already holds optimizer state
 
@@ -175,7 +176,7 @@ class Tracer:
         progress: Callable[[str, int], None] | None = None,
         precision: str = "fp32",
         train_loop: str = "tutorial",
-        gpu: str | None = None,
+        gpu: CudaTarget | None = None,
     ) -> None:
         if train_loop not in TRAIN_LOOPS:
             raise UsageError(f"unknown training loop {train_loop!r}; use tutorial or lean")
@@ -192,24 +193,20 @@ class Tracer:
         device = _model_device(model)
         self._module_stack: list[str] = []
         self.recorder: Recorder
-        from memadvise.fake import fake_mode_of
+        from memadvise.capture.fake import fake_mode_of
 
         fake_mode = fake_mode_of(model)
         if fake_mode is not None:
-            from memadvise.fake import FakeRecorder
+            from memadvise.capture.fake import FakeRecorder
 
             self.target = device
             self.recorder = FakeRecorder(device, self._module_stack, fake_mode)
             preserve_state = False  # fake tensors hold no values to restore
         elif device.type == "meta":
-            from memadvise.fake import FakeRecorder
+            from memadvise.capture.fake import FakeRecorder
 
             self.target = torch.device(target_device or "cuda")
-            cuda_target = None
-            if self.target.type == "cuda":
-                from memadvise.cuda_target import target_for
-
-                cuda_target = target_for(gpu)
+            cuda_target = (gpu or CudaTarget()) if self.target.type == "cuda" else None
             self.recorder = FakeRecorder(self.target, self._module_stack, cuda_target=cuda_target)
             preserve_state = False  # meta tensors hold no values to restore
         else:
@@ -415,7 +412,7 @@ class Tracer:
         train_step: TrainStep | None,
     ) -> tuple[Leak, ...]:
         """One more step, outside the recorded events, to find the source lines of the leaks."""
-        from memadvise.leak_sources import find_sources
+        from memadvise.capture.leak_sources import find_sources
 
         self._step = self.steps
 

@@ -50,7 +50,7 @@ and cross-stream events, CUDA-graph private pools, ``roundup_power2_divisions``,
 ``garbage_collection_threshold``, ``per_process_memory_fraction``, free-memory callbacks, and, with
 expandable segments, the unmapping of free pages inside a segment under memory pressure (only free pages
 at the end are unmapped). Memory outside the allocator (CUDA context, NCCL, cuDNN's own buffers) is not
-part of this model either; :mod:`memadvise.gpus` estimates the context.
+part of this model either; :mod:`memadvise.planner.gpus` estimates the context.
 
 Cost: the free blocks of each pool sit in a list sorted by (size, address), searched with ``bisect``;
 one event is O(log n) plus a list insertion (a memmove), so 100 000 events replay in well under a second.

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from memadvise.allocator_events import HEALTH_RANGE
-from memadvise.profile import Health, HealthFlag, LayerHealth
-from memadvise.training import iter_tensors
+from memadvise.capture.events import HEALTH_RANGE
+from memadvise.capture.training import iter_tensors
+from memadvise.model.profile import Health, HealthFlag, LayerHealth
 
 FP16_MAX = 65504.0
 BF16_MAX = float(torch.finfo(torch.bfloat16).max)

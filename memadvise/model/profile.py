@@ -8,57 +8,40 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from memadvise.errors import ProfileFileError
-from memadvise.program import Program
+from memadvise.model.enums import CATEGORIES, Category, Mode, OptimizerName, Phase
+from memadvise.model.program import Program
 
 SCHEMA_VERSION = 1
 
-
-class Category(str, Enum):
-    """What a byte of live memory is for."""
-
-    PARAMETERS = "parameters"
-    BUFFERS = "buffers"
-    INPUTS = "inputs"
-    ACTIVATIONS = "activations"
-    GRADIENTS = "gradients"
-    OPTIMIZER_STATE = "optimizer_state"
-    TEMPORARIES = "temporaries"
-
-
-class Phase(str, Enum):
-    """Where in a training step memory was allocated."""
-
-    SETUP = "setup"
-    FORWARD = "forward"
-    BACKWARD = "backward"
-    OPTIMIZER = "optimizer"
-
-
-class Mode(str, Enum):
-    TRAIN = "train"
-    INFERENCE = "inference"
+__all__ = [
+    "CATEGORIES",
+    "SCHEMA_VERSION",
+    "Category",
+    "Health",
+    "HealthFlag",
+    "Holder",
+    "HostMemory",
+    "LayerHealth",
+    "LayerStats",
+    "Leak",
+    "MemoryFigures",
+    "Mode",
+    "OptimizerName",
+    "Phase",
+    "Profile",
+    "Timeline",
+    "load_profile",
+    "module_label",
+]
 
 
-class OptimizerName(str, Enum):
-    """Optimizers memadvise traces or estimates (``adamw-8bit``, bitsandbytes', by formula only)."""
-
-    ADAMW = "adamw"
-    ADAM = "adam"
-    SGD = "sgd"
-    SGD_MOMENTUM = "sgd-momentum"
-    ADAGRAD = "adagrad"
-    RMSPROP = "rmsprop"
-    ADAFACTOR = "adafactor"
-    ADAMW_8BIT = "adamw-8bit"
-    NONE = "none"
-
-
-CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
+def module_label(name: str) -> str:
+    """How reports name a module: its qualified name, and ``(root)`` for the model itself (``""``)."""
+    return name if name else "(root)"
 
 
 @dataclass(frozen=True)
@@ -195,12 +178,14 @@ class HostMemory:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """One traced model: its exact peak, what held it, per-layer memory and the timeline.
+class MemoryFigures:
+    """The figures of one run of a model, measured (:class:`Profile`) or predicted (an analyzer
+    ``Estimate``): the same names, meanings and units (bytes) in both.
 
-    With more than two steps (``--steps K``), the peak, its holders, the timeline and the layers still
-    cover the first two steps only (so they do not depend on K); ``live_after_step`` covers all K steps
-    and ``leaks`` lists memory that survives from one step to the end of every later one.
+    The peak: its bytes, where it happened (``peak_phase`` of step ``peak_step``, while ``peak_op`` of
+    ``peak_module`` ran; ``""`` where not known) and what was alive by category (``peak_breakdown``).
+    The totals: parameters, buffers, one batch of inputs, gradients, optimizer state, and the
+    activations saved for backward at the end of the forward pass.
     """
 
     model: str
@@ -220,6 +205,17 @@ class Profile:
     grad_bytes: int
     optimizer_state_bytes: int
     activation_bytes: int
+
+
+@dataclass(frozen=True)
+class Profile(MemoryFigures):
+    """One traced model: its exact peak, what held it, per-layer memory and the timeline.
+
+    With more than two steps (``--steps K``), the peak, its holders, the timeline and the layers still
+    cover the first two steps only (so they do not depend on K); ``live_after_step`` covers all K steps
+    and ``leaks`` lists memory that survives from one step to the end of every later one.
+    """
+
     steps: int
     layers: tuple[LayerStats, ...] = ()
     peak_holders: tuple[Holder, ...] = ()

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from memadvise.profile import CATEGORIES, Category, Holder, LayerStats, Phase, Profile, Timeline
-from memadvise.program import Program, build_program
+from memadvise.model.profile import CATEGORIES, Category, Holder, LayerStats, Phase, Profile, Timeline
+from memadvise.model.program import Program, build_program
 
 OUTSIDE = {
     Phase.SETUP.value: "<setup>",
@@ -26,7 +26,6 @@ OUTSIDE = {
     Phase.BACKWARD.value: "<autograd>",
     Phase.OPTIMIZER.value: "<optimizer>",
 }
-INPUTS_HOLDER = "<inputs>"
 MAX_TIMELINE_POINTS = 2000
 
 

@@ -13,7 +13,7 @@ What a fake run cannot see, and how memadvise handles it:
 * Operators without a meta implementation run for real on zero-filled CPU copies when their inputs
   are small (under 64 MiB), and their outputs are turned back into meta tensors; each is listed.
 * Buffers that kernels allocate internally, outside the dispatcher, are modelled per target device
-  (see :mod:`memadvise.kernel_buffers`).
+  (see :mod:`memadvise.capture.kernel_buffers`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
 
-from memadvise.allocations import Events
-from memadvise.kernel_buffers import KernelBufferModel
+from memadvise.capture.allocations import Events
+from memadvise.capture.kernel_buffers import KernelBufferModel
 
 REAL_FALLBACK_LIMIT = 64 * 2**20
 _LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default
@@ -44,8 +44,8 @@ _MACHINERY = (
     "/torch/_",
     "/torch/utils/",
     "/torch/overrides",
-    "memadvise/fake.py",
-    "memadvise/cuda_target.py",
+    "memadvise/capture/fake.py",
+    "memadvise/capture/cuda_target.py",
 )
 _LOOP_LIMIT = 3
 
@@ -258,7 +258,7 @@ class FakeRecorder(TorchDispatchMode):
                 with self.fake_mode, self, _CompositeLikeReal():
                     yield
             elif self.target.type == "cuda":
-                from memadvise.cuda_target import CudaTarget, cuda_session
+                from memadvise.capture.cuda_target import CudaTarget, cuda_session
 
                 target = self.cuda_target or CudaTarget()
                 self.assumed.note(target.describe())

@@ -26,19 +26,17 @@ elements each by default, are bounded transients that depend on its configuratio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from memadvise.errors import UsageError
+from memadvise.model.scenario import Strategy, parse_strategy
 
-
-class Strategy(str, Enum):
-    """How model states are spread over the data-parallel GPUs."""
-
-    DDP = "ddp"
-    ZERO1 = "zero1"
-    ZERO2 = "zero2"
-    ZERO3 = "zero3"
-    FSDP = "fsdp"
+__all__ = [
+    "ShardedStates",
+    "Strategy",
+    "fsdp_unsharded_peak_bytes",
+    "parse_strategy",
+    "shard_model_states",
+]
 
 
 # Which model states each strategy shards (the others are replicated on every GPU).
@@ -83,18 +81,6 @@ class ShardedStates:
     total_bytes: int
     sharded: tuple[str, ...]
     note: str
-
-
-def parse_strategy(value: str | Strategy) -> Strategy:
-    """``"zero-3"``, ``"ZeRO3"``, ``"fsdp"`` … as a :class:`Strategy`; anything else is a UsageError."""
-    if isinstance(value, Strategy):
-        return value
-    key = str(value).strip().lower().replace("-", "").replace("_", "").replace(" ", "")
-    try:
-        return Strategy(key)
-    except ValueError:
-        choices = ", ".join(s.value for s in Strategy)
-        raise UsageError(f"unknown sharding strategy {value!r}; choose one of {choices}") from None
 
 
 def _ceil_div(n: int, d: int) -> int:

@@ -16,8 +16,8 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass
 
-from memadvise.allocations import BaselineBlock, Events, event_context, pair_blocks
-from memadvise.profile import Leak
+from memadvise.capture.allocations import BaselineBlock, Events, event_context, pair_blocks
+from memadvise.model.profile import Leak
 
 MIN_LEAK_STEPS = 3
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memadvise.capture.loader import split_target
 from memadvise.errors import CheckConfigError, UsageError
-from memadvise.loader import split_target
-from memadvise.profile import Mode, OptimizerName
-from memadvise.units import format_bytes, parse_size
+from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.units import format_bytes, parse_size
 
 
 # -- tolerance --------------------------------------------------------------------------------------

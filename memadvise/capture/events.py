@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from memadvise.allocations import Events
+from memadvise.capture.allocations import Events
 
 # Kineto logs its own start/stop lines on stderr; keep the user's terminal clean.
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")

@@ -1,0 +1,81 @@
+"""Memory regression checks: baselines (``baseline``), tolerances and the ``[tool.memadvise.check]``
+config (``config``), and the pytest plugin (``pytest_plugin``, loaded by pytest, not imported here).
+
+Pure logic without torch; only :func:`run_checks` profiles models (it imports the library lazily).
+"""
+
+from __future__ import annotations
+
+from memadvise.check.baseline import (
+    BASELINE_FORMAT,
+    BASELINE_SCHEMA,
+    DEFAULT_TOLERANCE,
+    FIGURES,
+    LAYER_FIELDS,
+    UPDATE_HINT,
+    Baseline,
+    BaselineEntry,
+    CheckPlan,
+    CheckResult,
+    CheckRun,
+    CheckTarget,
+    FigureChange,
+    LayerChange,
+    Status,
+    compare,
+    display_path,
+    entry_key,
+    layer_changes,
+    load_baseline,
+    metadata_warnings,
+    plan_checks,
+    relative_to,
+    run_checks,
+)
+from memadvise.check.config import (
+    CheckConfig,
+    Settings,
+    Tolerance,
+    find_config,
+    load_config,
+    parse_device,
+    parse_mode,
+    parse_optimizer,
+    read_toml,
+)
+
+__all__ = [
+    "BASELINE_FORMAT",
+    "BASELINE_SCHEMA",
+    "DEFAULT_TOLERANCE",
+    "FIGURES",
+    "LAYER_FIELDS",
+    "UPDATE_HINT",
+    "Baseline",
+    "BaselineEntry",
+    "CheckConfig",
+    "CheckPlan",
+    "CheckResult",
+    "CheckRun",
+    "CheckTarget",
+    "FigureChange",
+    "LayerChange",
+    "Settings",
+    "Status",
+    "Tolerance",
+    "compare",
+    "display_path",
+    "entry_key",
+    "find_config",
+    "layer_changes",
+    "load_baseline",
+    "load_config",
+    "metadata_warnings",
+    "parse_device",
+    "parse_mode",
+    "parse_optimizer",
+    "plan_checks",
+    "read_toml",
+    "relative_to",
+    "run_checks",
+]

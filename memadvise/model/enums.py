@@ -1,0 +1,52 @@
+"""The closed choices of a trace: memory categories, step phases, modes and optimizers.
+
+They live apart from :mod:`memadvise.model.profile` so that the program (which indexes categories) and
+the profile (which holds a program) do not import each other.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Category(str, Enum):
+    """What a byte of live memory is for."""
+
+    PARAMETERS = "parameters"
+    BUFFERS = "buffers"
+    INPUTS = "inputs"
+    ACTIVATIONS = "activations"
+    GRADIENTS = "gradients"
+    OPTIMIZER_STATE = "optimizer_state"
+    TEMPORARIES = "temporaries"
+
+
+class Phase(str, Enum):
+    """Where in a training step memory was allocated."""
+
+    SETUP = "setup"
+    FORWARD = "forward"
+    BACKWARD = "backward"
+    OPTIMIZER = "optimizer"
+
+
+class Mode(str, Enum):
+    TRAIN = "train"
+    INFERENCE = "inference"
+
+
+class OptimizerName(str, Enum):
+    """Optimizers memadvise traces or estimates (``adamw-8bit``, bitsandbytes', by formula only)."""
+
+    ADAMW = "adamw"
+    ADAM = "adam"
+    SGD = "sgd"
+    SGD_MOMENTUM = "sgd-momentum"
+    ADAGRAD = "adagrad"
+    RMSPROP = "rmsprop"
+    ADAFACTOR = "adafactor"
+    ADAMW_8BIT = "adamw-8bit"
+    NONE = "none"
+
+
+CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
