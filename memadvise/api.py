@@ -131,7 +131,7 @@ def profile_file(
     seq_len: int | None = None,
     fsdp: int | None = None,
     train_loop: str = "tutorial",
-    gpu: str | None = None,
+    gpu: CudaTarget | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -148,9 +148,9 @@ def profile_file(
     ``fsdp=N`` traces one rank of FSDP2 over N fake ranks (fake CPU tensors; see
     :mod:`memadvise.capture.fsdp`). ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop, the
     default: output and loss alive through ``step()`` and ``zero_grad()``) or ``lean`` (freed after
-    ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` names the catalog GPU
-    whose kernels a fake CUDA-target trace follows (default: an H100; see
-    :mod:`memadvise.capture.cuda_target`).
+    ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` is the GPU whose kernels a
+    fake CUDA-target trace follows (a :class:`~memadvise.capture.cuda_target.CudaTarget`; default: an
+    H100, compute capability 9.0).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -185,23 +185,13 @@ def profile_file(
             steps=steps,
             health=health,
             train_loop=train_loop,
-            gpu=_cuda_target(gpu),
+            gpu=gpu,
         )
     profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
     if host is not None:
         return replace(profile, host_memory=host)
     return profile
-
-
-def _cuda_target(gpu: str | None) -> CudaTarget | None:
-    """The fake CUDA trace's target for a GPU catalog name (``None``: the default target)."""
-    if gpu is None:
-        return None
-    from memadvise.planner.gpus import find_gpu
-
-    spec = find_gpu(gpu)
-    return CudaTarget(spec.name, spec.compute_capability_tuple, assumed=False)
 
 
 def _traced(

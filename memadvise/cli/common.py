@@ -248,6 +248,7 @@ def load_or_profile(
         traced_optimizer = scenario.optimizer
         scenario = replace(scenario, optimizer=None)
     where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+    fake_cuda = where == "meta" and getattr(target_device, "value", "cuda") == "cuda"
     phases = 3 if mode is Mode.TRAIN else 1
     with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:
         profile = profile_file(
@@ -262,9 +263,20 @@ def load_or_profile(
             progress=on_phase,
             fsdp=fsdp,
             train_loop=train_loop.value,
-            gpu=gpu if where == "meta" and getattr(target_device, "value", "cuda") == "cuda" else None,
+            gpu=cuda_target(gpu) if fake_cuda else None,
         )
     return profile, scenario
+
+
+def cuda_target(gpu: str | None) -> Any:
+    """The fake CUDA trace's target for a GPU catalog name (``None``: memadvise's default target)."""
+    if gpu is None:
+        return None
+    from memadvise.capture.cuda_target import CudaTarget
+    from memadvise.planner.gpus import find_gpu
+
+    spec = find_gpu(gpu)
+    return CudaTarget(spec.name, spec.compute_capability_tuple, assumed=False)
 
 
 def module_names(values: list[str] | None) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from memadvise.cli.common import (
     TrainLoop,
     TrainLoopOpt,
     chosen_device,
+    cuda_target,
     handles_errors,
     show,
     step_progress,
@@ -211,7 +212,7 @@ def profile_command(
             precision=precision,
             seq_len=seq_len,
             train_loop=train_loop.value,
-            gpu=gpu,
+            gpu=cuda_target(gpu),
             scaling=scaling if scaling is not None else chosen is Format.JSON,
             fsdp=fsdp,
         )
