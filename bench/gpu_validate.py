@@ -481,6 +481,7 @@ def fake_job(case: str, gpu: str) -> dict[str, Any]:
             target_device="cuda",
             precision=precision,
             scaling=False,
+            gpu=_imp("memadvise.cli.common:cuda_target")(gpu),
         )
     except Exception as exc:  # noqa: BLE001
         return {"case": case, "fake_cuda": {"error": _err(exc)}}

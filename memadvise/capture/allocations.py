@@ -151,11 +151,18 @@ def event_context(ev: Events) -> tuple[list[str], list[int], list[str]]:
 
 
 def first_steps(ev: Events, steps: int) -> Events:
-    """The events of the first ``steps`` steps only: everything before the next step's first phase."""
+    """The events of the first ``steps`` steps only: everything before the next step's first phase, or
+    when no step follows, up to the end of the last phase (the tutorial loop's last output and loss are
+    released after it, when the loop ends; a longer run would release them in the next forward)."""
     later = [start for _, step, start, _ in ev.phase_ranges if step >= steps]
-    if not later:
+    if later:
+        cut = min(later)
+    elif ev.phase_ranges:
+        cut = max(end for *_, end in ev.phase_ranges) + 1
+        if not ev.time or ev.time[-1] < cut:
+            return ev
+    else:
         return ev
-    cut = min(later)
     n = bisect.bisect_left(ev.time, cut)
     return Events(
         time=ev.time[:n],

@@ -143,13 +143,31 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------- precision
 
 
+def _cpu_has_amx() -> bool:
+    """Intel AMX (Sapphire Rapids and later): oneDNN runs 16-bit matrix products there with extra
+    reorder buffers of its own, so 16-bit CPU runs no longer halve exactly."""
+    try:
+        return "amx_bf16" in open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return False
+
+
+AMX = _cpu_has_amx()
+
+
+@pytest.mark.xfail(
+    AMX,
+    strict=True,
+    reason="with AMX, oneDNN's 16-bit linear kernels allocate buffers of their own: the bf16 train "
+    "peak is 4,075,124 B (fp16 4,091,252 B), not 8,012,008 / 2",
+)
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_pure_half_precision_halves_everything_on_a_linear_model(model_dir: Path, precision: str) -> None:
     """Pure bf16/fp16 casts weight, input and every activation: all numbers halve exactly."""
     path = model_dir / "linear.py"
     for mode in ("train", "inference"):
-        full = groundtruth.measure_peak(path, 1, mode, "sgd")
-        half = groundtruth.measure_peak(path, 1, mode, "sgd", precision=precision)
+        full = groundtruth.measure_peak(path, 1, mode, "sgd", loop="lean")
+        half = groundtruth.measure_peak(path, 1, mode, "sgd", precision=precision, loop="lean")
         assert full.baseline_bytes == W + N * F32
         assert 2 * half.baseline_bytes == full.baseline_bytes
         assert 2 * half.peak_bytes == full.peak_bytes
@@ -171,7 +189,21 @@ def test_pure_bf16_halves_the_parameter_part_of_gpt2(model_dir: Path) -> None:
     assert bf16.peak_bytes < 0.7 * full.peak_bytes
 
 
-@pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
+@pytest.mark.parametrize(
+    "precision",
+    [
+        pytest.param(
+            "bf16-mixed",
+            marks=pytest.mark.xfail(
+                AMX,
+                strict=True,
+                reason="with AMX, oneDNN's bf16 linear kernels add 137,212 B of their own: the peak is "
+                "6,145,216 B, not 6,008,004 B",
+            ),
+        ),
+        "fp16-mixed",
+    ],
+)
 def test_mixed_precision_keeps_fp32_weights_and_adds_half_copies(model_dir: Path, precision: str) -> None:
     """Autocast keeps fp32 weights; a forward adds half copies of weight and input and a half output."""
     path = model_dir / "linear.py"
@@ -310,12 +342,15 @@ def test_unknown_module_names_rejected(model_dir: Path) -> None:
 def test_grad_accum_adds_one_incoming_gradient(model_dir: Path) -> None:
     """From the second micro-batch on, the new gradient exists next to .grad before being added."""
     path = model_dir / "linear.py"
-    one = groundtruth.measure_peak(path, 1, "train", "sgd")
-    two = groundtruth.measure_peak(path, 1, "train", "sgd", grad_accum=2)
-    three = groundtruth.measure_peak(path, 1, "train", "sgd", grad_accum=3)
+    one = groundtruth.measure_peak(path, 1, "train", "sgd", loop="lean")
+    two = groundtruth.measure_peak(path, 1, "train", "sgd", grad_accum=2, loop="lean")
+    three = groundtruth.measure_peak(path, 1, "train", "sgd", grad_accum=3, loop="lean")
     assert two.peak_bytes == one.peak_bytes + W
     assert three.peak_bytes == two.peak_bytes
     assert two.end_bytes == one.end_bytes == one.baseline_bytes
+    # the tutorial loop holds each micro-batch's output and loss until the next one replaces them
+    tutorial = groundtruth.measure_peak(path, 1, "train", "sgd", grad_accum=2)
+    assert tutorial.end_bytes == one.baseline_bytes + N * F32 + F32
 
 
 def test_grad_accum_never_lowers_the_gpt2_peak() -> None:

@@ -87,13 +87,14 @@ def test_clean_custom_steps_report_no_leak(factory: str) -> None:
     assert prof.peak_breakdown["optimizer_state"] > 0 and prof.peak_breakdown["gradients"] > 0
 
 
-def test_a_custom_step_equal_to_the_default_step_has_the_same_peak() -> None:
+def test_a_custom_step_equal_to_the_lean_step_has_the_same_peak() -> None:
+    """The file's train_step() frees output and loss after backward(), as the lean loop does."""
     path = MODELS / "clean_custom_step.py"
     custom = memadvise.profile_file(str(path), batch_size=BATCH, device="cpu")
     loaded = load_model_file(path)
     torch.manual_seed(0)
     model, inputs = loaded.build(), loaded.inputs(BATCH)
-    default = memadvise.profile_model(model, inputs)
+    default = memadvise.profile_model(model, inputs, train_loop="lean")
     assert custom.peak_bytes == default.peak_bytes
     assert custom.peak_breakdown == default.peak_breakdown
     assert custom.peak_phase == default.peak_phase
