@@ -326,17 +326,21 @@ class EmulatedAutocast(TorchFunctionMode):
         """The call's arguments cast; one tensor passed several times (self-attention's query, key and
         value) is cast once, as PyTorch's kernels see the same input."""
         seen: dict[int, Any] = {}
+        try:
+            new_args = tuple(self._cast_once(a, dtype, seen) for a in args)
+            new_kwargs = {k: self._cast_once(v, dtype, seen) for k, v in kwargs.items()}
+        finally:
+            seen.clear()  # no reference may outlive the call: frees must happen when PyTorch's would
+        return new_args, new_kwargs
 
-        def cast(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                if id(value) not in seen:
-                    seen[id(value)] = self._cast(value, dtype)
-                return seen[id(value)]
-            if isinstance(value, (list, tuple)):
-                return type(value)(cast(v) for v in value)
-            return value
-
-        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+    def _cast_once(self, value: Any, dtype: torch.dtype, seen: dict[int, Any]) -> Any:
+        if isinstance(value, torch.Tensor):
+            if id(value) not in seen:
+                seen[id(value)] = self._cast(value, dtype)
+            return seen[id(value)]
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._cast_once(v, dtype, seen) for v in value)
+        return value
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
