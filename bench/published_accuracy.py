@@ -104,7 +104,11 @@ def _source_digest() -> str:
 
 def profile_for(record: dict, source_digest: str) -> Path:
     """The cached fake-trace profile of the record's model at its trace settings (traced when missing)."""
-    trace = record["memadvise_args"]["trace"]
+    trace = dict(record["memadvise_args"]["trace"])
+    lever = record["memadvise_args"]["levers"]["precision"]
+    if lever in ("fp16-mixed", "bf16-mixed"):
+        trace["precision"] = lever  # autocast is traced on a fake CUDA target, not estimated by rule
+    trace["gpu"] = record["plan_gpu"]  # the kernels (attention, autocast) of the measured GPU
     model_file = ROOT / record["model_file"]
     target = str(model_file) + (f":{record['factory']}" if record.get("factory") else "")
     model_digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
@@ -117,7 +121,7 @@ def profile_for(record: dict, source_digest: str) -> Path:
     args = [
         "profile", target, "--fake", "--target-device", "cuda", "--batch-size", str(trace["batch_size"]),
         "--precision", trace["precision"], "--optimizer", trace["optimizer"], "--mode", trace["mode"],
-        "--no-scaling", "--format", "json", "--output", str(path) + ".part",
+        "--no-scaling", "--format", "json", "--output", str(path) + ".part", "--gpu", trace["gpu"],
     ]  # fmt: skip
     if trace.get("seq_len"):
         args += ["--seq-len", str(trace["seq_len"])]

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from memadvise.errors import UsageError
 from memadvise.model.units import format_bytes, parse_size
 from memadvise.planner import hardware
-from memadvise.planner.gpus import GpuSpec, cuda_context_bytes, find_gpu, library_workspace_bytes
+from memadvise.planner.gpus import (
+    CONTEXT_MEASURED,
+    GpuSpec,
+    cuda_context_bytes,
+    find_gpu,
+    library_workspace_bytes,
+)
 
 # A GPU given only by its size: the context of a recent (Ampere/Ada) card plus one cuBLAS workspace.
 UNKNOWN_CONTEXT = 400 * 2**20
@@ -38,13 +44,20 @@ class Budget:
     def usable_bytes(self) -> int:
         return max(0, self.total_bytes - self.reserve_bytes)
 
+    @property
+    def context_source(self) -> str:
+        """Where the context figure comes from: a measurement on this architecture, or an assumption."""
+        if self.gpu is not None and self.gpu.architecture in CONTEXT_MEASURED:
+            return f"measured on {CONTEXT_MEASURED[self.gpu.architecture]}"
+        return "assumed, not measured on this architecture"
+
     def describe(self) -> str:
         if self.exact:
             return f"{self.name}: {format_bytes(self.total_bytes)} for tensors (--reserve 0)"
         return (
             f"{self.name}: {format_bytes(self.total_bytes)} − {format_bytes(self.reserve_bytes)} reserved "
-            f"(CUDA context and kernels ~{format_bytes(self.context_bytes)}, cuBLAS workspaces "
-            f"{format_bytes(self.workspace_bytes)}) = {format_bytes(self.usable_bytes)} "
+            f"(CUDA context and kernels ~{format_bytes(self.context_bytes)}, {self.context_source}; cuBLAS "
+            f"workspaces {format_bytes(self.workspace_bytes)}) = {format_bytes(self.usable_bytes)} "
             "for the caching allocator"
         )
 
