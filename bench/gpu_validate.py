@@ -840,7 +840,7 @@ def truth_of(
         return {}, "not measured"
     first_in_process = "process" not in entry and mode == "train" and which == "tutorial"
     if first_in_process:
-        for key in ("allocated_peak", "reserved_peak", "nvml_used_end"):
+        for key in ("allocated_peak", "reserved_peak"):  # nvidia-smi's figure keeps it, as the plan's does
             if isinstance(m.get(key), int):
                 m[key] -= RUN1_BACKWARD_WORKSPACE
     why = ""
