@@ -3,6 +3,7 @@
     python bench/gpu_validate.py                       # on a machine with a CUDA GPU
     python bench/gpu_validate.py --quick               # three models, to try the kit
     python bench/gpu_validate.py --predict-only bench/results/gpu_h200.json   # no GPU: redo predictions
+    python bench/gpu_validate.py --report-only bench/results/gpu_h200.json    # rewrite its report
 
 For every case (model x train/inference x fp32 / bf16-mixed / pure bf16) it measures, in a fresh
 process per case, what the GPU really used:
@@ -1116,8 +1117,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--selftest", action="store_true", help="run the measuring code on the CPU (zeros), to check the kit"
     )
+    parser.add_argument("--report-only", metavar="RAW_JSON", help="rewrite the report of a results file")
     parser.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report_only:
+        raw = json.loads(Path(args.report_only).read_text())
+        gpu = raw.get("predictions_environment", {}).get("gpu_catalog_name") or raw["environment"].get("gpu")
+        Path(args.report_only).with_suffix(".md").write_text(report(raw, str(gpu)))
+        return 0
     if args.job:
         return child_main(args.job[0], args.job[1:])
     return run(args)
