@@ -523,7 +523,7 @@ def predict_from_cpu(case: str, cpu_file: str | None, gpu: str) -> dict[str, Any
     """(c) estimate and (d) plan, from the CPU profile."""
     import memadvise
     from memadvise.analyzer import Precision, Scenario
-    from memadvise.planner import Pins, budget_for, plan_for
+    from memadvise.planner import Pins, plan_for
 
     name, mode, precision = split(case)
     _, batch, _ = MODELS[name]
@@ -541,7 +541,6 @@ def predict_from_cpu(case: str, cpu_file: str | None, gpu: str) -> dict[str, Any
     except Exception as exc:  # noqa: BLE001
         res["estimate_cpu"] = {"error": _err(exc)}
     try:
-        budget = budget_for(gpu)
         pins = Pins(
             batch_size=batch,
             precision=Precision(precision),
@@ -554,6 +553,7 @@ def predict_from_cpu(case: str, cpu_file: str | None, gpu: str) -> dict[str, Any
             grad_accum=1,
         )
         plan = plan_for(prof, gpu, pins=pins)
+        budget = plan.budget  # training or inference, as the profile's mode
         opt = plan.options[0] if plan.options else None
         if opt is None:
             res["plan"] = {"error": "plan gave no option"}
@@ -678,8 +678,15 @@ def run(args: argparse.Namespace) -> int:
         measure = False
         cases = [c for c in raw["cases"] if split(c)[0] in models]
         for c in raw["cases"].values():  # predictions are made anew; measurements stay
+            kept = {
+                loop: {"fake_cuda": p["fake_cuda"]}
+                for loop, p in (c.get("predictions") or {}).items()
+                if args.keep_fake and "fake_cuda" in p
+            }
             for stale in ("fake_cuda", "estimate_cpu", "plan", "predictions"):
                 c.pop(stale, None)
+            if kept:
+                c["predictions"] = kept
     else:
         import torch
 
@@ -705,7 +712,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"gpu_{_slug(raw['environment'].get('gpu', gpu))}"
     raw_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    workdir = tempfile.mkdtemp(prefix="memadvise_gv_")
+    workdir = args.cpu_profiles or tempfile.mkdtemp(prefix="memadvise_gv_")
     print(
         f"gpu_validate: {len(cases)} cases on {gpu_name}; results to {raw_path}", file=sys.stderr, flush=True
     )
@@ -738,9 +745,15 @@ def run(args: argparse.Namespace) -> int:
             for mode in sorted({split(c)[1] for c in cases if split(c)[0] == m}):
                 if mode == "inference" and loop != loops[0]:
                     continue  # the loop is a training matter: one inference profile serves all
+                saved = Path(workdir) / f"cpu_{m}_{mode}_{loop}.json"
+                if args.cpu_profiles and saved.exists():
+                    cpu_files[(m, mode, loop)] = str(saved)
+                    continue
                 submit(cpu_pool, "cpu", (m, mode, loop), [m, mode, workdir, loop], args.case_timeout)
         for c in cases:
             if split(c)[1] == "inference" and loop != loops[0]:
+                continue
+            if args.keep_fake and "fake_cuda" in ((raw["cases"][c].get("predictions") or {}).get(loop) or {}):
                 continue
             submit(cpu_pool, "fake", (c, loop), [c, gpu, loop], args.case_timeout)
     done = 0
@@ -953,9 +966,13 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         rows = []
         for cid, c in raw["cases"].items():
             name, mode, precision = split(cid)
-            preds = (c.get("predictions") or {}).get(loop) or (c.get("predictions") or {}).get(loops[0]) or {}
-            if mode == "inference" and loop != loops[0]:
-                continue
+            every = c.get("predictions") or {}
+            if mode == "inference":
+                if loop != loops[0]:
+                    continue  # the training loop does not matter to inference: listed once
+                preds = next(iter(every.values()), {})
+            else:
+                preds = every.get(loop) or {}
             truth, why = truth_of(c, name, mode, precision, loop)
             label = precision + (", expandable segments" if expandable(cid) else "")
             errs = []
@@ -1000,17 +1017,23 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         if not ran and not chosen:
             continue
         ran_text = ", ".join(ran) or "math (no fused kernel)"
-        total += 1
-        same = (chosen or "math") == (ran[0] if ran else "math") if len(ran) <= 1 else False
-        agree += same
-        kernel_rows.append(f"| `{cid}` | {ran_text} | {chosen or '—'} | {'yes' if same else 'no'} |")
+        if not chosen:
+            verdict = "no fake trace"
+        elif any(r.startswith("fused MHA") for r in ran):
+            verdict = "not modelled (MHA fast path)"
+        else:
+            total += 1
+            same = chosen == (ran[0] if ran else "math")
+            agree += same
+            verdict = "yes" if same else "no"
+        kernel_rows.append(f"| `{cid}` | {ran_text} | {chosen or '—'} | {verdict} |")
     lines += [
         "",
         "## Attention kernels: the GPU's against the fake trace's choice",
         "",
-        f"{agree} of {total} cases agree.",
+        f"{agree} of {total} calls of `scaled_dot_product_attention` took the kernel the GPU ran.",
         "",
-        "| case | GPU ran | fake trace chose | same |",
+        "| case | GPU ran | fake trace chose | same kernel |",
         "| --- | --- | --- | --- |",
         *kernel_rows,
     ]
@@ -1036,9 +1059,10 @@ def report(raw: dict[str, Any], gpu: str) -> str:
         next(
             (
                 p.get("plan")
-                for c in raw["cases"].values()
+                for cid, c in raw["cases"].items()
+                if split(cid)[1] == "train"
                 for p in (c.get("predictions") or {}).values()
-                if p.get("plan")
+                if (p.get("plan") or {}).get("context_bytes")
             ),
             {},
         )
@@ -1118,6 +1142,12 @@ def main(argv: list[str] | None = None) -> int:
         "--selftest", action="store_true", help="run the measuring code on the CPU (zeros), to check the kit"
     )
     parser.add_argument("--report-only", metavar="RAW_JSON", help="rewrite the report of a results file")
+    parser.add_argument(
+        "--cpu-profiles", metavar="DIR", help="keep CPU profiles in DIR and reuse those already there"
+    )
+    parser.add_argument(
+        "--keep-fake", action="store_true", help="with --predict-only: keep the file's fake-trace predictions"
+    )
     parser.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.report_only:
