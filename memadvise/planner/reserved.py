@@ -9,6 +9,7 @@ blocks, and reports the reserved peak — what ``torch.cuda.max_memory_reserved(
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,46 @@ class Reservation:
     fragmentation: float
 
 
-def reserved(blocks: Blocks, *, expandable_segments: bool = False) -> Reservation:
-    """The caching allocator's allocated and reserved peaks for these blocks."""
+@dataclass(frozen=True)
+class AllocatorSettings:
+    """The settings of ``PYTORCH_CUDA_ALLOC_CONF`` the allocator model follows."""
+
+    expandable_segments: bool = False
+    max_split_size: int | None = None  # bytes
+
+    def describe(self) -> str:
+        parts = ["expandable_segments:True"] if self.expandable_segments else []
+        if self.max_split_size is not None:
+            parts.append(f"max_split_size_mb:{self.max_split_size // 2**20}")
+        return ",".join(parts)
+
+
+def allocator_settings(conf: str | None = None) -> AllocatorSettings:
+    """``PYTORCH_CUDA_ALLOC_CONF`` (``conf``, else the environment's) as the model's settings.
+
+    ``expandable_segments`` and ``max_split_size_mb`` are followed; other keys (for instance
+    ``garbage_collection_threshold``, ``roundup_power2_divisions``) are not modelled and are ignored.
+    A malformed value is ignored as PyTorch would reject it before any allocation."""
+    text = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "") if conf is None else conf
+    expandable, split = False, None
+    for item in text.split(","):
+        key, _, value = item.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "expandable_segments":
+            expandable = value.lower() == "true"
+        elif key == "max_split_size_mb" and value.isdigit():
+            split = int(value) * 2**20
+    return AllocatorSettings(expandable, split)
+
+
+def reserved(
+    blocks: Blocks, *, expandable_segments: bool | None = None, settings: AllocatorSettings | None = None
+) -> Reservation:
+    """The caching allocator's allocated and reserved peaks for these blocks, under ``settings``
+    (default: ``PYTORCH_CUDA_ALLOC_CONF`` from the environment; ``expandable_segments`` overrides)."""
+    settings = settings if settings is not None else allocator_settings()
+    if expandable_segments is not None:
+        settings = AllocatorSettings(expandable_segments, settings.max_split_size)
     sizes = np.rint(blocks.size).astype(np.int64)
     keep = sizes > 0
     ids = np.flatnonzero(keep)
@@ -35,7 +74,9 @@ def reserved(blocks: Blocks, *, expandable_segments: bool = False) -> Reservatio
     finite = np.isfinite(times)
     order = np.lexsort((deltas[finite] < 0, times[finite]))
     events = zip(which[finite][order].tolist(), deltas[finite][order].tolist(), strict=True)
-    result = simulate(events, expandable_segments=expandable_segments)
+    result = simulate(
+        events, expandable_segments=settings.expandable_segments, max_split_size=settings.max_split_size
+    )
     return Reservation(
         allocated_bytes=result.peak_allocated,
         reserved_bytes=result.peak_reserved,

@@ -32,7 +32,7 @@ from memadvise.model.scenario import parse_strategy
 from memadvise.planner.budget import Budget, budget_for
 from memadvise.planner.gpus import load_catalog
 from memadvise.planner.hardware import RamAdvice, ram_for
-from memadvise.planner.reserved import Reservation, reserved
+from memadvise.planner.reserved import Reservation, allocator_settings, reserved
 
 MAX_BATCH = 1 << 20
 FINALISTS = 6
@@ -242,6 +242,9 @@ def search(
     if not fitting and suggest:
         suggestions = _what_would_fit(profile, budget, pins, others)
     notes = []
+    conf = allocator_settings().describe()
+    if conf and not budget.exact:
+        notes.append(f"reserved memory follows PYTORCH_CUDA_ALLOC_CONF={conf} from the environment")
     if not profile.device.startswith("cuda") and not budget.exact:
         notes.append(
             f"the profile was traced on {profile.device}: its attention kernels, autocast and optimizer "
