@@ -1,4 +1,5 @@
-"""Shared pytest setup: makes tests/groundtruth.py importable and prints the peak-accuracy table."""
+"""Shared pytest setup: makes tests/groundtruth.py importable, names the CPU features that decide the
+known misses (tests/cpu_features.py) and prints the peak-accuracy table."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
 ACCURACY_RECORDS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import cpu_features
+
+    return cpu_features.describe()
 
 
 @pytest.fixture(scope="session")
