@@ -19,7 +19,8 @@ runner = CliRunner()
 
 
 def traced(path: Path, health: bool = True) -> Profile:
-    return memadvise.profile_file(str(path), batch_size=4, device="cpu", health=health)
+    # scaling=False: the batch-scaling trace serves batch what-ifs only; health is gathered in the first.
+    return memadvise.profile_file(str(path), batch_size=4, device="cpu", health=health, scaling=False)
 
 
 def test_activations_beyond_65504_are_flagged_for_fp16_not_bf16() -> None:
@@ -43,7 +44,9 @@ def test_a_planted_nan_is_traced_to_its_layer() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [MODELS / "fp16_overflow.py", ZOO / "gpt2.py", ZOO / "cnn_inplace_bn.py", ZOO / "lstm_lm.py"]
+    "path",
+    [MODELS / "fp16_overflow.py", ZOO / "gpt2.py", ZOO / "cnn_inplace_bn.py", ZOO / "lstm_lm.py"],
+    ids=lambda p: p.stem,
 )
 def test_health_leaves_the_measured_memory_unchanged(path: Path) -> None:
     plain, checked = traced(path, health=False), traced(path)
@@ -68,12 +71,18 @@ def test_depth_flags_vanishing_and_exploding() -> None:
 
 def test_health_json_round_trip_and_cli() -> None:
     result = runner.invoke(
-        app, ["profile", str(MODELS / "fp16_overflow.py"), "--health", "--device", "cpu", "-f", "json"]
+        app,
+        ["profile", str(MODELS / "fp16_overflow.py"), "--health", "--device", "cpu", "-b", "4", "-f", "json"],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["health"]["flags"][0]["kind"] == "overflow"
-    assert Profile.from_dict(data).health == Profile.from_dict(data).health
+    restored = Profile.from_dict(data)
+    # The JSON read back is the health the library gathers (same seeded model and batch), as objects...
+    assert restored.health == traced(MODELS / "fp16_overflow.py").health
+    assert restored.health is not None and restored.health.flagged("overflow", "float16")[0].module == "2"
+    # ...and written out again it is the same JSON.
+    assert restored.to_dict()["health"] == data["health"]
     table = runner.invoke(app, ["profile", str(MODELS / "fp16_overflow.py"), "--health", "--device", "cpu"])
     assert "Numerical health" in table.stdout and "fp16 would overflow in `2`" in table.stdout
 
