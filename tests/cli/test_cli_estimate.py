@@ -60,13 +60,28 @@ def test_table_names_the_scenario_and_the_baseline(saved: Path) -> None:
     assert "Alive at the estimated peak" in result.stdout
 
 
-def test_auto_checkpoint_prints_the_modules_to_wrap(saved: Path) -> None:
-    data = _json(str(saved), "--checkpoint", "auto", "-b", "16")
+@pytest.fixture(scope="module")
+def saved_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stack of four MLP blocks profiled at batch 2: unlike the tiny MLP (whose single layers save
+    nothing when checkpointed), its blocks keep hidden activations that checkpointing drops."""
+    path = tmp_path_factory.mktemp("blocks") / "blocks.json"
+    result = CliRunner().invoke(
+        app, ["profile", str(MODELS_DIR / "block_stack.py"), "-b", "2", "--device", "cpu", "-o", str(path)]
+    )
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+def test_auto_checkpoint_prints_the_modules_to_wrap(saved_blocks: Path) -> None:
+    data = _json(str(saved_blocks), "--checkpoint", "auto", "-b", "256")
     assert data["scenario"]["checkpoint"] == ["auto"]
-    assert data["peak_bytes"] <= _json(str(saved), "-b", "16")["peak_bytes"]
-    result = invoke(str(saved), "--checkpoint", "auto", "-b", "16")
-    if data["checkpoint"]:
-        assert "Checkpointed modules" in result.stdout
+    assert data["checkpoint"], "auto picked nothing"
+    assert set(data["checkpoint"]) <= {"0", "1", "2", "3"}  # whole blocks, not their single layers
+    assert data["peak_bytes"] < _json(str(saved_blocks), "-b", "256")["peak_bytes"]
+    result = invoke(str(saved_blocks), "--checkpoint", "auto", "-b", "256")
+    assert result.exit_code == 0, result.stderr
+    assert f"Checkpointed modules: {', '.join(data['checkpoint'])}" in result.stdout
+    assert "torch.utils.checkpoint.checkpoint(module" in result.stdout
 
 
 def test_model_file_is_profiled_first() -> None:
