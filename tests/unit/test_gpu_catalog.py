@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from memadvise.planner import gpus
 
 GiB = 2**30
 MiB = 2**20
+H200_MEASUREMENTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "gpu_h200.json"
 
 REQUIRED = [
     "RTX 3060 12GB",
@@ -136,18 +139,59 @@ def test_empty_name() -> None:
         gpus.find_gpu(" - ")
 
 
-def test_cuda_context_estimate_by_architecture() -> None:
+def _h200() -> dict[str, Any]:
+    """What bench/results/gpu_h200.json measured on an H200 (bench/gpu_validate.py): per case, the
+    memory the process held outside the caching allocator (NVML used minus reserved) at the end of an
+    inference or training loop, and the cuBLAS/cuBLASLt workspace after warm-up matmuls."""
+    data = json.loads(H200_MEASUREMENTS.read_text())
+    outside: dict[str, list[int]] = {"inference": [], "training": []}
+    workspaces = set()
+    for case in data["cases"].values():
+        workspaces.add(case["cublas_workspace"])
+        for loop, run in case.get("measured", {}).items():
+            kind = "inference" if loop == "inference" else "training"
+            if "nvml_used_end" in run:  # runs that failed (out of memory, unsupported) have no reading
+                outside[kind].append(run["nvml_used_end"] - run["reserved_end_abs"])
+    return {
+        "environment": data["environment"],
+        "context": {kind: max(values) for kind, values in outside.items()},
+        "cases": {kind: len(values) for kind, values in outside.items()},
+        "workspaces": workspaces,
+    }
+
+
+def test_hopper_figures_are_the_h200_measurements() -> None:
+    """The Hopper context and workspace figures are the H200's measured ones (the largest reading of
+    each), and the H200 entry is the card that was measured."""
+    measured = _h200()
+    h200 = gpus.find_gpu("H200")
+    assert measured["cases"]["inference"] >= 10 and measured["cases"]["training"] >= 10
+    assert measured["environment"]["compute_capability"] == h200.compute_capability
+    assert measured["environment"]["nvml_total_bytes"] == h200.memory_bytes
+    assert gpus.cuda_context_bytes(h200, training=False) == measured["context"]["inference"]
+    assert gpus.cuda_context_bytes(h200, training=True) == measured["context"]["training"]
+    (workspace,) = measured["workspaces"]
+    assert gpus.library_workspace_bytes(h200, training=False) == workspace
+    assert "hopper" in gpus.CONTEXT_MEASURED
+
+
+def test_unmeasured_context_figures_are_plausible() -> None:
+    """The other architectures' context figures are not measured (only Hopper's is), so they can only be
+    checked for plausibility: training (a second cuBLAS handle) holds more than inference, and no
+    architecture holds much more than the measured Hopper context."""
+    hopper_training = gpus.cuda_context_bytes(gpus.find_gpu("H200"))
     for spec in gpus.load_catalog():
-        assert gpus.cuda_context_bytes(spec, training=False) < gpus.cuda_context_bytes(spec)
-    assert gpus.cuda_context_bytes(gpus.find_gpu("H100")) > gpus.cuda_context_bytes(gpus.find_gpu("T4"))
+        inference, training = gpus.cuda_context_bytes(spec, training=False), gpus.cuda_context_bytes(spec)
+        assert 200 * MiB <= inference < training <= 1.2 * hopper_training, spec.name
 
 
 def test_cublas_workspace_per_handle() -> None:
+    """PyTorch's default cuBLAS workspace per handle (CUDABlasHandlePool): ``:4096:2:16:8`` before Hopper,
+    32 MiB from compute capability 9.0 on; cuBLASLt's 1 MiB beside it; one handle per thread and stream."""
     a100, h100 = gpus.find_gpu("A100 80GB"), gpus.find_gpu("H100")
-    # ":4096:2:16:8" = 2 x 4 MiB + 8 x 16 KiB, plus cuBLASLt's 1 MiB, on one thread (inference)
-    assert gpus.library_workspace_bytes(a100, training=False) == 8_519_680 + MiB
+    assert gpus.library_workspace_bytes(a100, training=False) == 2 * 4096 * 1024 + 8 * 16 * 1024 + MiB
     # training: the main thread and the autograd engine's thread each have a handle
-    assert gpus.library_workspace_bytes(a100) == 2 * (8_519_680 + MiB)
+    assert gpus.library_workspace_bytes(a100) == 2 * gpus.library_workspace_bytes(a100, training=False)
     assert gpus.library_workspace_bytes(h100, training=False) == 33 * MiB
     assert gpus.library_workspace_bytes(h100, streams=2) == 4 * 33 * MiB
     with pytest.raises(UsageError):
