@@ -15,15 +15,18 @@ SEQ_LEN = 128
 VOCAB = 8000
 
 
-def build_model() -> torch.nn.Module:
-    """GPT-2 with eager attention and tied input/output embeddings."""
+def build_gpt2(
+    vocab: int = VOCAB, positions: int = SEQ_LEN, embd: int = 256, layers: int = 4, heads: int = 4
+) -> GPT2LMHeadModel:
+    """GPT-2 with eager attention and tied input/output embeddings, of the given sizes (the test suite
+    builds a smaller one from it: tests/zoo/gpt2.py)."""
     torch.manual_seed(0)
     config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=SEQ_LEN,
-        n_embd=256,
-        n_layer=4,
-        n_head=4,
+        vocab_size=vocab,
+        n_positions=positions,
+        n_embd=embd,
+        n_layer=layers,
+        n_head=heads,
         bos_token_id=0,
         eos_token_id=0,
     )
@@ -33,8 +36,18 @@ def build_model() -> torch.nn.Module:
     return model
 
 
+def token_batch(batch_size: int, seq_len: int = SEQ_LEN, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
+    """Random token ids used as both inputs and labels, so the output carries ``.loss``."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, vocab, (batch_size, seq_len))
+    return {"input_ids": ids, "labels": ids}
+
+
+def build_model() -> torch.nn.Module:
+    """The GPT-2 above: 4 layers, n_embd 256, 4 heads, vocabulary 8000, 128 positions."""
+    return build_gpt2()
+
+
 def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
     """Random token ids used as both inputs and labels."""
-    torch.manual_seed(0)
-    ids = torch.randint(0, VOCAB, (batch_size, seq_len))
-    return {"input_ids": ids, "labels": ids}
+    return token_batch(batch_size, seq_len)

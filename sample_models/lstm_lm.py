@@ -18,10 +18,10 @@ VOCAB = 8000
 class LSTMLanguageModel(nn.Module):
     """Embedding -> 2-layer LSTM -> vocabulary logits."""
 
-    def __init__(self, vocab: int = VOCAB, emb: int = 128, hidden: int = 256) -> None:
+    def __init__(self, vocab: int = VOCAB, emb: int = 128, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, emb)
-        self.lstm = nn.LSTM(emb, hidden, num_layers=2, batch_first=True, dropout=0.1)
+        self.lstm = nn.LSTM(emb, hidden, num_layers=2, batch_first=True, dropout=dropout)
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -36,10 +36,15 @@ def build_model() -> torch.nn.Module:
     return LSTMLanguageModel()
 
 
+def token_batch(batch_size: int, seq_len: int = SEQ_LEN, vocab: int = VOCAB) -> torch.Tensor:
+    """Random token ids of shape (batch, seq_len)."""
+    torch.manual_seed(0)
+    return torch.randint(0, vocab, (batch_size, seq_len))
+
+
 def example_inputs(batch_size: int) -> torch.Tensor:
     """Random token ids of shape (batch, SEQ_LEN)."""
-    torch.manual_seed(0)
-    return torch.randint(0, VOCAB, (batch_size, SEQ_LEN))
+    return token_batch(batch_size)
 
 
 def loss_fn(output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

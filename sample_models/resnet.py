@@ -17,10 +17,15 @@ def build_model() -> torch.nn.Module:
     return resnet18(weights=None, num_classes=10)
 
 
+def image_batch(batch_size: int, size: int = 64) -> torch.Tensor:
+    """A batch of random 3 x size x size images."""
+    torch.manual_seed(0)
+    return torch.randn(batch_size, 3, size, size)
+
+
 def example_inputs(batch_size: int) -> torch.Tensor:
     """A batch of random 3x64x64 images."""
-    torch.manual_seed(0)
-    return torch.randn(batch_size, 3, 64, 64)
+    return image_batch(batch_size)
 
 
 def loss_fn(output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

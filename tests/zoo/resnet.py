@@ -1,29 +1,26 @@
-"""torchvision ResNet-18 (random weights, 10 classes) on 32x32 images.
+"""torchvision ResNet-18 (random weights, 10 classes): sample_models/resnet.py's model on 32x32 images.
 
 Try it: memadvise profile tests/zoo/resnet.py --batch-size 4
 """
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import torch
-from torchvision.models import resnet18
+from torchvision.models import ResNet
 
+SAMPLE = runpy.run_path(str(Path(__file__).resolve().parents[2] / "sample_models" / "resnet.py"))
 BATCH_SIZES = (2, 4)
+loss_fn = SAMPLE["loss_fn"]
 
 
-def build_model() -> torch.nn.Module:
+def build_model() -> ResNet:
     """ResNet-18 with a 10-way head; BatchNorm and in-place ReLU included."""
-    torch.manual_seed(0)
-    return resnet18(weights=None, num_classes=10)
+    return SAMPLE["build_model"]()
 
 
 def example_inputs(batch_size: int) -> torch.Tensor:
     """A batch of random 3x32x32 images."""
-    torch.manual_seed(0)
-    return torch.randn(batch_size, 3, 32, 32)
-
-
-def loss_fn(output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """Cross entropy against fixed pseudo-labels."""
-    labels = torch.arange(output.shape[0], device=output.device) % output.shape[1]
-    return torch.nn.functional.cross_entropy(output, labels)
+    return SAMPLE["image_batch"](batch_size, size=32)
