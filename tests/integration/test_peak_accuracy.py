@@ -110,12 +110,18 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @functools.cache
+def _truth(path: Path, batch: int, mode: str) -> groundtruth.GroundTruth:
+    """The ground truth of one model, batch and mode (the real and the fake trace share it)."""
+    return groundtruth.measure_peak(path, batch, mode=mode, optimizer=OPTIMIZER)
+
+
+@functools.cache
 def _measure(path: Path, batch: int, mode: str, trace: str) -> dict[str, Any]:
     """The truth and memadvise's peak for one case, measured once per session (the summaries below
     reuse the cases' measurements, or make the ones that have not run)."""
     import memadvise
 
-    truth = groundtruth.measure_peak(path, batch, mode=mode, optimizer=OPTIMIZER)
+    truth = _truth(path, batch, mode)
     # scaling=False: the batch-scaling trace and the FLOP count only serve what-if estimates.
     options: dict[str, Any] = {"batch_size": batch, "mode": mode, "optimizer": OPTIMIZER, "scaling": False}
     if trace == "fake":
