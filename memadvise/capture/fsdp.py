@@ -35,6 +35,15 @@ def fake_process_group(world_size: int) -> Iterator[Any]:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
+    try:  # meta kernels of the collectives on fake tensors (built in from torch 2.14; a module in 2.7+)
+        import torch.distributed._tools.fake_collectives  # noqa: F401
+    except ImportError:
+        if tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 14):
+            raise UsageError(
+                f"--fsdp traces FSDP2's collectives on fake tensors, which needs torch 2.7 or newer "
+                f"(this is {torch.__version__})"
+            ) from None
+
     dist.init_process_group("fake", rank=0, world_size=world_size, store=FakeStore())
     try:
         with storage_resizes():

@@ -17,6 +17,7 @@ from typing import Any
 import groundtruth
 import pytest
 import torch
+from cpu_features import HAS_AMX
 from torch import nn
 
 F32 = 4
@@ -143,20 +144,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------- precision
 
 
-def _cpu_has_amx() -> bool:
-    """Intel AMX (Sapphire Rapids and later): oneDNN runs 16-bit matrix products there with extra
-    reorder buffers of its own, so 16-bit CPU runs no longer halve exactly."""
-    try:
-        return "amx_bf16" in open("/proc/cpuinfo", encoding="utf-8").read()
-    except OSError:
-        return False
-
-
-AMX = _cpu_has_amx()
 
 
 @pytest.mark.xfail(
-    AMX,
+    HAS_AMX,
     strict=True,
     reason="with AMX, oneDNN's 16-bit linear kernels allocate buffers of their own: the bf16 train "
     "peak is 4,075,124 B (fp16 4,091,252 B), not 8,012,008 / 2",
@@ -195,7 +186,7 @@ def test_pure_bf16_halves_the_parameter_part_of_gpt2(model_dir: Path) -> None:
         pytest.param(
             "bf16-mixed",
             marks=pytest.mark.xfail(
-                AMX,
+                HAS_AMX,
                 strict=True,
                 reason="with AMX, oneDNN's bf16 linear kernels add 137,212 B of their own: the peak is "
                 "6,145,216 B, not 6,008,004 B",
