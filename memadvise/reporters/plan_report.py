@@ -93,6 +93,7 @@ def _options_table(plan: Plan) -> Table:
             str(k),
             str(o.batch_size),
             str(o.grad_accum),
+            str(o.effective_batch_size),
             o.precision,
             checkpoint_label(o.checkpoint, short=True),
             o.optimizer,
