@@ -149,8 +149,12 @@ def _catalog_name(gpu: str | None) -> str | None:
         return None
     from memadvise.errors import UsageError
     from memadvise.model.units import parse_size
+    from memadvise.planner.budget import card_number
     from memadvise.planner.gpus import find_gpu
 
+    card = card_number(gpu)
+    if card is not None:
+        return card.name
     try:
         parse_size(gpu)
         return None

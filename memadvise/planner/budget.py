@@ -62,19 +62,36 @@ class Budget:
         )
 
 
+def card_number(text: str) -> GpuSpec | None:
+    """The catalog card a bare model number names (``"4090"``: the RTX 4090), else ``None``."""
+    text = text.strip()
+    if not text.isdigit():
+        return None
+    try:
+        return find_gpu(text)
+    except UsageError:
+        return None
+
+
 def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None, training: bool = True) -> Budget:
-    """A budget from a catalog name (``"RTX 4090"``, ``"a100-80gb"``) or a size (``"24GB"``, ``"80G"``,
-    a plain integer in bytes). ``reserve`` overrides the overhead taken off the top; ``training`` counts
-    the backward thread's cuBLAS handle too."""
+    """A budget from a catalog name (``"RTX 4090"``, ``"a100-80gb"``, or a card's bare model number such
+    as ``"4090"``) or a size (``"24GB"``, ``"80G"``, a plain integer of at least 1 GiB in bytes).
+    ``reserve`` overrides the overhead taken off the top; ``training`` counts the backward thread's
+    cuBLAS handle too."""
     spec: GpuSpec | None
     if isinstance(gpu, GpuSpec):
         spec = gpu
     else:
-        spec = None
+        spec = card_number(str(gpu))
+    if spec is None and not isinstance(gpu, GpuSpec):
         try:
             total = parse_size(str(gpu))
         except UsageError:
             spec = find_gpu(str(gpu))
+        if spec is None and str(gpu).strip().isdigit() and total < 2**30:
+            raise UsageError(
+                f"--gpu {str(gpu).strip()} would be {total:,} bytes: give a unit (24GB, 24GiB) or a card name"
+            )
     if spec is not None:
         total = spec.memory_bytes
         context = cuda_context_bytes(spec, training=training)

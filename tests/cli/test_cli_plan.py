@@ -71,7 +71,7 @@ def test_catalog_name_budget_subtracts_the_context(saved: Path) -> None:
 
 
 def test_nothing_fits_says_what_would(saved: Path) -> None:
-    data = _json(str(saved), "--gpu", "100", "--reserve", "0")
+    data = _json(str(saved), "--gpu", "100B", "--reserve", "0")  # an explicit unit: tiny on purpose
     assert data["recommendation"] is None
     assert data["suggestions"]
 
