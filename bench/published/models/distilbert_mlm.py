@@ -8,8 +8,14 @@ select the attention implementation the benchmark compared (``build_model`` is t
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _benchmark import attention_variants, loss_fn, token_inputs  # noqa: E402,F401
 
 VOCAB = 30522
 SEQ_LEN = 256
@@ -28,21 +34,5 @@ def _build(attn: str) -> torch.nn.Module:
     return DistilBertForMaskedLM(config)
 
 
-def build_model() -> torch.nn.Module:
-    return _build("eager")
-
-
-def build_eager() -> torch.nn.Module:
-    return _build("eager")
-
-
-def build_sdpa() -> torch.nn.Module:
-    return _build("sdpa")
-
-
-def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
-    return {"input_ids": torch.randint(VOCAB - 1, (batch_size, seq_len))}
-
-
-def loss_fn(output, inputs) -> torch.Tensor:  # noqa: ANN001 - a transformers output and the batch
-    return output.logits.sum()
+build_model, build_eager, build_sdpa = attention_variants(_build)
+example_inputs = token_inputs(VOCAB, SEQ_LEN)

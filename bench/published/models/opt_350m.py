@@ -9,8 +9,14 @@ weights. The benchmark passes ``input_ids`` only and trains on ``logits.sum()`` 
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 from transformers import OPTConfig, OPTForCausalLM
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _benchmark import attention_variants, loss_fn, token_inputs  # noqa: E402,F401
 
 VOCAB = 50272
 SEQ_LEN = 512
@@ -37,21 +43,5 @@ def _build(attn: str) -> torch.nn.Module:
     return OPTForCausalLM(config)
 
 
-def build_model() -> torch.nn.Module:
-    return _build("eager")
-
-
-def build_eager() -> torch.nn.Module:
-    return _build("eager")
-
-
-def build_sdpa() -> torch.nn.Module:
-    return _build("sdpa")
-
-
-def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
-    return {"input_ids": torch.randint(VOCAB - 1, (batch_size, seq_len))}
-
-
-def loss_fn(output, inputs) -> torch.Tensor:  # noqa: ANN001 - a transformers output and the batch
-    return output.logits.sum()
+build_model, build_eager, build_sdpa = attention_variants(_build)
+example_inputs = token_inputs(VOCAB, SEQ_LEN)

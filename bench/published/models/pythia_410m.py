@@ -8,8 +8,14 @@ embedding), written inline; random weights. The benchmark passes ``input_ids`` o
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _benchmark import attention_variants, loss_fn, token_inputs  # noqa: E402,F401
 
 VOCAB = 50304
 SEQ_LEN = 128
@@ -34,21 +40,5 @@ def _build(attn: str) -> torch.nn.Module:
     return GPTNeoXForCausalLM(config)
 
 
-def build_model() -> torch.nn.Module:
-    return _build("eager")
-
-
-def build_eager() -> torch.nn.Module:
-    return _build("eager")
-
-
-def build_sdpa() -> torch.nn.Module:
-    return _build("sdpa")
-
-
-def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
-    return {"input_ids": torch.randint(VOCAB - 1, (batch_size, seq_len))}
-
-
-def loss_fn(output, inputs) -> torch.Tensor:  # noqa: ANN001 - a transformers output and the batch
-    return output.logits.sum()
+build_model, build_eager, build_sdpa = attention_variants(_build)
+example_inputs = token_inputs(VOCAB, SEQ_LEN)
