@@ -131,6 +131,10 @@ def plan_command(
     if strategy is not None:
         parse_strategy(strategy)  # a clear error before any model runs
     budget = None
+    if gpu is not None:
+        from memadvise.planner.budget import check_gpu_text
+
+        check_gpu_text(gpu)
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     profile = _profile(

@@ -73,9 +73,19 @@ def card_number(text: str) -> GpuSpec | None:
         return None
 
 
+def check_gpu_text(text: str) -> None:
+    """Refuse a bare number that is neither a catalog card nor a plausible size: ``--gpu 4000`` would be a
+    4,000-byte GPU (give a unit, or name the card)."""
+    bare = text.strip()
+    if bare.isdigit() and card_number(bare) is None and int(bare) < 2**30:
+        raise UsageError(
+            f"--gpu {bare} would be {int(bare):,} bytes: give a unit (24GB, 24GiB) or a card name"
+        )
+
+
 def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None, training: bool = True) -> Budget:
     """A budget from a catalog name (``"RTX 4090"``, ``"a100-80gb"``, or a card's bare model number such
-    as ``"4090"``) or a size (``"24GB"``, ``"80G"``, a plain integer of at least 1 GiB in bytes).
+    as ``"4090"``) or a size (``"24GB"``, ``"80G"``, a plain integer in bytes).
     ``reserve`` overrides the overhead taken off the top; ``training`` counts the backward thread's
     cuBLAS handle too."""
     spec: GpuSpec | None
@@ -88,10 +98,6 @@ def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None, training: b
             total = parse_size(str(gpu))
         except UsageError:
             spec = find_gpu(str(gpu))
-        if spec is None and str(gpu).strip().isdigit() and total < 2**30:
-            raise UsageError(
-                f"--gpu {str(gpu).strip()} would be {total:,} bytes: give a unit (24GB, 24GiB) or a card name"
-            )
     if spec is not None:
         total = spec.memory_bytes
         context = cuda_context_bytes(spec, training=training)

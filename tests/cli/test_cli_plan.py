@@ -122,3 +122,11 @@ def test_without_gpu_plans_for_the_local_one(saved: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(hardware, "local_gpus", lambda: [fake])
     data = _json(str(saved))
     assert data["budget"]["gpu"] == "RTX 4090"
+
+
+def test_a_card_number_is_the_card_and_a_tiny_bare_number_is_refused(saved: Path) -> None:
+    data = _json(str(saved), "--gpu", "4090")
+    assert data["budget"]["gpu"] == "RTX 4090"
+    result = invoke(str(saved), "--gpu", "4000")
+    assert result.exit_code == 2
+    assert "give a unit" in result.stderr and "Traceback" not in result.stderr

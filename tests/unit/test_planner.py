@@ -12,6 +12,7 @@ from memadvise.analyzer.blocks import Blocks
 from memadvise.errors import UsageError
 from memadvise.model.profile import Profile
 from memadvise.planner import budget_for
+from memadvise.planner.budget import check_gpu_text
 from memadvise.planner.hardware import GiB, ram_for
 from memadvise.planner.reserved import reserved
 
@@ -23,12 +24,14 @@ def test_size_budgets_use_the_documented_units() -> None:
     assert budget_for("24GB", reserve=0).total_bytes == 24 * 10**9
     assert budget_for("24GiB", reserve=0).total_bytes == 24 * GiB
     assert budget_for("80G", reserve=0).usable_bytes == 80 * GiB
-    assert budget_for(str(2 * GiB), reserve=0).total_bytes == 2 * GiB
-    # a card's bare model number is the card; a tiny bare number is a mistake, not a GPU of 1 MB
+    assert budget_for("1000000", reserve=0).total_bytes == 1_000_000  # the library takes exact bytes
+    # a card's bare model number is the card; on the command line a tiny bare number is a mistake
     assert budget_for("4090").name == budget_for("RTX 4090").name
     assert budget_for("3090").total_bytes == budget_for("RTX 3090").total_bytes
+    check_gpu_text("4090")
+    check_gpu_text(str(2 * GiB))
     with pytest.raises(UsageError, match="give a unit"):
-        budget_for("1000000", reserve=0)
+        check_gpu_text("1000000")
 
 
 def test_an_h200_budget_leaves_out_what_measured_processes_held_beside_their_tensors() -> None:
