@@ -233,6 +233,17 @@ class FakeRecorder(TorchDispatchMode):
         finally:
             self._event(ident, -nbytes, op)
 
+    def own_nodes(self, module: str, output: Any) -> None:
+        """Give ``module`` the autograd nodes of its outputs that no operator has claimed: a custom
+        ``autograd.Function`` runs its forward with grad mode off, so only its output's node tells
+        which module its backward belongs to."""
+        if not self.recording:
+            return
+        for t in tree_flatten(output)[0]:
+            node = getattr(t, "grad_fn", None) if isinstance(t, torch.Tensor) else None
+            if node is not None:
+                self._ev.seq_module.setdefault(node._sequence_nr(), module)
+
     # -- ranges ----------------------------------------------------------------------------------
     def open_module(self, name: str) -> Any:
         return ("module", name, self.now())

@@ -261,6 +261,9 @@ class Tracer:
                 self._module_stack.pop()
             self._capture.calls[self._step][mod_name] += 1
             self._capture.output_bytes[self._step][mod_name] += self._unique_bytes(output)
+            owns = getattr(self.recorder, "own_nodes", None)
+            if owns is not None:
+                owns(mod_name, output)
             if self._health is not None:
                 self._health.activation(mod_name, self._step, output)
 

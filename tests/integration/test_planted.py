@@ -31,18 +31,6 @@ PLANTED = Path(__file__).resolve().parent / "models" / "planted.py"
 planted: Any = groundtruth.load_model_file(PLANTED)  # the planted sizes, read from the file
 CUDA_BLOCK = 512
 
-FAKE_CUDA_BACKWARD_OWNER = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "on a fake CUDA-target trace the 5,000,192 B scratch of the custom Function's backward is "
-        "attributed to <autograd>, not to the module whose forward made the node: the recorder's program "
-        "has no backward node ranges at all for this model (memadvise/capture/fake.py maps nodes to modules "
-        "only from operators run with grad mode on, and Function.forward runs with it off); the real and "
-        "the CPU fake traces attribute it to its module"
-    ),
-)
-
-
 @functools.cache
 def _profile(trace: str) -> Profile:
     options: dict[str, Any] = {"optimizer": "none", "scaling": False}
@@ -98,9 +86,7 @@ def test_forward_allocation_is_an_activation_of_its_module(trace: str) -> None:
     assert prof.activation_bytes == size
 
 
-@pytest.mark.parametrize(
-    "trace", ["real", "fake-cpu", pytest.param("fake-cuda", marks=FAKE_CUDA_BACKWARD_OWNER)]
-)
+@pytest.mark.parametrize("trace", TRACES)
 def test_backward_allocation_is_a_temporary_of_its_module(trace: str) -> None:
     prof = _profile(trace)
     size = _size(trace, planted.BACKWARD_SCRATCH)
