@@ -148,9 +148,7 @@ def _patched_sdpa(*args: Any, **kwargs: Any) -> torch.Tensor:
     if session is None:
         return _SDPA(*args, **kwargs)
     if session.autocast is not None:
-        cast = session.autocast
-        args = tuple(cast._cast(a, cast.dtype) for a in args)
-        kwargs = {k: cast._cast(v, cast.dtype) for k, v in kwargs.items()}
+        args, kwargs = session.autocast._cast_call(args, kwargs, session.autocast.dtype)
     return fused_sdpa(session.target, *args, **kwargs)
 
 

@@ -89,6 +89,9 @@ class AllocatorRecorder:
     def close(handle: Any) -> None:
         handle.__exit__(None, None, None)
 
+    def own_nodes(self, module: str, output: Any) -> None:
+        """Nothing to do: the profiler's events tie backward nodes to their forward operators."""
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """Profile what runs inside; allocation events of every device are recorded on the CPU side."""

@@ -37,14 +37,13 @@ from memadvise.capture.kernel_buffers import KernelBufferModel
 from memadvise.capture.leaks import MIN_LEAK_STEPS, scan_leaks
 from memadvise.capture.training import (
     MIXED_DTYPES,
-    TRAIN_LOOPS,
     PhaseContext,
     TrainStep,
+    check_train_loop,
     iter_tensors,
     make_optimizer,
     run_steps,
 )
-from memadvise.errors import UsageError
 from memadvise.model.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
 from memadvise.model.program import ParamInfo
 
@@ -61,6 +60,7 @@ class Recorder(Protocol):
     def open_module(self, name: str) -> Any: ...
     def open_phase(self, phase: str, step: int) -> Any: ...
     def close(self, handle: Any) -> None: ...
+    def own_nodes(self, module: str, output: Any) -> None: ...
     def session(self) -> AbstractContextManager[None]: ...
     def events(self) -> Events: ...
 
@@ -178,9 +178,7 @@ class Tracer:
         train_loop: str = "tutorial",
         gpu: CudaTarget | None = None,
     ) -> None:
-        if train_loop not in TRAIN_LOOPS:
-            raise UsageError(f"unknown training loop {train_loop!r}; use tutorial or lean")
-        self.train_loop = train_loop
+        self.train_loop = check_train_loop(train_loop)
         self.model = model
         self.precision = precision
         self._autocast = MIXED_DTYPES.get(precision)
@@ -206,8 +204,7 @@ class Tracer:
             from memadvise.capture.fake import FakeRecorder
 
             self.target = torch.device(target_device or "cuda")
-            cuda_target = (gpu or CudaTarget()) if self.target.type == "cuda" else None
-            self.recorder = FakeRecorder(self.target, self._module_stack, cuda_target=cuda_target)
+            self.recorder = FakeRecorder(self.target, self._module_stack, cuda_target=gpu)
             preserve_state = False  # meta tensors hold no values to restore
         else:
             self.target = device
@@ -261,9 +258,7 @@ class Tracer:
                 self._module_stack.pop()
             self._capture.calls[self._step][mod_name] += 1
             self._capture.output_bytes[self._step][mod_name] += self._unique_bytes(output)
-            owns = getattr(self.recorder, "own_nodes", None)
-            if owns is not None:
-                owns(mod_name, output)
+            self.recorder.own_nodes(mod_name, output)
             if self._health is not None:
                 self._health.activation(mod_name, self._step, output)
 

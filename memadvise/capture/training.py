@@ -28,6 +28,14 @@ from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Phase
 
 TRAIN_LOOPS = ("tutorial", "lean")
+
+
+def check_train_loop(loop: str) -> str:
+    """``loop`` if it names a training loop, else a usage error."""
+    if loop not in TRAIN_LOOPS:
+        raise UsageError(f"unknown training loop {loop!r}; use tutorial or lean")
+    return loop
+
 PhaseContext = Callable[[Phase, int], AbstractContextManager[Any]]
 TrainStep = Callable[[torch.nn.Module, Any, "torch.optim.Optimizer | None"], Any]
 AfterOptimizer = Callable[[int, "torch.optim.Optimizer"], None]
@@ -229,8 +237,7 @@ def run_steps(
     is ``tutorial`` (output and loss alive until the next forward returns) or ``lean`` (released after
     ``backward()``).
     """
-    if loop not in TRAIN_LOOPS:
-        raise UsageError(f"unknown training loop {loop!r}; use tutorial or lean")
+    check_train_loop(loop)
     mixed = _autocast(model, autocast)
     if Mode(mode) is Mode.INFERENCE:
         model.eval()

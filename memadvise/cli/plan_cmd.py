@@ -152,22 +152,13 @@ def _catalog_name(gpu: str | None) -> str | None:
     if gpu is None:
         return None
     from memadvise.errors import UsageError
-    from memadvise.model.units import parse_size
-    from memadvise.planner.budget import card_number
-    from memadvise.planner.gpus import find_gpu
+    from memadvise.planner.budget import catalog_card
 
-    card = card_number(gpu)
-    if card is not None:
-        return card.name
     try:
-        parse_size(gpu)
-        return None
-    except UsageError:
-        pass
-    try:
-        return find_gpu(gpu).name
+        card = catalog_card(gpu)
     except UsageError:
         return None
+    return None if card is None else card.name
 
 
 def _profile(

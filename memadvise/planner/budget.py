@@ -73,6 +73,19 @@ def card_number(text: str) -> GpuSpec | None:
         return None
 
 
+def catalog_card(text: str) -> GpuSpec | None:
+    """The catalog card ``text`` names (a name, an alias, or a card's bare model number), or ``None``
+    when it is a size (``24GB``, a plain byte count); an unknown name is a usage error."""
+    spec = card_number(text)
+    if spec is not None:
+        return spec
+    try:
+        parse_size(text)
+    except UsageError:
+        return find_gpu(text)
+    return None
+
+
 def check_gpu_text(text: str) -> None:
     """Refuse a bare number that is neither a catalog card nor a plausible size: ``--gpu 4000`` would be a
     4,000-byte GPU (give a unit, or name the card)."""
@@ -88,22 +101,14 @@ def budget_for(gpu: str | GpuSpec, reserve: str | int | None = None, training: b
     as ``"4090"``) or a size (``"24GB"``, ``"80G"``, a plain integer in bytes).
     ``reserve`` overrides the overhead taken off the top; ``training`` counts the backward thread's
     cuBLAS handle too."""
-    spec: GpuSpec | None
-    if isinstance(gpu, GpuSpec):
-        spec = gpu
-    else:
-        spec = card_number(str(gpu))
-    if spec is None and not isinstance(gpu, GpuSpec):
-        try:
-            total = parse_size(str(gpu))
-        except UsageError:
-            spec = find_gpu(str(gpu))
+    spec = gpu if isinstance(gpu, GpuSpec) else catalog_card(str(gpu))
     if spec is not None:
         total = spec.memory_bytes
         context = cuda_context_bytes(spec, training=training)
         workspace = library_workspace_bytes(spec, training=training)
         name, bf16 = spec.name, spec.bf16
     else:
+        total = parse_size(str(gpu))
         context, workspace = UNKNOWN_CONTEXT, UNKNOWN_WORKSPACE
         name, bf16 = format_bytes(total), True
     if total <= 0:
