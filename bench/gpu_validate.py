@@ -173,14 +173,6 @@ class Nvml:
             return None
         return None
 
-    def device_used(self) -> int | None:
-        if self.nv is None:
-            return None
-        try:
-            return int(self.nv.nvmlDeviceGetMemoryInfo(self.handle).used)
-        except Exception:  # noqa: BLE001
-            return None
-
 
 class CudaMemory:
     """The caching allocator's counters on the GPU."""
@@ -439,21 +431,9 @@ def _err(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _imp(*paths: str) -> Any:
-    """``module:attr`` from the first of ``paths`` that imports (memadvise's internal layout may move)."""
-    last: Exception | None = None
-    for p in paths:
-        mod, _, attr = p.partition(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as exc:
-            last = exc
-    raise ImportError(f"none of {paths}") from last
-
-
 def _reserved_of(profile: Any, scenario: Any, expandable_segments: bool = False) -> int | None:
-    estimate_blocks = _imp("memadvise.analyzer.estimate:estimate_blocks")
-    reserved = _imp("memadvise.planner.reserved:reserved")
+    from memadvise.analyzer.estimate import estimate_blocks
+    from memadvise.planner.reserved import reserved
 
     try:
         _, blocks = estimate_blocks(profile, scenario)
@@ -469,6 +449,7 @@ def fake_job(case: str, gpu: str, loop: str = "tutorial") -> dict[str, Any]:
     torch.set_num_threads(2)
     import memadvise
     from memadvise.analyzer import Scenario
+    from memadvise.cli.common import cuda_target
 
     name, mode, precision = split(case)
     path, batch, _ = MODELS[name]
@@ -482,7 +463,7 @@ def fake_job(case: str, gpu: str, loop: str = "tutorial") -> dict[str, Any]:
             target_device="cuda",
             precision=precision,
             scaling=False,
-            gpu=_imp("memadvise.cli.common:cuda_target")(gpu),
+            gpu=cuda_target(gpu),
             train_loop=loop,
         )
     except Exception as exc:  # noqa: BLE001
@@ -523,6 +504,7 @@ def predict_from_cpu(case: str, cpu_file: str | None, gpu: str) -> dict[str, Any
     """(c) estimate and (d) plan, from the CPU profile."""
     import memadvise
     from memadvise.analyzer import Precision, Scenario
+    from memadvise.model.profile import OptimizerName
     from memadvise.planner import Pins, plan_for
 
     name, mode, precision = split(case)
@@ -545,11 +527,7 @@ def predict_from_cpu(case: str, cpu_file: str | None, gpu: str) -> dict[str, Any
             batch_size=batch,
             precision=Precision(precision),
             checkpoint=(),
-            optimizer=None
-            if mode == "inference"
-            else _imp("memadvise.model.profile:OptimizerName", "memadvise.profile:OptimizerName")(
-                prof.optimizer
-            ),
+            optimizer=None if mode == "inference" else OptimizerName(prof.optimizer),
             grad_accum=1,
         )
         plan = plan_for(prof, gpu, pins=pins)
@@ -654,7 +632,9 @@ def _slug(gpu: str) -> str:
 
 def _catalog_name(gpu: str) -> str:
     try:
-        return str(_imp("memadvise.planner.gpus:find_gpu", "memadvise.gpus:find_gpu")(gpu).name)
+        from memadvise.planner.gpus import find_gpu
+
+        return str(find_gpu(gpu).name)
     except Exception:  # noqa: BLE001
         return gpu
 
