@@ -7,15 +7,20 @@ from pathlib import Path
 
 from memadvise.check import BaselineEntry, CheckResult, CheckRun, CheckTarget, Tolerance, compare
 from memadvise.model.profile import CATEGORIES, Holder, LayerStats, Profile, Timeline
-from memadvise.model.program import ParamInfo, Program
+from memadvise.model.program import SCALING_TRACED, ParamInfo, Program
 
 C = {c: k for k, c in enumerate(CATEGORIES)}
 
 
-def hand_built_profile(peak: int = 908, param_bytes: int = 400) -> Profile:
-    """A one-layer model with a program (a parameter, an input, an activation, a temporary and the
-    gradient), its layer rows, the holders of its peak and a short timeline."""
-    program = Program(
+def hand_built_program(
+    sizes: tuple[int, ...] = (400, 8, 40, 60, 400), per_sample: tuple[float, ...] = ()
+) -> Program:
+    """A parameter, an input, one activation, one temporary and the parameter's gradient (``sizes``).
+
+    Events: 0 activation alloc, 1 temporary alloc, 2 temporary free, 3 gradient alloc, 4 activation
+    free; the gradient stays to the end. ``per_sample`` makes its batch scaling traced.
+    """
+    return Program(
         batch_size=2,
         n_events=5,
         modules=("fc", "<inputs>"),
@@ -23,7 +28,7 @@ def hand_built_profile(peak: int = 908, param_bytes: int = 400) -> Profile:
         dtypes=("", "float32"),
         alloc=(-1, -1, 0, 1, 3),
         free=(-1, -1, 4, 2, -1),
-        size=(param_bytes, 8, 40, 60, param_bytes),
+        size=sizes,
         category=(C["parameters"], C["inputs"], C["activations"], C["temporaries"], C["gradients"]),
         module=(0, 1, 0, 0, 0),
         op=(0, 0, 1, 2, 3),
@@ -31,8 +36,16 @@ def hand_built_profile(peak: int = 908, param_bytes: int = 400) -> Profile:
         phases=(("forward", 0, 0, 3), ("backward", 0, 3, 5)),
         forward_calls=((0, 0, 0, 3),),
         backward_nodes=((0, 0, 3, 5),),
+        per_sample=per_sample,
+        scaling=SCALING_TRACED if per_sample else "assumed",
         parameters=(ParamInfo(module="fc", name="weight", shape=(10, 10), dtype="float32", itemsize=4),),
     )
+
+
+def hand_built_profile(peak: int = 908, param_bytes: int = 400) -> Profile:
+    """A one-layer model with a program (a parameter, an input, an activation, a temporary and the
+    gradient), its layer rows, the holders of its peak and a short timeline."""
+    program = hand_built_program((param_bytes, 8, 40, 60, param_bytes))
     return Profile(
         model="toy",
         batch_size=2,

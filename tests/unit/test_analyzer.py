@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from hand_built import hand_built_program
 
 from memadvise.analyzer import Precision, PruneKind, Pruning, Scenario, estimate
 from memadvise.analyzer.optimizers import state_bytes
@@ -17,32 +18,7 @@ from memadvise.model.program import SCALING_TRACED, ParamInfo, Program, with_sca
 C = {c: k for k, c in enumerate(CATEGORIES)}
 
 
-def _program(sizes: tuple[int, ...] = (400, 8, 40, 60, 400), per_sample: tuple[float, ...] = ()) -> Program:
-    """A parameter (400 B), an input, one activation, one temporary and the parameter's gradient.
-
-    Events: 0 activation alloc, 1 temporary alloc, 2 temporary free, 3 gradient alloc, 4 activation
-    free; the gradient stays to the end.
-    """
-    return Program(
-        batch_size=2,
-        n_events=5,
-        modules=("fc", "<inputs>"),
-        ops=("", "aten::relu", "aten::mm", "MmBackward0"),
-        dtypes=("", "float32"),
-        alloc=(-1, -1, 0, 1, 3),
-        free=(-1, -1, 4, 2, -1),
-        size=sizes,
-        category=(C["parameters"], C["inputs"], C["activations"], C["temporaries"], C["gradients"]),
-        module=(0, 1, 0, 0, 0),
-        op=(0, 0, 1, 2, 3),
-        dtype=(1, 1, 1, 0, 1),
-        phases=(("forward", 0, 0, 3), ("backward", 0, 3, 5)),
-        forward_calls=((0, 0, 0, 3),),
-        backward_nodes=((0, 0, 3, 5),),
-        per_sample=per_sample,
-        scaling=SCALING_TRACED if per_sample else "assumed",
-        parameters=(ParamInfo(module="fc", name="weight", shape=(10, 10), dtype="float32", itemsize=4),),
-    )
+_program = hand_built_program
 
 
 def _profile(program: Program, **extra: object) -> Profile:
