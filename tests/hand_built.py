@@ -7,7 +7,7 @@ from pathlib import Path
 
 from memadvise.check import BaselineEntry, CheckResult, CheckRun, CheckTarget, Tolerance, compare
 from memadvise.model.profile import CATEGORIES, Holder, LayerStats, Profile, Timeline
-from memadvise.model.program import SCALING_TRACED, ParamInfo, Program
+from memadvise.model.program import SCALING_ASSUMED, SCALING_TRACED, ParamInfo, Program
 
 C = {c: k for k, c in enumerate(CATEGORIES)}
 
@@ -37,7 +37,7 @@ def hand_built_program(
         forward_calls=((0, 0, 0, 3),),
         backward_nodes=((0, 0, 3, 5),),
         per_sample=per_sample,
-        scaling=SCALING_TRACED if per_sample else "assumed",
+        scaling=SCALING_TRACED if per_sample else SCALING_ASSUMED,
         parameters=(ParamInfo(module="fc", name="weight", shape=(10, 10), dtype="float32", itemsize=4),),
     )
 
