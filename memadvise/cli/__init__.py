@@ -14,6 +14,7 @@ from memadvise.cli.profile_cmd import HELP as PROFILE_HELP
 from memadvise.cli.profile_cmd import profile_command
 from memadvise.cli.report_cmd import HELP as REPORT_HELP
 from memadvise.cli.report_cmd import report_command
+from memadvise.cli.usage import OneLineErrors
 
 app = typer.Typer(
     name="memadvise",
@@ -21,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 app.command("profile", help=PROFILE_HELP)(profile_command)
 app.command("estimate", help=ESTIMATE_HELP)(estimate_command)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from memadvise.cli.outputs import check_command_output
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import Reporter, TableReporter
@@ -144,6 +145,7 @@ def handles_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug"))
         try:
+            check_command_output(kwargs)  # before anything runs: never write over an input
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
