@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,14 @@ import torch
 
 from memadvise.capture.cuda_target import CudaTarget
 from memadvise.capture.host_memory import estimate_host_memory, loader_settings
-from memadvise.capture.loader import ModelSpec, load_model_file, user_code_error
+from memadvise.capture.hygiene import check_grad_mode, preserved_input_grads, preserved_rng
+from memadvise.capture.loader import (
+    USER_MODULE_PREFIX,
+    ModelSpec,
+    load_model_file,
+    split_target,
+    user_code_error,
+)
 from memadvise.capture.tracer import Tracer
 from memadvise.capture.training import (
     MIXED_DTYPES,
@@ -23,16 +31,27 @@ from memadvise.capture.training import (
     move_to,
     resolve_device,
 )
+from memadvise.capture.usercode import passes_through, user_argv
 from memadvise.errors import ModelFileError, UsageError
 from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
 from memadvise.model.program import Program, with_scaling
 
+MAX_STEPS = 1000  # a leak shows within a few steps; more only takes longer
+MAX_BATCH_SIZE = 1 << 24
+
 
 def _check_choices(batch_size: int, mode: str, optimizer: str, steps: int) -> None:
+    for name, value in (("batch size", batch_size), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{name} must be a whole number, not {value!r}")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, not {batch_size}")
+    if batch_size > MAX_BATCH_SIZE:
+        raise UsageError(f"batch size must be at most {MAX_BATCH_SIZE:,}, not {batch_size:,}")
     if steps < 1:
         raise UsageError(f"steps must be at least 1, not {steps}")
+    if steps > MAX_STEPS:
+        raise UsageError(f"steps must be at most {MAX_STEPS}, not {steps:,}")
     try:
         Mode(mode)
     except ValueError:
@@ -42,6 +61,7 @@ def _check_choices(batch_size: int, mode: str, optimizer: str, steps: int) -> No
     except ValueError:
         choices = ", ".join(o.value for o in OptimizerName)
         raise UsageError(f"unknown optimizer {optimizer!r}; use one of {choices}") from None
+    check_grad_mode(mode)
 
 
 def profile_model(
@@ -73,18 +93,23 @@ def profile_model(
             f"profile_model traces precision fp32, bf16-mixed or fp16-mixed, not {precision!r}; "
             "for pure 16-bit, cast the model and its inputs first"
         )
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"profile_model needs a torch.nn.Module, not {type(model).__name__}")
     _check_choices(max(batch_size, 1), mode, optimizer, steps)
-    with Tracer(
-        model,
-        mode=mode,
-        optimizer=optimizer,
-        steps=steps,
-        name=name or type(model).__name__,
-        batch_size=batch_size,
-        health=_health_allowed(health, model),
-        precision=precision,
-        train_loop=train_loop,
-    ) as tracer:
+    with (
+        preserved_input_grads(inputs),
+        Tracer(
+            model,
+            mode=mode,
+            optimizer=optimizer,
+            steps=steps,
+            name=name or type(model).__name__,
+            batch_size=batch_size,
+            health=_health_allowed(health, model),
+            precision=precision,
+            train_loop=train_loop,
+        ) as tracer,
+    ):
         tracer.run(inputs, loss_fn, train_step)
     return tracer.profile
 
@@ -169,6 +194,63 @@ def profile_file(
         raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
+    path = split_target(str(target))[0]
+    with preserved_rng(), user_argv(path), _forgotten_module():
+        return _profile_file(
+            target,
+            sharding,
+            dev,
+            target_device,
+            batch_size,
+            precision,
+            scaling,
+            progress,
+            seq_len=seq_len,
+            fsdp=fsdp,
+            dataloader_workers=dataloader_workers,
+            pin_memory=pin_memory,
+            mode=mode,
+            optimizer=optimizer,
+            steps=steps,
+            health=health,
+            train_loop=train_loop,
+            gpu=gpu,
+        )
+
+
+@contextmanager
+def _forgotten_module() -> Iterator[None]:
+    """Take the model file's module out of ``sys.modules`` again when profiling ends."""
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - before:
+            if name.startswith(USER_MODULE_PREFIX):
+                sys.modules.pop(name, None)
+
+
+def _profile_file(
+    target: str | Path,
+    sharding: AbstractContextManager[Any],
+    dev: torch.device,
+    target_device: str | None,
+    batch_size: int,
+    precision: str,
+    scaling: bool,
+    progress: Callable[[str, int], None] | None,
+    *,
+    seq_len: int | None,
+    fsdp: int | None,
+    dataloader_workers: int | None,
+    pin_memory: bool | None,
+    mode: str,
+    optimizer: str,
+    steps: int,
+    health: bool,
+    train_loop: str,
+    gpu: CudaTarget | None,
+) -> Profile:
     spec = load_model_file(target).with_seq_len(seq_len)
     with sharding as mesh:
         profile, inputs = _traced(
@@ -314,6 +396,8 @@ def _with_flops(program: Program, spec: ModelSpec, batch_size: int) -> Program:
             model = spec.build()
             model.train()
             by_module, total = count_forward_flops(model, spec.inputs(batch_size))
-    except Exception:  # noqa: BLE001 - FLOPs are extra; a model fake tensors cannot run simply has none
+    except BaseException as exc:  # noqa: BLE001 - FLOPs are extra; a model fake tensors cannot run has none
+        if passes_through(exc):
+            raise
         return program
     return replace(program, module_flops=by_module, forward_flops=total)

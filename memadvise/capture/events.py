@@ -95,6 +95,9 @@ class AllocatorRecorder:
     @contextmanager
     def session(self) -> Iterator[None]:
         """Profile what runs inside; allocation events of every device are recorded on the CPU side."""
+        from memadvise.capture.hygiene import refuse_active_profiler
+
+        refuse_active_profiler()  # starting ours would switch the caller's profiler off
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)

@@ -21,9 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from memadvise.capture.usercode import describe, passes_through, user_argv
 from memadvise.errors import ModelFileError
 
 DEFAULT_FACTORY = "build_model"
+USER_MODULE_PREFIX = "memadvise_user_model_"
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ class ModelSpec:
             return fn(*args)
         except ModelFileError:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() and the like too: never an early, silent exit
+            if passes_through(exc):
+                raise
             raise user_code_error(self.path, f"{what}() raised", exc) from exc
 
 
@@ -111,9 +115,7 @@ def user_frame(path: Path, exc: BaseException) -> str:
 
 
 def user_code_error(path: Path, what: str, exc: BaseException) -> ModelFileError:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return ModelFileError(f"{path}{user_frame(path, exc)}: {what} {detail}")
+    return ModelFileError(f"{path}{user_frame(path, exc)}: {what} {describe(exc)}")
 
 
 @contextmanager
@@ -131,20 +133,22 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
 
 
 def _import_file(path: Path) -> ModuleType:
-    name = f"memadvise_user_model_{uuid.uuid4().hex[:8]}"
+    name = f"{USER_MODULE_PREFIX}{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelFileError(f"{path}: cannot be imported as a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        with _on_sys_path(path.parent.resolve()):
+        with _on_sys_path(path.parent.resolve()), user_argv(path):
             spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         raise ModelFileError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() at import too: never an early, silent exit
         sys.modules.pop(name, None)
+        if passes_through(exc):
+            raise
         raise user_code_error(path, "importing the file raised", exc) from exc
     return module
 

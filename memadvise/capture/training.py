@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from memadvise.capture.usercode import describe, passes_through
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Phase
 
@@ -45,9 +46,7 @@ class StepFailed(MemadviseError):
     """The model's forward, loss or backward raised; ``__cause__`` holds the original exception."""
 
     def __init__(self, what: str, exc: BaseException) -> None:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        super().__init__(f"{what} raised {detail}")
+        super().__init__(f"{what} raised {describe(exc)}")
         self.what = what
 
 
@@ -343,5 +342,7 @@ def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     except MemadviseError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() in forward or the loss too: never an early, silent exit
+        if passes_through(exc):
+            raise
         raise StepFailed(what, exc) from exc

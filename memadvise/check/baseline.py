@@ -200,12 +200,14 @@ class Baseline:
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     def save(self, path: Path) -> None:
-        """Write atomically (a temporary file beside it, then a rename)."""
-        tmp = path.with_name(f".{path.name}.tmp")
+        """Write atomically (a temporary file beside it, then a rename); a read-only file is refused."""
+        from memadvise.check.safe_write import replace_text, writable_problem
+
+        problem = writable_problem(path)
+        if problem is not None:
+            raise BaselineError(f"baseline file '{path}' {problem}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(self.to_json(), encoding="utf-8")
-            os.replace(tmp, path)
+            replace_text(path, self.to_json())  # through a symbolic link, keeping the file's mode
         except OSError as exc:
             raise BaselineError(f"cannot write baseline file '{path}': {exc.strerror}") from None
 
@@ -451,10 +453,15 @@ def run_checks(
     """Profile every target and compare it with the baseline; with ``update``, rewrite the baseline.
 
     Without ``update`` a missing or unreadable baseline, or a target it has no entry for, raises
-    :class:`BaselineError` before anything is profiled. With ``update`` an unreadable file is replaced.
+    :class:`BaselineError` before anything is profiled. With ``update`` only a writable baseline file (or a
+    missing or empty one) is replaced; a baseline of another schema is started again.
     """
+    from memadvise.check.baseline_update import check_replaceable, update_baseline
+
     path, base = plan.baseline, plan.baseline.parent
     notes: list[str] = []
+    if update:
+        check_replaceable(path)  # before anything is profiled: only a writable baseline is replaced
     if update and not path.exists():
         baseline = Baseline()
     else:
@@ -492,5 +499,5 @@ def run_checks(
         changes = tuple(compare(old, prof, target.tolerance)) if old is not None else ()
         results.append(CheckResult(target, new, old, changes, metadata_warnings(target, old, new)))
     if update:
-        baseline.with_entries(r.new for r in results).save(path)
+        update_baseline(path, (r.new for r in results))  # re-read under a lock: concurrent updates land
     return CheckRun(path, tuple(results), updated=update, warnings=tuple(notes))
