@@ -112,18 +112,51 @@ def read_marker(marker: pytest.Mark) -> tuple[dict[str, int], dict[str, Any]]:
         known = ", ".join((*LIMITS, *RUN_KEYS))
         pytest.fail(f"unknown memadvise marker argument {unknown[0]!r}; use {known}", pytrace=False)
     try:
-        limits = {k: _size(v) for k, v in marker.kwargs.items() if k in LIMITS}
+        limits = {k: _limit(k, v) for k, v in marker.kwargs.items() if k in LIMITS}
     except (MemadviseError, TypeError, ValueError) as exc:
         pytest.fail(f"memadvise marker: {exc}", pytrace=False)
     if not limits:
         pytest.fail(f"the memadvise marker needs a limit: one of {', '.join(LIMITS)}", pytrace=False)
-    return limits, {k: marker.kwargs[k] for k in RUN_KEYS if k in marker.kwargs}
+    run = {k: marker.kwargs[k] for k in RUN_KEYS if k in marker.kwargs}
+    problem = next((p for p in (_run_problem(k, v) for k, v in run.items()) if p), None)
+    if problem:
+        pytest.fail(f"memadvise marker: {problem}", pytrace=False)
+    return limits, run
+
+
+def _run_problem(key: str, value: Any) -> str | None:
+    """Why a run setting of the marker cannot be used, naming the argument (``None``: it can)."""
+    from memadvise.model.profile import Mode, OptimizerName
+
+    if key == "batch_size":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"batch_size must be a whole number of at least 1, not {value!r}"
+        return None
+    choices = {
+        "mode": [m.value for m in Mode],
+        "optimizer": [o.value for o in OptimizerName if o is not OptimizerName.NONE],
+    }.get(key)
+    if choices is not None and value not in choices:
+        return f"{key} must be one of {', '.join(choices)}, not {value!r}"
+    if key == "device" and value is not None and not isinstance(value, str):
+        return f"device must be a device name such as 'cpu' or 'cuda', not {value!r}"
+    return None
+
+
+def _limit(key: str, value: Any) -> int:
+    try:
+        return _size(value)
+    except (MemadviseError, TypeError, ValueError) as exc:
+        raise ValueError(f"{exc} ({key}={value!r})") from None
 
 
 def _size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError(f"a limit must be a size such as '2GiB' or a number of bytes, not {value!r}")
-    return parse_size(value) if isinstance(value, str) else value
+    size = parse_size(value) if isinstance(value, str) else value
+    if size < 0:
+        raise ValueError(f"a limit must not be negative, not {value!r}")
+    return size
 
 
 def _gate(item: pytest.Function, spec: Any, limits: dict[str, int], run: dict[str, Any]) -> None:
@@ -161,12 +194,23 @@ def profile_spec(spec: Any, run: dict[str, Any], folder: Path) -> Profile:
         from memadvise.api import profile_model
 
         model, inputs, *rest = spec
+        if not _is_module(model):
+            raise MemadviseError(
+                f"a test marked memadvise returned ({type(model).__name__}, …); the first item must be "
+                "the torch.nn.Module to profile: (model, inputs[, loss_fn])"
+            )
         kwargs = {k: v for k, v in run.items() if k != "device"}
         return profile_model(model, inputs, loss_fn=rest[0] if rest else None, **kwargs)
     raise MemadviseError(
         f"a test marked memadvise returned {type(spec).__name__}; return a model file path or "
         "(model, inputs) / (model, inputs, loss_fn)"
     )
+
+
+def _is_module(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.nn.Module)
 
 
 def limit_problems(profile: Profile, limits: dict[str, int]) -> list[str]:

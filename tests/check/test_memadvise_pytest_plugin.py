@@ -179,3 +179,50 @@ def test_plugin_does_not_import_torch() -> None:
     code = "import sys, memadvise.pytest_plugin; print([m for m in ('torch', 'typer') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_marker_values_and_returns_of_the_wrong_kind_are_failures_naming_them(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_kinds="""
+        import pytest
+        import torch
+
+        @pytest.mark.memadvise(max_peak="1GiB", batch_size="x")
+        def test_batch_text():
+            return "models/tiny_mlp.py"
+
+        @pytest.mark.memadvise(max_peak="1GiB", batch_size="x")
+        def test_batch_text_tuple():
+            return torch.nn.Linear(2, 2), torch.randn(1, 2)
+
+        @pytest.mark.memadvise(max_peak=-1)
+        def test_negative_limit():
+            return "models/tiny_mlp.py"
+
+        @pytest.mark.memadvise(max_peak="1GiB", mode="training")
+        def test_bad_mode():
+            return "models/tiny_mlp.py"
+
+        @pytest.mark.memadvise(max_peak="1GiB")
+        def test_number_and_tensor():
+            return 42, torch.randn(2)
+
+        @pytest.mark.memadvise(max_peak="1GiB")
+        def test_exit_in_model_file():
+            return "models/exits.py"
+        """
+    )
+    (suite.path / "models" / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    result = suite.runpytest()
+    result.assert_outcomes(failed=6)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*memadvise marker: batch_size must be a whole number of at least 1, not 'x'*",
+            "*memadvise marker: a limit must not be negative, not -1 (max_peak=-1)*",
+            "*memadvise marker: mode must be one of train, inference, not 'training'*",
+            "*returned (int, …); the first item must be the torch.nn.Module to profile*",
+            "*exits.py:2: importing the file raised SystemExit(0): a model file must not exit*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    assert "TypeError" not in result.stdout.str() and "AttributeError" not in result.stdout.str()
