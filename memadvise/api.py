@@ -33,11 +33,9 @@ from memadvise.capture.training import (
 )
 from memadvise.capture.usercode import passes_through, user_argv
 from memadvise.errors import ModelFileError, UsageError
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_STEPS
 from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
 from memadvise.model.program import Program, with_scaling
-
-MAX_STEPS = 1000  # a leak shows within a few steps; more only takes longer
-MAX_BATCH_SIZE = 1 << 24
 
 
 def _check_choices(batch_size: int, mode: str, optimizer: str, steps: int) -> None:

@@ -148,8 +148,10 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     resized = applied.pruning is not None and bool(applied.pruning.new_shapes)
     if scenario.optimizer is not None or scenario.frozen or resized:
         if profile.mode != Mode.TRAIN.value:
-            if scenario.optimizer is not None:
-                raise UsageError("--optimizer applies to training profiles")
+            if scenario.optimizer is not None and scenario.optimizer.value != profile.optimizer:
+                raise UsageError(
+                    f"--optimizer applies to training profiles; this profile's mode is {profile.mode!r}"
+                )
         else:
             name = scenario.optimizer or OptimizerName(profile.optimizer)
             _check_optimizer(profile, name)

@@ -16,6 +16,7 @@ from memadvise.cli.common import (
     progress,
     show,
 )
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_ROWS
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
@@ -64,7 +65,10 @@ UpdateOpt = Annotated[
     bool, typer.Option("--update", help="Write the new figures to the baseline (creating it); exit 0.")
 ]
 CheckBatchOpt = Annotated[
-    int | None, typer.Option("--batch-size", "-b", min=1, help="Batch size (default: the config's, else 1).")
+    int | None,
+    typer.Option(
+        "--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Batch size (default: the config's, else 1)."
+    ),
 ]
 CheckModeOpt = Annotated[
     Mode | None, typer.Option("--mode", "-m", help="train or inference (default train).")
@@ -82,7 +86,7 @@ AnnotationsOpt = Annotated[
         "--annotations/--no-annotations", help="GitHub ::error lines on stderr (default: under Actions)."
     ),
 ]
-TopOpt = Annotated[int, typer.Option("--top", min=1, help="Layers named per changed model.")]
+TopOpt = Annotated[int, typer.Option("--top", min=1, max=MAX_ROWS, help="Layers named per changed model.")]
 
 
 @handles_errors

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from memadvise.cli.outputs import check_command_output
 from memadvise.errors import MemadviseError, UsageError
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_SEQ_LEN
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import Reporter, TableReporter
 
@@ -56,7 +57,10 @@ class TargetDeviceChoice(str, Enum):
 
 
 BatchSizeOpt = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Batch size passed to example_inputs().")
+    int,
+    typer.Option(
+        "--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Batch size passed to example_inputs()."
+    ),
 ]
 ModeOpt = Annotated[
     Mode,
@@ -115,10 +119,18 @@ TargetArg = Annotated[
 ]
 SeqLenOpt = Annotated[
     int | None,
-    typer.Option("--seq-len", min=1, help="Sequence length (model files whose example_inputs take seq_len)."),
+    typer.Option(
+        "--seq-len",
+        min=1,
+        max=MAX_SEQ_LEN,
+        help="Sequence length (model files whose example_inputs take seq_len).",
+    ),
 ]
 TraceBatchSizeOpt = Annotated[
-    int, typer.Option("--trace-batch-size", min=1, help="Batch size a model file is traced at.")
+    int,
+    typer.Option(
+        "--trace-batch-size", min=1, max=MAX_BATCH_SIZE, help="Batch size a model file is traced at."
+    ),
 ]
 
 
@@ -235,6 +247,7 @@ def load_or_profile(
     if target.endswith(".json"):
         if seq_len is not None:
             raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
+        refuse_trace_options(device, fake, target_device)
         from memadvise.model.profile import load_profile
 
         return load_profile(target), scenario
@@ -268,6 +281,21 @@ def load_or_profile(
             gpu=cuda_target(gpu) if fake_cuda else None,
         )
     return profile, scenario
+
+
+def refuse_trace_options(device: object, fake: bool, target_device: object) -> None:
+    """--fake, --device and --target-device choose how a model file is traced; a saved profile was
+    traced already, so they would be ignored and the answer would not be the one asked for."""
+    given = [
+        name
+        for name, value in (("--fake", fake), ("--device", device), ("--target-device", target_device))
+        if value
+    ]
+    if given:
+        raise UsageError(
+            f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only when tracing a model file; "
+            "a saved profile was traced already (profile the model file again to change it)"
+        )
 
 
 def cuda_target(gpu: str | None) -> Any:

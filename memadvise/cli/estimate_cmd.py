@@ -25,6 +25,7 @@ from memadvise.cli.common import (
     module_names,
     show,
 )
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GRAD_ACCUM
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
@@ -58,7 +59,8 @@ Examples:
 def estimate_command(
     target: TargetArg,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", min=1, help="Samples per forward pass.")
+        int | None,
+        typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Samples per forward pass."),
     ] = None,
     seq_len: SeqLenOpt = None,
     train_loop: TrainLoopOpt = TrainLoop.tutorial,
@@ -77,7 +79,7 @@ def estimate_command(
     ] = None,
     optimizer: Annotated[OptimizerName | None, typer.Option(help="Optimizer to estimate.")] = None,
     grad_accum: Annotated[
-        int, typer.Option("--grad-accum", min=1, help="Micro-batches per optimizer step.")
+        int, typer.Option("--grad-accum", min=1, max=MAX_GRAD_ACCUM, help="Micro-batches per optimizer step.")
     ] = 1,
     frozen: Annotated[
         list[str] | None,

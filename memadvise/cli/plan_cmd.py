@@ -26,6 +26,7 @@ from memadvise.cli.common import (
     module_names,
     show,
 )
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GPUS, MAX_GRAD_ACCUM
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
@@ -72,17 +73,25 @@ def plan_command(
     gpu: Annotated[
         str | None, typer.Option(help="GPU memory (24GB, 80GiB) or catalog name (A100 80GB).")
     ] = None,
-    gpus: Annotated[int, typer.Option(min=1, help="GPUs per node for data-parallel training.")] = 1,
-    nodes: Annotated[int, typer.Option(min=1, help="Nodes (each with --gpus GPUs).")] = 1,
+    gpus: Annotated[
+        int, typer.Option(min=1, max=MAX_GPUS, help="GPUs per node for data-parallel training.")
+    ] = 1,
+    nodes: Annotated[int, typer.Option(min=1, max=MAX_GPUS, help="Nodes (each with --gpus GPUs).")] = 1,
     strategy: Annotated[
         str | None, typer.Option(help="ddp, zero1, zero2, zero3 or fsdp (default ddp with several GPUs).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", min=1, help="Pin the micro-batch per GPU.")
+        int | None,
+        typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Pin the micro-batch per GPU."),
     ] = None,
     min_batch: Annotated[
         int | None,
-        typer.Option("--min-batch", min=1, help="Smallest effective batch (accumulation allowed)."),
+        typer.Option(
+            "--min-batch",
+            min=1,
+            max=MAX_BATCH_SIZE * MAX_GRAD_ACCUM,
+            help="Smallest effective batch (accumulation allowed).",
+        ),
     ] = None,
     seq_len: SeqLenOpt = None,
     train_loop: TrainLoopOpt = TrainLoop.tutorial,
@@ -95,7 +104,7 @@ def plan_command(
     ] = None,
     optimizer: Annotated[OptimizerName | None, typer.Option(help="Pin the optimizer.")] = None,
     grad_accum: Annotated[
-        int | None, typer.Option("--grad-accum", min=1, help="Pin the accumulation.")
+        int | None, typer.Option("--grad-accum", min=1, max=MAX_GRAD_ACCUM, help="Pin the accumulation.")
     ] = None,
     reserve: Annotated[
         str | None, typer.Option(help="Memory not available to tensors (default: CUDA context + workspace).")

@@ -24,6 +24,7 @@ from memadvise.cli.common import (
     show,
     step_progress,
 )
+from memadvise.model.limits import MAX_DEPTH, MAX_GPUS, MAX_ROWS, MAX_SEQ_LEN, MAX_STEPS, MAX_WORKERS
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
 
@@ -84,18 +85,26 @@ FormatOpt = Annotated[
         help="table, json, csv or html (default: from the suffix of --output, else table).",
     ),
 ]
-TopOpt = Annotated[int, typer.Option("--top", min=1, help="Rows in the layer and holder tables.")]
+TopOpt = Annotated[
+    int, typer.Option("--top", min=1, max=MAX_ROWS, help="Rows in the layer and holder tables.")
+]
 TreeOpt = Annotated[
     bool, typer.Option("--tree", help="Add memory at the peak by module hierarchy (table format).")
 ]
 DepthOpt = Annotated[
     int | None,
-    typer.Option("--depth", min=1, help="Levels of the module tree to show (implies --tree; default: all)."),
+    typer.Option(
+        "--depth",
+        min=1,
+        max=MAX_DEPTH,
+        help="Levels of the module tree to show (implies --tree; default: all).",
+    ),
 ]
 StepsOpt = Annotated[
     int | None,
     typer.Option(
         "--steps",
+        max=MAX_STEPS,
         help="Trace K >= 3 steps and report leaks (default: 2 steps, no leak check).",
     ),
 ]
@@ -105,7 +114,12 @@ HealthOpt = Annotated[
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--dataloader-workers", min=0, help="DataLoader workers, for the host-memory estimate."),
+    typer.Option(
+        "--dataloader-workers",
+        min=0,
+        max=MAX_WORKERS,
+        help="DataLoader workers, for the host-memory estimate.",
+    ),
 ]
 PinOpt = Annotated[
     bool | None,
@@ -120,7 +134,12 @@ PrecisionOpt = Annotated[
 ]
 SeqLenOpt = Annotated[
     int | None,
-    typer.Option("--seq-len", min=1, help="Sequence length, for files whose example_inputs take seq_len."),
+    typer.Option(
+        "--seq-len",
+        min=1,
+        max=MAX_SEQ_LEN,
+        help="Sequence length, for files whose example_inputs take seq_len.",
+    ),
 ]
 GpuKernelsOpt = Annotated[
     str | None,
@@ -134,6 +153,7 @@ FsdpOpt = Annotated[
     typer.Option(
         "--fsdp",
         min=2,
+        max=MAX_GPUS,
         help="Trace one rank of FSDP2 over N fake ranks (with --fake --target-device cpu).",
     ),
 ]
