@@ -214,7 +214,7 @@ class Baseline:
 
 def load_baseline(path: Path) -> Baseline:
     """Read a baseline file; every problem is one :class:`BaselineError` line saying how to fix it."""
-    recreate = f"restore it, or recreate it with `{UPDATE_HINT}`"
+    recreate = f"restore it, or delete it and recreate it with `{UPDATE_HINT}`"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

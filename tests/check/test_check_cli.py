@@ -87,13 +87,18 @@ def test_missing_baseline_exits_2_with_one_line(workdir: Path, memcheck: Check) 
     assert result.stdout == ""
 
 
-def test_corrupt_baseline_exits_2_then_update_passes(workdir: Path, memcheck: Check) -> None:
+def test_corrupt_baseline_exits_2_update_leaves_it_then_recreates_it_once_deleted(
+    workdir: Path, memcheck: Check
+) -> None:
     (workdir / BASE).write_text('{"entries": {', encoding="utf-8")
     result = memcheck(TINY, "--baseline", BASE, "-b", "4")
     assert result.exit_code == 2
-    assert "not valid JSON" in one_line(result)
-    updated = record(memcheck)
-    assert "writing a new one" in updated.stderr
+    assert "not valid JSON" in one_line(result) and "delete it" in one_line(result)
+    refused = memcheck(TINY, "--baseline", BASE, "-b", "4", "--update")
+    assert refused.exit_code == 2 and "not a memadvise baseline" in one_line(refused)
+    assert (workdir / BASE).read_text(encoding="utf-8") == '{"entries": {'
+    (workdir / BASE).unlink()
+    record(memcheck)
     assert memcheck(TINY, "--baseline", BASE, "-b", "4").exit_code == 0
 
 
