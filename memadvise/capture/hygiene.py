@@ -51,6 +51,8 @@ def preserved_input_grads(inputs: Any) -> Iterator[None]:
 
     leaves = [t for t in iter_tensors(inputs) if t.requires_grad and t.is_leaf]
     saved = [(t, t.grad) for t in leaves]
+    for tensor in leaves:
+        tensor.grad = None  # else backward accumulates into the caller's own gradient tensor
     try:
         yield
     finally:
