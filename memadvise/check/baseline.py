@@ -28,6 +28,7 @@ from memadvise.check.config import (
     parse_mode,
     parse_optimizer,
 )
+from memadvise.check.safe_write import real_target, replace_text, update_locked, writable_problem
 from memadvise.errors import BaselineError, ModelFileError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Profile
 
@@ -201,8 +202,6 @@ class Baseline:
 
     def save(self, path: Path) -> None:
         """Write atomically (a temporary file beside it, then a rename); a read-only file is refused."""
-        from memadvise.check.safe_write import replace_text, writable_problem
-
         problem = writable_problem(path)
         if problem is not None:
             raise BaselineError(f"baseline file '{path}' {problem}")
@@ -439,6 +438,50 @@ def plan_checks(
     return CheckPlan(baseline, tuple(targets.values()))
 
 
+# -- replacing a baseline (--update) --------------------------------------------------------------
+# Only a baseline is replaced, only a writable one, through symbolic links, and the read-modify-write
+# runs under a lock so that two updates of one baseline at the same time both land.
+def check_replaceable(path: Path) -> None:
+    """Raise :class:`BaselineError` unless ``--update`` may write ``path``: missing, empty, or a writable
+    memadvise baseline file (any schema version)."""
+    problem = writable_problem(path)
+    if problem is not None:
+        raise BaselineError(f"baseline file '{path}' {problem}")
+    target = real_target(path)
+    try:
+        if target.stat().st_size == 0:
+            return
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        raise BaselineError(
+            f"'{path}' exists and is not a memadvise baseline file; --update only replaces baselines: "
+            "choose another --baseline path (or delete the file to start a new baseline)"
+        )
+
+
+def update_baseline(path: Path, entries: Iterable[BaselineEntry]) -> None:
+    """Add or replace ``entries`` in the baseline at ``path`` (created when missing), re-reading the file
+    under the lock so that entries another process wrote meanwhile are kept."""
+    new = list(entries)
+
+    def merged() -> str:
+        check_replaceable(path)
+        try:
+            current = load_baseline(path) if real_target(path).exists() else Baseline()
+        except BaselineError:  # an empty file or another schema of ours: started again
+            current = Baseline()
+        return current.with_entries(new).to_json()
+
+    try:
+        update_locked(path, merged)
+    except OSError as exc:
+        raise BaselineError(f"cannot write baseline file '{path}': {exc.strerror or exc}") from None
+
+
 Profiler = Callable[..., Profile]
 Progress = Callable[[str], AbstractContextManager[Any]]
 
@@ -456,8 +499,6 @@ def run_checks(
     :class:`BaselineError` before anything is profiled. With ``update`` only a writable baseline file (or a
     missing or empty one) is replaced; a baseline of another schema is started again.
     """
-    from memadvise.check.baseline_update import check_replaceable, update_baseline
-
     path, base = plan.baseline, plan.baseline.parent
     notes: list[str] = []
     if update:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from memadvise.check.baseline import BaselineEntry, load_baseline
-from memadvise.check.baseline_update import update_baseline
+from memadvise.check.baseline import BaselineEntry, load_baseline, update_baseline
 from memadvise.check.safe_write import locked
 
 TINY = "models/tiny_mlp.py"
