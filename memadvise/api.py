@@ -13,7 +13,12 @@ import torch
 
 from memadvise.capture.cuda_target import CudaTarget
 from memadvise.capture.host_memory import estimate_host_memory, loader_settings
-from memadvise.capture.hygiene import check_grad_mode, preserved_input_grads, preserved_rng
+from memadvise.capture.hygiene import (
+    check_grad_mode,
+    preserved_input_grads,
+    preserved_rng,
+    preserved_simple_attributes,
+)
 from memadvise.capture.loader import (
     USER_MODULE_PREFIX,
     ModelSpec,
@@ -96,6 +101,7 @@ def profile_model(
     _check_choices(max(batch_size, 1), mode, optimizer, steps)
     with (
         preserved_input_grads(inputs),
+        preserved_simple_attributes(model),
         Tracer(
             model,
             mode=mode,

@@ -60,6 +60,24 @@ def preserved_input_grads(inputs: Any) -> Iterator[None]:
             tensor.grad = grad
 
 
+SIMPLE_TYPES = (int, float, bool, str, type(None))
+
+
+@contextmanager
+def preserved_simple_attributes(model: torch.nn.Module) -> Iterator[None]:
+    """Give every module's plain Python attributes (numbers, strings, flags, ``None``) the values they
+    had before (a ``forward`` that counts its calls, say). Containers and other objects are not copied."""
+    saved = [
+        (module, {k: v for k, v in vars(module).items() if isinstance(v, SIMPLE_TYPES)})
+        for module in model.modules()
+    ]
+    try:
+        yield
+    finally:
+        for module, values in saved:
+            module.__dict__.update(values)
+
+
 def profiler_active() -> bool:
     """Is a ``torch.profiler.profile()`` (or autograd profiler) recording in this thread?"""
     if getattr(torch.autograd.profiler, "_is_profiler_enabled", False):

@@ -62,3 +62,22 @@ def test_profile_file_keeps_rng_state_leaves_no_module_and_repeats_itself() -> N
 def test_library_counts_are_checked(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(MemadviseError, match=fragment):
         memadvise.profile_file(TINY, device="cpu", **kwargs)  # type: ignore[arg-type]
+
+
+class Counting(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+        self.calls = 0
+        self.last_mode = "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.last_mode = "train" if self.training else "eval"
+        return self.linear(x)
+
+
+def test_plain_attributes_forward_changes_are_restored() -> None:
+    model = Counting().eval()
+    memadvise.profile_model(model, torch.randn(3, 4))
+    assert (model.calls, model.last_mode, model.training) == (0, "none", False)
