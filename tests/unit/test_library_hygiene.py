@@ -81,3 +81,14 @@ def test_plain_attributes_forward_changes_are_restored() -> None:
     model = Counting().eval()
     memadvise.profile_model(model, torch.randn(3, 4))
     assert (model.calls, model.last_mode, model.training) == (0, "none", False)
+
+
+def test_two_profiles_of_one_model_with_a_grad_requiring_input_are_the_same_program() -> None:
+    """The first call's input gradient used to survive, so the second backward accumulated into it
+    (no new allocation) and traced another program with another peak."""
+    model = torch.nn.Linear(8, 4)
+    x = torch.randn(2, 8, requires_grad=True)
+    first, second = (memadvise.profile_model(model, x) for _ in range(2))
+    assert first.program is not None and second.program is not None
+    assert first.program.n_events == second.program.n_events
+    assert first.peak_bytes == second.peak_bytes
