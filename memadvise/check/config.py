@@ -9,6 +9,7 @@ from typing import Any
 
 from memadvise.capture.loader import split_target
 from memadvise.errors import CheckConfigError, UsageError
+from memadvise.model.limits import MAX_BATCH_SIZE
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.model.units import format_bytes, parse_size
 
@@ -198,8 +199,10 @@ def _settings(table: dict[str, Any], allowed: set[str], where: str) -> Settings:
     try:
         sizes = listed("batch_size", "batch_sizes")
         modes = listed("mode", "modes")
-        if sizes is not None and not all(type(b) is int and b >= 1 for b in sizes):
-            raise CheckConfigError(f"{where}: batch sizes must be integers of at least 1, not {sizes!r}")
+        if sizes is not None and not all(type(b) is int and 1 <= b <= MAX_BATCH_SIZE for b in sizes):
+            raise CheckConfigError(
+                f"{where}: batch sizes must be integers of at least 1 and at most {MAX_BATCH_SIZE:,}, not {sizes!r}"
+            )
         device = table.get("device")
         tolerance = table.get("tolerance")
         if tolerance is not None and not isinstance(tolerance, str):

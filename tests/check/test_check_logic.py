@@ -261,6 +261,7 @@ def test_plan_defaults_without_config(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("[tool.memadvise.check]\nbatch_sizes = [0]\n", "batch sizes must be integers of at least 1"),
+        ("[tool.memadvise.check]\nbatch_sizes = [99999999999]\n", "at most 16,777,216"),
         ("[tool.memadvise.check]\nbatch_size = 2\nbatch_sizes = [2]\n", "not both"),
         ("[tool.memadvise.check]\nmodes = ['training']\n", "unknown mode 'training'"),
         ("[tool.memadvise.check]\noptimizer = 'lion'\n", "unknown optimizer 'lion'"),
