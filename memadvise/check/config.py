@@ -201,7 +201,8 @@ def _settings(table: dict[str, Any], allowed: set[str], where: str) -> Settings:
         modes = listed("mode", "modes")
         if sizes is not None and not all(type(b) is int and 1 <= b <= MAX_BATCH_SIZE for b in sizes):
             raise CheckConfigError(
-                f"{where}: batch sizes must be integers of at least 1 and at most {MAX_BATCH_SIZE:,}, not {sizes!r}"
+                f"{where}: batch sizes must be integers of at least 1 and at most {MAX_BATCH_SIZE:,}, "
+                f"not {sizes!r}"
             )
         device = table.get("device")
         tolerance = table.get("tolerance")
