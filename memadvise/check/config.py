@@ -236,3 +236,33 @@ def parse_device(value: Any) -> str | None:
     if value not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {value!r}; use cpu, cuda or auto")
     return str(value)
+
+
+# -- the model commands take without a TARGET -------------------------------------------------------
+TARGET_HINT = (
+    'give TARGET (profile.json or model.py), or set model = "model.py" under [tool.memadvise] in '
+    "pyproject.toml (or in memadvise.toml), or list exactly one model under [tool.memadvise.check]"
+)
+
+
+def default_target(start: Path) -> str:
+    """The model ``plan``, ``estimate`` and ``profile`` use without a TARGET: ``model`` of
+    ``[tool.memadvise]`` (pyproject.toml) or of memadvise.toml, found from ``start`` up, else the only
+    model of its check table. Paths are relative to the config file's folder. UsageError otherwise."""
+    path = find_config(start)
+    if path is None:
+        raise UsageError(f"no TARGET given and no memadvise config found from {start}: {TARGET_HINT}")
+    table = _memadvise_table(path, read_toml(path)) or {}
+    model = table.get("model")
+    if model is not None:
+        if not isinstance(model, str) or not model.strip():
+            raise CheckConfigError(f'{path}: model must be a path string, e.g. model = "model.py"')
+        model_path, factory = split_target(model)
+        if model_path.suffix == ".json":
+            return str(path.parent / model_path)
+        return f"{path.parent / model_path}:{factory}"
+    models = load_config(path).models
+    if len(models) == 1:
+        return models[0][0]
+    found = f"{len(models)} models in its check table" if models else "no model in it"
+    raise UsageError(f"no TARGET given and {path} has {found}: {TARGET_HINT}")

@@ -110,8 +110,33 @@ def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceC
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
-    str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
+    str | None,
+    typer.Argument(
+        metavar="[TARGET]",
+        help="profile.json, model.py or model.py:factory (default: model in [tool.memadvise]).",
+        show_default=False,
+    ),
 ]
+GpusOpt = Annotated[int, typer.Option(min=1, help="GPUs per node for data-parallel training.")]
+NodesOpt = Annotated[int, typer.Option(min=1, help="Nodes (each with --gpus GPUs).")]
+StrategyOpt = Annotated[
+    str | None, typer.Option(help="ddp, zero1, zero2, zero3 or fsdp (default ddp with several GPUs).")
+]
+OffloadOpt = Annotated[
+    str | None,
+    typer.Option(help="Move to host memory: optimizer, or optimizer+params (ZeRO-Offload, FSDP CPUOffload)."),
+]
+
+
+def resolve_target(target: str | None) -> str:
+    """TARGET as given, or the model the nearest memadvise config names (see ``default_target``)."""
+    if target is not None:
+        return target
+    from memadvise.check.config import default_target
+
+    return default_target(Path.cwd())
+
+
 SeqLenOpt = Annotated[
     int | None,
     typer.Option("--seq-len", min=1, help="Sequence length (model files whose example_inputs take seq_len)."),

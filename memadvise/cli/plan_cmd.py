@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,9 +13,13 @@ from memadvise.cli.common import (
     DeviceOpt,
     FakeOpt,
     FormatOpt,
+    GpusOpt,
     ModeOpt,
+    NodesOpt,
+    OffloadOpt,
     OutputOpt,
     SeqLenOpt,
+    StrategyOpt,
     TargetArg,
     TargetDeviceOpt,
     TextFormat,
@@ -24,6 +29,7 @@ from memadvise.cli.common import (
     handles_errors,
     load_or_profile,
     module_names,
+    resolve_target,
     show,
 )
 from memadvise.model.profile import Mode, OptimizerName
@@ -68,15 +74,14 @@ class GoalChoice(str, Enum):
 
 @handles_errors
 def plan_command(
-    target: TargetArg,
+    target: TargetArg = None,
     gpu: Annotated[
         str | None, typer.Option(help="GPU memory (24GB, 80GiB) or catalog name (A100 80GB).")
     ] = None,
-    gpus: Annotated[int, typer.Option(min=1, help="GPUs per node for data-parallel training.")] = 1,
-    nodes: Annotated[int, typer.Option(min=1, help="Nodes (each with --gpus GPUs).")] = 1,
-    strategy: Annotated[
-        str | None, typer.Option(help="ddp, zero1, zero2, zero3 or fsdp (default ddp with several GPUs).")
-    ] = None,
+    gpus: GpusOpt = 1,
+    nodes: NodesOpt = 1,
+    strategy: StrategyOpt = None,
+    offload: OffloadOpt = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", "-b", min=1, help="Pin the micro-batch per GPU.")
     ] = None,
@@ -113,7 +118,7 @@ def plan_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
-    from memadvise.model.scenario import parse_precision, parse_strategy
+    from memadvise.model.scenario import parse_offload, parse_precision, parse_strategy
     from memadvise.planner import Goal, Pins, budget_for, local_budget, rank_gpus, search
 
     if batch_size is not None and min_batch is not None:
@@ -127,6 +132,7 @@ def plan_command(
         grad_accum=grad_accum,
         gpus=gpus * nodes,
         strategy=strategy,
+        offload=parse_offload(offload),
     )
     if strategy is not None:
         parse_strategy(strategy)  # a clear error before any model runs
@@ -137,14 +143,49 @@ def plan_command(
         check_gpu_text(gpu)
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
+    target = resolve_target(target)
     profile = _profile(
         target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
     )
+    source = _source(target, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop)
     if budget is None:
-        result: object = rank_gpus(profile, pins, Goal(goal.value), reserve)
+        result: object = rank_gpus(profile, pins, Goal(goal.value), reserve, source=source)
     else:
-        result = search(profile, budget, pins, Goal(goal.value))
+        result = replace(search(profile, budget, pins, Goal(goal.value)), source=source)
     show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")
+
+
+def _source(
+    target: str,
+    trace_batch_size: int,
+    mode: Mode,
+    device: object,
+    fake: bool,
+    target_device: object,
+    seq_len: int | None,
+    train_loop: TrainLoop,
+) -> str:
+    """What ``memadvise estimate`` needs, before the plan's flags, to replay the same profile: the saved
+    profile's path, or the model file with the options it was traced with."""
+    import shlex
+
+    words = [target]
+    if not target.endswith(".json"):
+        if trace_batch_size != 2:
+            words += ["--trace-batch-size", str(trace_batch_size)]
+        if mode is not Mode.TRAIN:
+            words += ["--mode", mode.value]
+        if device is not None:
+            words += ["--device", str(getattr(device, "value", device))]
+        if fake:
+            words.append("--fake")
+        if target_device is not None:
+            words += ["--target-device", str(getattr(target_device, "value", target_device))]
+        if seq_len is not None:
+            words += ["--seq-len", str(seq_len)]
+        if train_loop is not TrainLoop.tutorial:
+            words += ["--train-loop", train_loop.value]
+    return shlex.join(words)
 
 
 def _catalog_name(gpu: str | None) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from memadvise.model.profile import Profile
 from memadvise.planner.budget import budget_for
@@ -19,11 +19,16 @@ class GpuRanking:
 
 
 def rank_gpus(
-    profile: Profile, pins: Pins, goal: Goal = Goal.MAX_BATCH, reserve: str | int | None = None
+    profile: Profile,
+    pins: Pins,
+    goal: Goal = Goal.MAX_BATCH,
+    reserve: str | int | None = None,
+    *,
+    source: str = "",
 ) -> GpuRanking:
     """Plan ``profile`` on every GPU of the catalog (``reserve`` as in :func:`budget_for`)."""
     plans = [
-        search(profile, budget_for(spec, reserve), pins, goal, suggest=False)
+        replace(search(profile, budget_for(spec, reserve), pins, goal, suggest=False), source=source)
         for spec in sorted(load_catalog(), key=lambda g: g.memory_bytes)
     ]
     plans.sort(key=lambda plan: (plan.recommendation is None, plan.budget.total_bytes))

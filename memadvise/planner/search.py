@@ -28,16 +28,22 @@ from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Profile
-from memadvise.model.scenario import parse_strategy
+from memadvise.model.scenario import Offload, Strategy, parse_strategy
 from memadvise.planner.budget import Budget, budget_for
 from memadvise.planner.gpus import load_catalog
 from memadvise.planner.hardware import RamAdvice, ram_for
 from memadvise.planner.reserved import Reservation, allocator_settings, reserved
 
-MAX_BATCH = 1 << 20
+BATCH_CAP = 4096  # the search stops here (or at 64 x the profiled batch, if larger): memory no
+BATCH_CAP_FACTOR = 64  # longer limits the batch, and an absurd figure would only look precise
 FINALISTS = 6
+RESERVED_GRID = 64  # the reserved check steps down by about 1/64 of the batch (a power of two)
 APPROXIMATION_MARGIN = 0.03
 EXACT_PRECISIONS = {Precision.INT8, Precision.INT4}  # weight bytes are exact
+# Where an option's reserved figure comes from (``Option.reserved_source``).
+REPLAYED = "allocator model"
+NOT_REPLAYED = "not replayed"
+EXACT_BUDGET = "exact budget (--reserve 0): tensor bytes only"
 
 
 class Goal(str, Enum):
@@ -57,7 +63,7 @@ class Option:
     checkpoint: tuple[str, ...]
     optimizer: str
     predicted_peak_bytes: int
-    reserved_bytes: int
+    reserved_bytes: int | None
     budget_bytes: int
     headroom_bytes: int
     recompute_fraction: float
@@ -65,6 +71,19 @@ class Option:
     caveats: tuple[str, ...] = ()
     flags: str = ""
     code: tuple[str, ...] = ()
+    reserved_source: str = NOT_REPLAYED
+    batch_capped: bool = False  # memory allows at least this batch: the search stopped at its cap
+    scenario: Scenario | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """The analyzer's peak of live tensor bytes (``torch.cuda.max_memory_allocated()``)."""
+        return self.predicted_peak_bytes
+
+    @property
+    def deciding_bytes(self) -> int:
+        """The figure the fit was decided on: reserved when replayed, else allocated."""
+        return self.reserved_bytes if self.reserved_bytes is not None else self.predicted_peak_bytes
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class Plan:
     scenarios_evaluated: int = 0
     model: str = ""
     ram: RamAdvice | None = None
+    source: str = ""  # what `memadvise estimate` takes before the flags to replay this plan's profile
 
     @property
     def recommendation(self) -> Option | None:
@@ -101,6 +121,7 @@ class Pins:
     grad_accum: int | None = None
     gpus: int = 1
     strategy: str | None = None
+    offload: Offload | None = None
 
 
 def fsdp_trace_ranks(pins: Pins, fake_cpu: bool) -> int | None:
@@ -137,14 +158,22 @@ class _Search:
     def fits(self, scenario: Scenario) -> bool:
         return self.peak(scenario) <= self.limit(scenario)
 
+    @property
+    def cap(self) -> int:
+        """The largest batch the search tries (see ``BATCH_CAP``)."""
+        return max(BATCH_CAP, BATCH_CAP_FACTOR * self.profile.batch_size)
+
     def largest_batch(self, base: Scenario, low: int = 1) -> int:
-        """Largest micro-batch (>= low) that fits, or 0 when not even ``low`` does."""
+        """Largest micro-batch (>= low, <= :attr:`cap`) that fits, or 0 when not even ``low`` does."""
         if not self.fits(replace(base, batch_size=low)):
             return 0
+        cap = self.cap
+        if self.fits(replace(base, batch_size=cap)):
+            return cap
         high = low
-        while high < MAX_BATCH and self.fits(replace(base, batch_size=high * 2)):
+        while high * 2 < cap and self.fits(replace(base, batch_size=high * 2)):
             high *= 2
-        lo, hi = high, min(high * 2, MAX_BATCH + 1)  # lo fits, hi does not (or is past the cap)
+        lo, hi = high, min(high * 2, cap)  # lo fits, hi does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.fits(replace(base, batch_size=mid)):
@@ -211,6 +240,7 @@ def search(
         pins = replace(pins, gpus=1, strategy=None)
         strategy = None
     runner = _Search(profile, budget, pins)
+    _check_pins(runner, strategy)
     options: list[Option] = []
     auto = _auto_set(runner) if (AUTO,) in _checkpoints(profile, pins) else ()
     for precision, checkpoint, optimizer in itertools.product(
@@ -223,6 +253,7 @@ def search(
             grad_accum=pins.grad_accum or 1,
             gpus=pins.gpus,
             strategy=strategy,
+            offload=pins.offload,
         )
         if checkpoint == (AUTO,):
             if not auto:
@@ -263,6 +294,36 @@ def search(
         scenarios_evaluated=runner.counter.n,
         model=profile.model,
         ram=ram,
+    )
+
+
+def _check_pins(runner: _Search, strategy: Strategy | None) -> None:
+    """The pinned levers as ``estimate`` would check them: a module name that is not in the model, an
+    optimizer for an inference profile… are the user's mistakes, not options that do not fit."""
+    pins, profile = runner.pins, runner.profile
+    if (
+        pins.checkpoint in (None, (), (AUTO,))
+        and pins.optimizer is None
+        and pins.precision is None
+        and pins.offload is None
+    ):
+        return
+    if pins.checkpoint and pins.checkpoint != (AUTO,) and profile.mode != Mode.TRAIN.value:
+        raise UsageError("activation checkpointing applies to training profiles")
+    precision = (
+        pins.precision if pins.precision is not None and pins.precision.value != profile.precision else None
+    )
+    runner.counter.n += 1
+    peak_bytes(
+        profile,
+        Scenario(
+            precision=precision,
+            checkpoint=() if pins.checkpoint in (None, (AUTO,)) else pins.checkpoint,
+            optimizer=pins.optimizer,
+            gpus=pins.gpus,
+            strategy=strategy,
+            offload=pins.offload,
+        ),
     )
 
 
@@ -329,11 +390,14 @@ def _option(runner: _Search, scenario: Scenario, result: Estimate | None = None)
         checkpoint=result.checkpoint,
         optimizer=result.optimizer,
         predicted_peak_bytes=result.peak_bytes,
-        reserved_bytes=result.peak_bytes,
+        reserved_bytes=None,
+        reserved_source=EXACT_BUDGET if budget.exact else NOT_REPLAYED,
+        scenario=scenario,
         budget_bytes=budget.usable_bytes,
         headroom_bytes=budget.usable_bytes - result.peak_bytes,
         recompute_fraction=result.recompute_fraction or 0.0,
         fits=result.peak_bytes <= runner.limit(scenario),
+        batch_capped=runner.pins.batch_size is None and result.batch_size >= runner.cap,
         caveats=_caveats(result, scenario),
         flags=_flags(result, scenario),
         code=_code(result, scenario),
@@ -350,8 +414,16 @@ def _speed(option: Option, budget: Budget) -> float:
 
 
 def _rank(options: list[Option], goal: Goal, budget: Budget) -> list[Option]:
-    def tie(o: Option) -> tuple[float, int, int]:
-        return (o.recompute_fraction, PRECISION_RANK.get(o.precision, 9), o.optimizer != "adamw-8bit")
+    def tie(o: Option) -> tuple[float, int, int, int]:
+        # On a tie, what the user runs today wins: no recompute, the profiled precision, the profiled
+        # optimizer (a change the plan proposes has to buy something).
+        changed = o.scenario
+        return (
+            o.recompute_fraction,
+            int(changed is not None and changed.precision is not None),
+            PRECISION_RANK.get(o.precision, 9),
+            int(changed is not None and changed.optimizer is not None),
+        )
 
     fitting = [o for o in options if o.fits]
     closest = sorted((o for o in options if not o.fits), key=lambda o: (o.predicted_peak_bytes, *tie(o)))
@@ -383,8 +455,9 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
             replace(
                 fitted,
                 reserved_bytes=taken.reserved_bytes,
+                reserved_source=REPLAYED,
                 headroom_bytes=budget.usable_bytes - taken.reserved_bytes,
-                fits=taken.reserved_bytes <= runner.limit(scenario),
+                fits=not taken.out_of_memory and fitted.fits,
                 caveats=fitted.caveats + _near_limit(taken.reserved_bytes, taken.fragmentation, budget),
             )
         )
@@ -392,41 +465,36 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
 
 
 def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, Reservation]:
-    """The option's scenario at the largest batch (at most its own) whose reserved memory fits,
-    found by bisection; batch 1 (or a pinned batch) when none does. With its estimate."""
+    """The option's scenario at the largest batch (at most its own) whose allocator replay fits, with
+    its estimate; batch 1 (or a pinned batch) when none does.
+
+    Whether a replay fits is not monotone in the batch near the limit (the same GPT-2 replay fails at
+    2,940 and fits at 2,960, as segments happen to line up), so a bisection lands on an arbitrary
+    local edge, and two options of almost the same memory could get batches 14% apart. When the
+    allocated maximum does not fit, the search steps down a grid of round batches — multiples of the
+    largest power of two up to 1/64 of it, under 1.6% apart — and takes the first that fits: options of
+    about the same memory meet on the same grid point."""
+    assert option.scenario is not None
+    base = option.scenario
 
     def check(batch: int) -> tuple[Scenario, Estimate, Reservation]:
-        scenario = _scenario_of(option, runner.pins, batch)
+        scenario = replace(base, batch_size=batch)
         runner.counter.n += 1
         result, blocks = estimate_blocks(runner.profile, scenario)
-        return scenario, result, reserved(blocks)
+        # The allocator may reserve up to the budget; past it, it releases its cache and retries.
+        return scenario, result, reserved(blocks, capacity=int(runner.limit(scenario)))
 
     best = check(option.batch_size)
-    if best[2].reserved_bytes <= runner.limit(best[0]) or runner.pins.batch_size:
+    if not best[2].out_of_memory or runner.pins.batch_size or option.batch_size == 1:
         return best
-    lo, hi = 0, option.batch_size  # hi does not fit; lo fits (0: none known)
-    found = None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        trial = check(mid)
-        if trial[2].reserved_bytes <= runner.limit(trial[0]):
-            lo, found = mid, trial
-        else:
-            hi = mid
-    return found if found is not None else check(1)
-
-
-def _scenario_of(option: Option, pins: Pins, batch: int) -> Scenario:
-    strategy = parse_strategy(pins.strategy) if pins.strategy else None
-    return Scenario(
-        batch_size=batch,
-        precision=Precision(option.precision),
-        checkpoint=option.checkpoint,
-        optimizer=OptimizerName(option.optimizer) if option.optimizer != "none" else None,
-        grad_accum=option.grad_accum,
-        gpus=pins.gpus,
-        strategy=strategy if strategy or pins.gpus == 1 else parse_strategy("ddp"),
-    )
+    grid = 1 << max(0, (option.batch_size // RESERVED_GRID).bit_length() - 1)
+    batch = (option.batch_size - 1) // grid * grid
+    while batch >= 1:
+        trial = check(batch)
+        if not trial[2].out_of_memory:
+            return trial
+        batch -= grid
+    return check(1)
 
 
 def _near_limit(reserved_bytes: int, fragmentation: float, budget: Budget) -> tuple[str, ...]:
@@ -459,9 +527,16 @@ def _flags(result: Estimate, scenario: Scenario) -> str:
     if scenario.precision is not None:
         parts.append(f"--precision {scenario.precision.value}")
     parts.append(f"--checkpoint {','.join(result.checkpoint) if result.checkpoint else 'none'}")
-    parts.append(f"--optimizer {result.optimizer}")
+    if scenario.optimizer is not None:  # the profiled optimizer is the traced one, not a formula's
+        parts.append(f"--optimizer {scenario.optimizer.value}")
     if scenario.grad_accum > 1:
         parts.append(f"--grad-accum {scenario.grad_accum}")
+    if scenario.gpus > 1 or scenario.strategy is not None:
+        parts.append(f"--gpus {scenario.gpus}")
+        if scenario.strategy is not None:
+            parts.append(f"--strategy {scenario.strategy.value}")
+    if scenario.offload is not None:
+        parts.append(f"--offload {scenario.offload.value}")
     return " ".join(parts)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -35,7 +35,7 @@ def render_plan(plan: Plan) -> RenderableType:
     parts: list[RenderableType] = [head]
     best = plan.recommendation
     if best is not None:
-        parts.append(_recommendation(best))
+        parts.append(_recommendation(plan, best))
     else:
         parts.append(Text("Nothing fits this budget.", style="bold red"))
         for line in plan.suggestions:
@@ -57,19 +57,34 @@ def render_plan(plan: Plan) -> RenderableType:
     return Group(*parts)
 
 
-def _recommendation(o: Option) -> Text:
+def estimate_command(plan: Plan, o: Option) -> str:
+    """The ``memadvise estimate`` command that gives this option's figure (PROFILE when the plan does
+    not know where its profile came from)."""
+    return f"memadvise estimate {plan.source or 'PROFILE'} {o.flags}"
+
+
+def _recommendation(plan: Plan, o: Option) -> Text:
     text = Text()
     text.append("Recommended: ", style="bold green")
     text.append(
-        f"batch {o.batch_size}"
+        (
+            f"batch {o.batch_size} (memory allows at least {o.batch_size}: it no longer limits the batch)"
+            if o.batch_capped
+            else f"batch {o.batch_size}"
+        )
         + (f" x {o.grad_accum} accumulation = {o.effective_batch_size}" if o.grad_accum > 1 else "")
         + f", {o.precision}, checkpoint {checkpoint_label(o.checkpoint)}, {o.optimizer}"
     )
+    reserved = (
+        f"{format_bytes(o.reserved_bytes)} reserved"
+        if o.reserved_bytes is not None
+        else f"reserved {o.reserved_source}"
+    )
     text.append(
         f"\n  predicted peak {format_bytes(o.predicted_peak_bytes)} allocated, "
-        f"{format_bytes(o.reserved_bytes)} reserved; headroom {format_bytes(o.headroom_bytes)}"
+        f"{reserved}; headroom {format_bytes(o.headroom_bytes)}"
     )
-    text.append(f"\n  memadvise estimate … {o.flags}", style="cyan")
+    text.append(f"\n  {estimate_command(plan, o)}", style="cyan")
     for line in o.code:
         text.append(f"\n  {line}", style="cyan")
     for caveat in o.caveats:
@@ -91,14 +106,14 @@ def _options_table(plan: Plan) -> Table:
     for k, o in enumerate(plan.options, 1):
         table.add_row(
             str(k),
-            str(o.batch_size),
+            f">={o.batch_size}" if o.batch_capped else str(o.batch_size),
             str(o.grad_accum),
             str(o.effective_batch_size),
             o.precision,
             checkpoint_label(o.checkpoint, short=True),
             o.optimizer,
             format_bytes(o.predicted_peak_bytes),
-            format_bytes(o.reserved_bytes),
+            "-" if o.reserved_bytes is None else format_bytes(o.reserved_bytes),
             format_bytes(o.headroom_bytes),
             f"{o.recompute_fraction:.0%}" if o.checkpoint else "-",
             "yes" if o.fits else "no",
@@ -106,8 +121,17 @@ def _options_table(plan: Plan) -> Table:
     return table
 
 
+PLAN_SCHEMA = 2
+"""Version of the plan's JSON. 2: each option has ``allocated_bytes`` (the analyzer's peak of live
+tensor bytes), ``reserved_bytes`` (the caching-allocator model's reserved peak, ``null`` when the option
+was not replayed through it) and ``reserved_source`` saying which. Version 1 (no ``schema_version``)
+put the allocated peak in ``reserved_bytes`` for options that were not replayed."""
+
+
 def option_dict(o: Option) -> dict[str, Any]:
-    data = asdict(o)
+    data = asdict(replace(o, scenario=None))
+    del data["scenario"]
+    data["allocated_bytes"] = o.predicted_peak_bytes
     data["checkpoint"] = list(o.checkpoint)
     data["caveats"] = list(o.caveats)
     data["code"] = list(o.code)
@@ -118,6 +142,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
     best = plan.recommendation
     budget = plan.budget
     return {
+        "schema_version": PLAN_SCHEMA,
         "model": plan.model,
         "mode": plan.mode,
         "goal": plan.goal,
@@ -141,9 +166,12 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
             "grad_accum": best.grad_accum,
             "effective_batch_size": best.effective_batch_size,
             "predicted_peak_bytes": best.predicted_peak_bytes,
+            "allocated_bytes": best.predicted_peak_bytes,
             "reserved_bytes": best.reserved_bytes,
+            "reserved_source": best.reserved_source,
             "budget_bytes": best.budget_bytes,
             "flags": best.flags,
+            "command": estimate_command(plan, best),
         },
         "options": [option_dict(o) for o in plan.options],
         "suggestions": list(plan.suggestions),
@@ -177,4 +205,11 @@ def render_gpu_list(ranking: GpuRanking) -> RenderableType:
 
 
 def gpu_list_json(ranking: GpuRanking) -> str:
-    return json.dumps({"model": ranking.model, "gpus": [plan_dict(p) for p in ranking.plans]}, indent=2)
+    return json.dumps(
+        {
+            "schema_version": PLAN_SCHEMA,
+            "model": ranking.model,
+            "gpus": [plan_dict(p) for p in ranking.plans],
+        },
+        indent=2,
+    )
