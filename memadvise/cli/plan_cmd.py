@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -53,7 +54,12 @@ The search covers every lever you do not pin: --precision, --checkpoint (none or
 --min-batch). --goal max-batch (default), min-memory or fastest. --gpus N --strategy
 ddp|zero1|zero2|zero3|fsdp (and --nodes M) plans one GPU's share of data-parallel training; with a
 model file, --fake --target-device cpu and fsdp/zero3, one rank of the real FSDP2 is traced.
---list-gpus ranks the catalog's GPUs for this model, with the system RAM to pair with each.
+--offload optimizer|optimizer+params moves optimizer state (and parameters and gradients) to host
+memory, and the system-RAM advice grows by what it moves.
+--list-gpus ranks the catalog's GPUs for this model, with the price per hour, the option each gets
+and the system RAM to pair with it; --goal cheapest ranks the cards that fit by price (the shipped
+table's date and source are printed; --prices FILE gives your own: {"prices": {"H100": 2.5}}).
+Without TARGET, the model named in [tool.memadvise] of pyproject.toml (or memadvise.toml) is used.
 
 \b
 Examples:
@@ -62,6 +68,8 @@ Examples:
   memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 --strategy zero3
   memadvise plan gpt2.json --gpu 16GiB --precision fp32 --checkpoint none --reserve 0
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
+  memadvise plan gpt2.json --list-gpus --goal cheapest
+  memadvise plan gpt2.json --gpu 24GB --offload optimizer
   memadvise plan gpt2.json --gpu A10 --format json
 """
 
@@ -70,6 +78,7 @@ class GoalChoice(str, Enum):
     max_batch = "max-batch"
     min_memory = "min-memory"
     fastest = "fastest"
+    cheapest = "cheapest"
 
 
 @handles_errors
@@ -92,7 +101,7 @@ def plan_command(
     seq_len: SeqLenOpt = None,
     train_loop: TrainLoopOpt = TrainLoop.tutorial,
     goal: Annotated[
-        GoalChoice, typer.Option(help="max-batch, min-memory or fastest.")
+        GoalChoice, typer.Option(help="max-batch, min-memory, fastest, or cheapest (with --list-gpus).")
     ] = GoalChoice.max_batch,
     precision: Annotated[str | None, typer.Option(help="Pin the precision (fp32, bf16-mixed, …).")] = None,
     checkpoint: Annotated[
@@ -108,6 +117,12 @@ def plan_command(
     list_gpus: Annotated[
         bool, typer.Option("--list-gpus", help="Rank the catalog's GPUs for this model.")
     ] = False,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Price table (JSON) for --list-gpus, instead of the shipped one.", show_default=False
+        ),
+    ] = None,
     trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,
     device: DeviceOpt = None,
@@ -141,6 +156,17 @@ def plan_command(
         from memadvise.planner.budget import check_gpu_text
 
         check_gpu_text(gpu)
+    if goal is GoalChoice.cheapest and not list_gpus:
+        raise UsageError("--goal cheapest compares the catalog's GPUs: add --list-gpus (and drop --gpu)")
+    if list_gpus and gpu is not None:
+        raise UsageError("--list-gpus plans every catalog GPU: drop --gpu")
+    price_table = None
+    if prices is not None:
+        from memadvise.planner.prices import load_prices
+
+        if not list_gpus:
+            raise UsageError("--prices is for --list-gpus")
+        price_table = load_prices(prices)
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     target = resolve_target(target)
@@ -149,7 +175,9 @@ def plan_command(
     )
     source = _source(target, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop)
     if budget is None:
-        result: object = rank_gpus(profile, pins, Goal(goal.value), reserve, source=source)
+        result: object = rank_gpus(
+            profile, pins, Goal(goal.value), reserve, source=source, prices=price_table
+        )
     else:
         result = replace(search(profile, budget, pins, Goal(goal.value)), source=source)
     show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")

@@ -50,6 +50,7 @@ class Goal(str, Enum):
     MAX_BATCH = "max-batch"
     MIN_MEMORY = "min-memory"
     FASTEST = "fastest"
+    CHEAPEST = "cheapest"  # --list-gpus: the cards that fit, by price per hour
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Option:
     code: tuple[str, ...] = ()
     reserved_source: str = NOT_REPLAYED
     batch_capped: bool = False  # memory allows at least this batch: the search stopped at its cap
+    offload_host_bytes: int = 0  # host RAM one GPU's offloaded state takes (--offload)
+    offload_pinned_bytes: int = 0  # of which page-locked
     scenario: Scenario | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -146,8 +149,16 @@ class _Search:
     counter: _Counter = field(default_factory=_Counter)
 
     def peak(self, scenario: Scenario) -> int:
+        key = (id(self.profile), scenario)
+        cached = _PEAKS.get(key)
+        if cached is not None and cached[0] is self.profile:
+            return cached[1]
         self.counter.n += 1
-        return peak_bytes(self.profile, scenario)
+        value = peak_bytes(self.profile, scenario)
+        if len(_PEAKS) >= PEAK_CACHE:
+            _PEAKS.pop(next(iter(_PEAKS)))
+        _PEAKS[key] = (self.profile, value)
+        return value
 
     def limit(self, scenario: Scenario) -> float:
         """The budget a scenario's estimate must stay under: precision changes estimated from another
@@ -164,23 +175,46 @@ class _Search:
         return max(BATCH_CAP, BATCH_CAP_FACTOR * self.profile.batch_size)
 
     def largest_batch(self, base: Scenario, low: int = 1) -> int:
-        """Largest micro-batch (>= low, <= :attr:`cap`) that fits, or 0 when not even ``low`` does."""
-        if not self.fits(replace(base, batch_size=low)):
+        """Largest micro-batch (>= low, <= :attr:`cap`) that fits, or 0 when not even ``low`` does.
+
+        The peak grows with the batch, almost in proportion (every block is a fixed part plus a part
+        per sample), so the search interpolates between a batch that fits and one that does not
+        (regula falsi) and checks each guess's neighbour: two or three estimates usually settle it,
+        where a bisection takes twenty. The bracket shrinks on every step, so it ends like one."""
+        limit = self.limit(replace(base, batch_size=low))
+        p_lo = self.peak(replace(base, batch_size=low))
+        if p_lo > limit:
             return 0
         cap = self.cap
-        if self.fits(replace(base, batch_size=cap)):
+        p_hi = self.peak(replace(base, batch_size=cap))
+        if p_hi <= limit:
             return cap
-        high = low
-        while high * 2 < cap and self.fits(replace(base, batch_size=high * 2)):
-            high *= 2
-        lo, hi = high, min(high * 2, cap)  # lo fits, hi does not
+        lo, hi = low, cap  # lo fits, hi does not
         while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.fits(replace(base, batch_size=mid)):
-                lo = mid
+            slope = (p_hi - p_lo) / (hi - lo)
+            guess = lo + int((limit - p_lo) / slope) if slope > 0 else (lo + hi) // 2
+            guess = min(max(guess, lo + 1), hi - 1)
+            p = self.peak(replace(base, batch_size=guess))
+            if p <= limit:
+                lo, p_lo = guess, p
+                if hi - lo > 1:  # the neighbour above decides it, when the guess was right
+                    p = self.peak(replace(base, batch_size=lo + 1))
+                    if p > limit:
+                        return lo
+                    lo, p_lo = lo + 1, p
             else:
-                hi = mid
+                hi, p_hi = guess, p
+                if hi - lo > 1:
+                    p = self.peak(replace(base, batch_size=hi - 1))
+                    if p <= limit:
+                        return hi - 1
+                    hi, p_hi = hi - 1, p
         return lo
+
+
+PEAK_CACHE = 4096
+_PEAKS: dict[tuple[int, Scenario], tuple[Profile, int]] = {}
+"""Peaks by scenario, shared by the plans of one profile on several budgets (``--list-gpus``)."""
 
 
 def _precisions(profile: Profile, budget: Budget, pins: Pins) -> list[Precision]:
@@ -223,10 +257,17 @@ def _checkpoints(profile: Profile, pins: Pins) -> list[tuple[str, ...]]:
 
 
 def search(
-    profile: Profile, budget: Budget, pins: Pins, goal: Goal = Goal.MAX_BATCH, *, suggest: bool = True
+    profile: Profile,
+    budget: Budget,
+    pins: Pins,
+    goal: Goal = Goal.MAX_BATCH,
+    *,
+    suggest: bool = True,
+    finalists: int = FINALISTS,
 ) -> Plan:
-    """Every free-lever combination with its best batch, ranked for ``goal``; the top ones checked
-    against the caching-allocator model."""
+    """Every free-lever combination with its best batch, ranked for ``goal``; the top ``finalists``
+    checked against the caching-allocator model (0: only as many as it takes to know the best one —
+    the others keep ``reserved_bytes=None``)."""
     ram = ram_for(budget.total_bytes * pins.gpus, profile)
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     if pins.gpus > 1 and strategy is None:
@@ -266,9 +307,22 @@ def search(
         if option is not None:
             options.append(option)
     ranked = _rank(options, goal, budget)
-    checked = _rank(_check_reserved(runner, ranked[:FINALISTS], budget), goal, budget)
+    if finalists:
+        checked = _rank(_check_reserved(runner, ranked[:finalists], budget), goal, budget)
+    else:
+        checked = _rank(_check_until_best(runner, ranked, goal, budget), goal, budget)
     fitting = [o for o in checked if o.fits]
     others = [o for o in checked if not o.fits]
+    if pins.offload is not None:
+        held = fitting[0] if fitting else (others[0] if others else None)
+        if held is not None:
+            n = max(1, pins.gpus)
+            ram = ram_for(
+                budget.total_bytes * pins.gpus,
+                profile,
+                held.offload_host_bytes * n,
+                held.offload_pinned_bytes * n,
+            )
     suggestions: tuple[str, ...] = ()
     if not fitting and suggest:
         suggestions = _what_would_fit(profile, budget, pins, others)
@@ -398,6 +452,8 @@ def _option(runner: _Search, scenario: Scenario, result: Estimate | None = None)
         recompute_fraction=result.recompute_fraction or 0.0,
         fits=result.peak_bytes <= runner.limit(scenario),
         batch_capped=runner.pins.batch_size is None and result.batch_size >= runner.cap,
+        offload_host_bytes=result.offload.host_bytes if result.offload else 0,
+        offload_pinned_bytes=result.offload.pinned_bytes if result.offload else 0,
         caveats=_caveats(result, scenario),
         flags=_flags(result, scenario),
         code=_code(result, scenario),
@@ -464,37 +520,75 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
     return checked
 
 
+def _check_until_best(runner: _Search, ranked: list[Option], goal: Goal, budget: Budget) -> list[Option]:
+    """Replay options in rank order until the best replayed one still ranks ahead of every option not
+    replayed (a replay can only lower an option), and return them all."""
+    done: list[Option] = []
+    pending = list(ranked)
+    while pending and pending[0].fits:
+        done.extend(_check_reserved(runner, [pending.pop(0)], budget))
+        leader = _rank(done, goal, budget)[0]
+        if leader.fits and (not pending or _rank([pending[0], leader], goal, budget)[0] is leader):
+            break
+    return done + pending
+
+
 def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, Reservation]:
     """The option's scenario at the largest batch (at most its own) whose allocator replay fits, with
     its estimate; batch 1 (or a pinned batch) when none does.
 
     Whether a replay fits is not monotone in the batch near the limit (the same GPT-2 replay fails at
-    2,940 and fits at 2,960, as segments happen to line up), so a bisection lands on an arbitrary
-    local edge, and two options of almost the same memory could get batches 14% apart. When the
-    allocated maximum does not fit, the search steps down a grid of round batches — multiples of the
-    largest power of two up to 1/64 of it, under 1.6% apart — and takes the first that fits: options of
-    about the same memory meet on the same grid point."""
+    2,940 and fits at 2,960, as segments happen to line up), so a search can only find a local edge.
+    To make options of about the same memory meet on the same edge, batches are taken on a grid of
+    round numbers — multiples of the largest power of two up to 1/64 of the allocated maximum, under
+    1.6% apart — and the edge is bisected on that grid between the allocated maximum (which did not
+    fit) and a grid point below it that fits (found by halving)."""
     assert option.scenario is not None
     base = option.scenario
 
     def check(batch: int) -> tuple[Scenario, Estimate, Reservation]:
         scenario = replace(base, batch_size=batch)
+        key = (id(runner.profile), scenario, int(runner.limit(scenario)))
+        cached = _REPLAYS.get(key)
+        if cached is not None and cached[0] is runner.profile:
+            return cached[1]
         runner.counter.n += 1
         result, blocks = estimate_blocks(runner.profile, scenario)
         # The allocator may reserve up to the budget; past it, it releases its cache and retries.
-        return scenario, result, reserved(blocks, capacity=int(runner.limit(scenario)))
+        found = scenario, result, reserved(blocks, capacity=key[2])
+        if len(_REPLAYS) >= REPLAY_CACHE:
+            _REPLAYS.pop(next(iter(_REPLAYS)))
+        _REPLAYS[key] = (runner.profile, found)
+        return found
 
     best = check(option.batch_size)
     if not best[2].out_of_memory or runner.pins.batch_size or option.batch_size == 1:
         return best
     grid = 1 << max(0, (option.batch_size // RESERVED_GRID).bit_length() - 1)
-    batch = (option.batch_size - 1) // grid * grid
-    while batch >= 1:
-        trial = check(batch)
+    hi = -(-option.batch_size // grid)  # grid index that does not fit
+    lo = hi - 1
+    found = None
+    while lo >= 1:
+        trial = check(lo * grid)
         if not trial[2].out_of_memory:
-            return trial
-        batch -= grid
-    return check(1)
+            found = trial
+            break
+        hi, lo = lo, max(lo - 2 * (hi - lo), 0) if lo > 1 else 0
+    if found is None:
+        return check(1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = check(mid * grid)
+        if trial[2].out_of_memory:
+            hi = mid
+        else:
+            lo, found = mid, trial
+    return found
+
+
+REPLAY_CACHE = 512
+_REPLAYS: dict[tuple[int, Scenario, int], tuple[Profile, tuple[Scenario, Estimate, Reservation]]] = {}
+"""Allocator replays by scenario and capacity: cards with the same budget share them."""
 
 
 def _near_limit(reserved_bytes: int, fragmentation: float, budget: Budget) -> tuple[str, ...]:

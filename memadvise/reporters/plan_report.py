@@ -48,7 +48,14 @@ def render_plan(plan: Plan) -> RenderableType:
                 f"System RAM: at least {format_bytes(ram.recommended_bytes)} "
                 f"(1.25 x GPU memory = {format_bytes(ram.rule_bytes)}; host side needs "
                 f"{format_bytes(ram.host_need_bytes)}: data loading, a checkpoint's state-dict copy, "
-                "the process)"
+                "the process"
+                + (
+                    f"; offloaded state {format_bytes(ram.offloaded_bytes)}, "
+                    f"{format_bytes(ram.pinned_bytes)} of it pinned"
+                    if ram.offloaded_bytes
+                    else ""
+                )
+                + ")"
             )
         )
     for note in plan.notes:
@@ -87,6 +94,11 @@ def _recommendation(plan: Plan, o: Option) -> Text:
     text.append(f"\n  {estimate_command(plan, o)}", style="cyan")
     for line in o.code:
         text.append(f"\n  {line}", style="cyan")
+    if o.offload_host_bytes:
+        text.append(
+            f"\n  offload: {format_bytes(o.offload_host_bytes)} of host RAM per GPU, "
+            f"{format_bytes(o.offload_pinned_bytes)} of it pinned"
+        )
     for caveat in o.caveats:
         text.append(f"\n  caveat: {caveat}", style="yellow")
     return text
@@ -186,30 +198,70 @@ def plan_json(plan: Plan) -> str:
 
 
 def render_gpu_list(ranking: GpuRanking) -> RenderableType:
-    table = Table(title=f"GPUs for {ranking.model} (catalog, best option each)", title_justify="left")
-    for column in ("GPU", "memory", "fits", "batch", "precision", "checkpoint", "peak", "system RAM"):
-        table.add_column(column)
+    table = Table(
+        title=f"GPUs for {ranking.model} (catalog, best option each; goal {ranking.goal})",
+        title_justify="left",
+    )
+    columns = (
+        "GPU",
+        "memory",
+        "fits",
+        "$/hour",
+        "batch",
+        "precision",
+        "checkpoint",
+        "optimizer",
+        "peak",
+        "system RAM",
+    )
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in ("memory", "$/hour", "batch", "peak") else "left"
+        )
     for plan in ranking.plans:
         best = plan.recommendation
+        price = ranking.hourly_price(plan)
         table.add_row(
-            plan.budget.name,
+            plan.budget.name + (f" x{plan.gpus}" if plan.gpus > 1 else ""),
             format_bytes(plan.budget.total_bytes),
             "yes" if best is not None else "no",
-            "-" if best is None else str(best.effective_batch_size),
+            "-" if price is None else f"{price:,.2f}",
+            "-" if best is None else (">=" if best.batch_capped else "") + str(best.effective_batch_size),
             "-" if best is None else best.precision,
             "-" if best is None else checkpoint_label(best.checkpoint, short=True),
+            "-" if best is None else best.optimizer,
             "-" if best is None else format_bytes(best.predicted_peak_bytes),
             "-" if plan.ram is None else format_bytes(plan.ram.recommended_bytes),
         )
-    return table
+    parts: list[RenderableType] = [table]
+    if ranking.prices is not None:
+        parts.append(
+            Text(f"note: {ranking.prices.describe()}; '-' where the table has no price", style="dim")
+        )
+    return Group(*parts)
 
 
 def gpu_list_json(ranking: GpuRanking) -> str:
+    rows = []
+    for plan in ranking.plans:
+        row = plan_dict(plan)
+        row["price_per_hour"] = ranking.hourly_price(plan)
+        rows.append(row)
+    prices = ranking.prices
     return json.dumps(
         {
             "schema_version": PLAN_SCHEMA,
             "model": ranking.model,
-            "gpus": [plan_dict(p) for p in ranking.plans],
+            "goal": ranking.goal,
+            "prices": None
+            if prices is None
+            else {
+                "date": prices.date,
+                "source": prices.source,
+                "currency": prices.currency,
+                "unit": prices.unit,
+            },
+            "gpus": rows,
         },
         indent=2,
     )
