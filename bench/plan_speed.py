@@ -44,6 +44,8 @@ else:
     plans = [search(profile, budget_for("H100"), pins, Goal.MAX_BATCH)]
 seconds = time.process_time() - start
 best = plans[-1].recommendation if run != "--list-gpus" else None
+import memadvise
+assert memadvise.__file__.startswith(sys.argv[3]), memadvise.__file__
 print(json.dumps({"seconds": seconds, "scenarios": sum(p.scenarios_evaluated for p in plans),
                   "batch": None if best is None else best.effective_batch_size}))
 """
@@ -51,8 +53,13 @@ print(json.dumps({"seconds": seconds, "scenarios": sum(p.scenarios_evaluated for
 
 def timed(code_root: Path, profile: Path, run: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(code_root)}
-    out = subprocess.run(
-        [sys.executable, "-c", TIMER, str(profile), run], env=env, capture_output=True, text=True, check=True
+    out = subprocess.run(  # run from the code's folder: `python -c` puts the working folder first
+        [sys.executable, "-c", TIMER, str(profile), run, str(code_root)],
+        env=env,
+        cwd=code_root,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -81,10 +88,8 @@ def main() -> None:
                 before, after = timed(old, path, run), timed(ROOT, path, run)
                 ratio = before["seconds"] / max(after["seconds"], 1e-9)
                 counts = f"{before['scenarios']:.0f} -> {after['scenarios']:.0f}"
-                print(
-                    f"{name:10s} {run:28s} {before['seconds']:8.2f} {after['seconds']:8.2f} {ratio:5.1f}x {counts:>15s}",
-                    flush=True,
-                )
+                times = f"{before['seconds']:8.2f} {after['seconds']:8.2f} {ratio:5.1f}x"
+                print(f"{name:10s} {run:28s} {times} {counts:>15s}", flush=True)
 
 
 if __name__ == "__main__":

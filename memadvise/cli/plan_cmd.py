@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -179,7 +178,7 @@ def plan_command(
             profile, pins, Goal(goal.value), reserve, source=source, prices=price_table
         )
     else:
-        result = replace(search(profile, budget, pins, Goal(goal.value)), source=source)
+        result = search(profile, budget, pins, Goal(goal.value), source=source)
     show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")
 
 

@@ -264,10 +264,12 @@ def search(
     *,
     suggest: bool = True,
     finalists: int = FINALISTS,
+    source: str = "",
 ) -> Plan:
     """Every free-lever combination with its best batch, ranked for ``goal``; the top ``finalists``
     checked against the caching-allocator model (0: only as many as it takes to know the best one —
-    the others keep ``reserved_bytes=None``)."""
+    the others keep ``reserved_bytes=None``). ``source`` is what ``memadvise estimate`` takes before
+    an option's flags to replay this profile (its path), for the commands the plan prints."""
     ram = ram_for(budget.total_bytes * pins.gpus, profile)
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     if pins.gpus > 1 and strategy is None:
@@ -325,7 +327,7 @@ def search(
             )
     suggestions: tuple[str, ...] = ()
     if not fitting and suggest:
-        suggestions = _what_would_fit(profile, budget, pins, others)
+        suggestions = _what_would_fit(profile, budget, pins, others, source)
     notes = []
     conf = allocator_settings().describe()
     if conf and not budget.exact:
@@ -348,6 +350,7 @@ def search(
         scenarios_evaluated=runner.counter.n,
         model=profile.model,
         ram=ram,
+        source=source,
     )
 
 
@@ -654,9 +657,13 @@ def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[Option]) -> tuple[str, ...]:
-    """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would."""
+def _what_would_fit(
+    profile: Profile, budget: Budget, pins: Pins, closest: list[Option], source: str
+) -> tuple[str, ...]:
+    """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would,
+    each with the ``memadvise estimate`` command of its figure."""
     lines = []
+    command = f"memadvise estimate {source or 'PROFILE'}"
     smallest = Pins(
         batch_size=pins.batch_size or 1,
         precision=pins.precision,
@@ -664,6 +671,7 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
         optimizer=pins.optimizer,
         gpus=pins.gpus,
         strategy=pins.strategy,
+        offload=pins.offload,
     )
     need = min((o.predicted_peak_bytes for o in closest), default=0)
     for gpu in sorted(load_catalog(), key=lambda g: g.memory_bytes):
@@ -672,7 +680,9 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
             continue
         plan = search(profile, candidate, smallest, Goal.MIN_MEMORY, suggest=False)
         if plan.recommendation is not None:
-            lines.append(f"smallest catalog GPU that fits: {gpu.name} ({plan.recommendation.flags})")
+            lines.append(
+                f"smallest catalog GPU that fits: {gpu.name} ({command} {plan.recommendation.flags})"
+            )
             break
     if profile.mode == Mode.TRAIN.value and pins.gpus == 1:
         for n in (2, 4, 8, 16, 32, 64):
@@ -682,9 +692,7 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
             except MemadviseError:
                 break
             if plan.recommendation is not None:
-                lines.append(
-                    f"or {n} of these GPUs with ZeRO-3/FSDP ({plan.recommendation.flags} --gpus {n})"
-                )
+                lines.append(f"or {n} of these GPUs with ZeRO-3/FSDP ({command} {plan.recommendation.flags})")
                 break
     if not lines:
         lines.append("nothing in the catalog fits this model at batch 1 on one GPU")

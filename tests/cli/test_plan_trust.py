@@ -209,3 +209,16 @@ def test_sharded_optimizers_step_over_their_shard(saved: Path, strategy: str) ->
     whole = step_temporaries(8, "ddp")
     assert whole > 0
     assert step_temporaries(8, strategy) == pytest.approx(whole / 8)
+
+
+def test_what_would_fit_prints_commands_that_give_its_figures(saved: Path) -> None:
+    alone = as_json("estimate", str(saved), "--batch-size", "1")["peak_bytes"]
+    budget = int(alone * 0.7)
+    plan = as_json("plan", str(saved), "--gpu", f"{budget}B", "--reserve", "0", "--precision", "fp32")
+    assert plan["recommendation"] is None
+    sharded = [line for line in plan["suggestions"] if "ZeRO-3" in line]
+    assert sharded, plan["suggestions"]
+    command = sharded[0][sharded[0].index("(") + 1 : sharded[0].rindex(")")]
+    words = shlex.split(command)
+    assert words[:2] == ["memadvise", "estimate"] and "--strategy" in words
+    assert as_json(*words[1:])["peak_bytes"] <= budget
