@@ -128,13 +128,13 @@ OffloadOpt = Annotated[
 ]
 
 
-def resolve_target(target: str | None) -> str:
+def resolve_target(target: str | None, argument: str = "TARGET") -> str:
     """TARGET as given, or the model the nearest memadvise config names (see ``default_target``)."""
     if target is not None:
         return target
     from memadvise.check.config import default_target
 
-    return default_target(Path.cwd())
+    return default_target(Path.cwd(), argument)
 
 
 SeqLenOpt = Annotated[

@@ -197,7 +197,7 @@ def profile_command(
         raise UsageError(
             f"--steps must be at least {MIN_LEAK_STEPS} to tell a leak from warm-up, not {steps}"
         )
-    model_file = resolve_target(model_file)
+    model_file = resolve_target(model_file, "MODEL_FILE")
     chosen = choose_format(fmt, output, tree=tree or depth is not None, table=table)
     where = chosen_device(device, fake, target_device)
     if health and where == "meta":

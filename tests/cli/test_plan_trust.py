@@ -119,7 +119,7 @@ def test_without_target_or_config_one_line_shows_both_ways(
     monkeypatch.chdir(tmp_path)
     for command in ("plan", "estimate", "profile"):
         line = one_error_line(run(command, *(["--gpu", "24GB"] if command == "plan" else [])))
-        assert "TARGET" in line and "[tool.memadvise]" in line
+        assert ("MODEL_FILE" if command == "profile" else "TARGET") in line and "[tool.memadvise]" in line
 
 
 def test_offload_moves_the_optimizer_state_to_the_host(saved: Path) -> None:
