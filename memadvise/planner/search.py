@@ -499,8 +499,11 @@ def _rank(options: list[Option], goal: Goal, budget: Budget) -> list[Option]:
     return sorted(fitting, key=key) + closest
 
 
-def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> list[Option]:
-    """Replay the finalists through the caching-allocator model; shrink the batch until reserved fits."""
+def _check_reserved(
+    runner: _Search, options: list[Option], budget: Budget, hint: int | None = None
+) -> list[Option]:
+    """Replay the finalists through the caching-allocator model; shrink the batch until reserved fits
+    (``hint``: a batch to try first, see :func:`_reserved_fit`)."""
     if budget.exact:
         return options
     checked = []
@@ -508,7 +511,7 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
         if not option.fits:
             checked.append(option)
             continue
-        scenario, result, taken = _reserved_fit(runner, option)
+        scenario, result, taken = _reserved_fit(runner, option, hint)
         fitted = _option(runner, scenario, result)
         checked.append(
             replace(
@@ -529,14 +532,17 @@ def _check_until_best(runner: _Search, ranked: list[Option], goal: Goal, budget:
     done: list[Option] = []
     pending = list(ranked)
     while pending and pending[0].fits:
-        done.extend(_check_reserved(runner, [pending.pop(0)], budget))
+        hint = _rank(done, goal, budget)[0].batch_size if done else None
+        done.extend(_check_reserved(runner, [pending.pop(0)], budget, hint))
         leader = _rank(done, goal, budget)[0]
         if leader.fits and (not pending or _rank([pending[0], leader], goal, budget)[0] is leader):
             break
     return done + pending
 
 
-def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, Reservation]:
+def _reserved_fit(
+    runner: _Search, option: Option, hint: int | None = None
+) -> tuple[Scenario, Estimate, Reservation]:
     """The option's scenario at the largest batch (at most its own) whose allocator replay fits, with
     its estimate; batch 1 (or a pinned batch) when none does.
 
@@ -545,7 +551,9 @@ def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, 
     To make options of about the same memory meet on the same edge, batches are taken on a grid of
     round numbers — multiples of the largest power of two up to 1/64 of the allocated maximum, under
     1.6% apart — and the edge is bisected on that grid between the allocated maximum (which did not
-    fit) and a grid point below it that fits (found by halving)."""
+    fit) and a grid point below it that fits (found by halving). ``hint``, a grid point where another
+    option's edge was found, is tried first: when it fits and the next grid point does not, it is this
+    option's edge too."""
     assert option.scenario is not None
     base = option.scenario
 
@@ -569,6 +577,11 @@ def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, 
         return best
     grid = 1 << max(0, (option.batch_size // RESERVED_GRID).bit_length() - 1)
     hi = -(-option.batch_size // grid)  # grid index that does not fit
+    if hint is not None and hint % grid == 0 and 1 <= hint // grid < hi:
+        near = check(hint)
+        if not near[2].out_of_memory:
+            if hint // grid + 1 == hi or check(hint + grid)[2].out_of_memory:
+                return near
     lo = hi - 1
     found = None
     while lo >= 1:
