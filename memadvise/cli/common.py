@@ -112,8 +112,8 @@ OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write th
 TargetArg = Annotated[
     str | None,
     typer.Argument(
-        metavar="[TARGET]",
-        help="profile.json, model.py or model.py:factory (default: model in [tool.memadvise]).",
+        metavar="TARGET",
+        help="profile.json, model.py or model.py:factory (default: model of tool.memadvise, pyproject.toml).",
         show_default=False,
     ),
 ]

@@ -47,7 +47,7 @@ SPARSITY[:unstructured|:structured], --optimizer, --frozen (modules not trained,
 --seq-len traces the model file at another sequence length (its example_inputs must take seq_len).
 --gpus N [--nodes M] --strategy ddp|zero1|zero2|zero3|fsdp gives one GPU's share of data-parallel
 training; --offload optimizer|optimizer+params moves state to host memory and says what that costs.
-Without TARGET, the model named in [tool.memadvise] of pyproject.toml (or memadvise.toml) is used.
+Without TARGET, the model key of tool.memadvise in pyproject.toml (or of memadvise.toml) is used.
 
 \b
 Examples:

@@ -58,7 +58,7 @@ memory, and the system-RAM advice grows by what it moves.
 --list-gpus ranks the catalog's GPUs for this model, with the price per hour, the option each gets
 and the system RAM to pair with it; --goal cheapest ranks the cards that fit by price (the shipped
 table's date and source are printed; --prices FILE gives your own: {"prices": {"H100": 2.5}}).
-Without TARGET, the model named in [tool.memadvise] of pyproject.toml (or memadvise.toml) is used.
+Without TARGET, the model key of tool.memadvise in pyproject.toml (or of memadvise.toml) is used.
 
 \b
 Examples:

@@ -160,8 +160,8 @@ def profile_command(
     model_file: Annotated[
         str | None,
         typer.Argument(
-            metavar="[MODEL_FILE]",
-            help="model.py or model.py:factory (default: model in [tool.memadvise]).",
+            metavar="MODEL_FILE",
+            help="model.py or model.py:factory (default: the model key of tool.memadvise in pyproject.toml).",
             show_default=False,
         ),
     ] = None,
