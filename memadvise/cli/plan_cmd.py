@@ -172,47 +172,56 @@ def plan_command(
     profile = _profile(
         target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
     )
-    source = _source(target, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop)
+    source, setup = _source(target, profile, trace_batch_size, device, fake, target_device, seq_len, gpu)
     if budget is None:
         result: object = rank_gpus(
-            profile, pins, Goal(goal.value), reserve, source=source, prices=price_table
+            profile, pins, Goal(goal.value), reserve, source=source, setup=setup, prices=price_table
         )
     else:
-        result = search(profile, budget, pins, Goal(goal.value), source=source)
+        result = search(profile, budget, pins, Goal(goal.value), source=source, setup=setup)
     show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")
 
 
 def _source(
     target: str,
+    profile: Profile,
     trace_batch_size: int,
-    mode: Mode,
     device: object,
     fake: bool,
     target_device: object,
     seq_len: int | None,
-    train_loop: TrainLoop,
-) -> str:
-    """What ``memadvise estimate`` needs, before the plan's flags, to replay the same profile: the saved
-    profile's path, or the model file with the options it was traced with."""
+    gpu: str | None,
+) -> tuple[str, str]:
+    """What ``memadvise estimate`` takes before an option's flags to replay this plan's profile, and
+    the command to run first: nothing for a saved profile; for a model file, ``memadvise profile`` with
+    the options it was traced with, saving the profile next to the working folder."""
     import shlex
 
-    words = [target]
-    if not target.endswith(".json"):
-        if trace_batch_size != 2:
-            words += ["--trace-batch-size", str(trace_batch_size)]
-        if mode is not Mode.TRAIN:
-            words += ["--mode", mode.value]
-        if device is not None:
-            words += ["--device", str(getattr(device, "value", device))]
-        if fake:
-            words.append("--fake")
-        if target_device is not None:
-            words += ["--target-device", str(getattr(target_device, "value", target_device))]
-        if seq_len is not None:
-            words += ["--seq-len", str(seq_len)]
-        if train_loop is not TrainLoop.tutorial:
-            words += ["--train-loop", train_loop.value]
-    return shlex.join(words)
+    if target.endswith(".json"):
+        return shlex.quote(target), ""
+    path = Path(target.rpartition(":")[0] if ":" in Path(target).name else target)
+    saved = f"{path.stem}-plan-profile.json"
+    words = ["memadvise", "profile", target, "--batch-size", str(trace_batch_size)]
+    words += ["--mode", profile.mode]
+    if profile.mode == Mode.TRAIN.value:
+        words += ["--optimizer", profile.optimizer, "--train-loop", profile.train_loop]
+    if profile.precision != "fp32":
+        words += ["--precision", profile.precision]
+    if device is not None:
+        words += ["--device", str(getattr(device, "value", device))]
+    if fake:
+        words.append("--fake")
+    if target_device is not None:
+        words += ["--target-device", str(getattr(target_device, "value", target_device))]
+    if seq_len is not None:
+        words += ["--seq-len", str(seq_len)]
+    if profile.fsdp_ranks:
+        words += ["--fsdp", str(profile.fsdp_ranks)]
+    name = _catalog_name(gpu)
+    if name is not None and profile.device.startswith("cuda") and (fake or str(device) == "meta"):
+        words += ["--gpu", name]
+    words += ["-o", saved]
+    return shlex.quote(saved), shlex.join(words)
 
 
 def _catalog_name(gpu: str | None) -> str | None:

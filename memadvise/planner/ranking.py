@@ -40,6 +40,7 @@ def rank_gpus(
     reserve: str | int | None = None,
     *,
     source: str = "",
+    setup: str = "",
     prices: PriceTable | None = None,
 ) -> GpuRanking:
     """Plan ``profile`` on every GPU of the catalog (``reserve`` as in :func:`budget_for`); ``prices``
@@ -51,6 +52,7 @@ def rank_gpus(
         replace(
             search(profile, budget_for(spec, reserve), pins, each_goal, suggest=False, finalists=0),
             source=source,
+            setup=setup,
         )
         for spec in sorted(load_catalog(), key=lambda g: g.memory_bytes)
     ]

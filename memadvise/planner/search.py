@@ -106,6 +106,13 @@ class Plan:
     model: str = ""
     ram: RamAdvice | None = None
     source: str = ""  # what `memadvise estimate` takes before the flags to replay this plan's profile
+    setup: str = ""  # a command to run first (profiling a model file), "" for a saved profile
+
+    def estimate_command(self, option: Option) -> str:
+        """The shell command that gives ``option``'s figure: ``memadvise estimate`` on the profile (after
+        the profiling command, for a model file); PROFILE where the plan does not know its source."""
+        command = f"memadvise estimate {self.source or 'PROFILE'} {option.flags}"
+        return f"{self.setup} && {command}" if self.setup else command
 
     @property
     def recommendation(self) -> Option | None:
@@ -265,6 +272,7 @@ def search(
     suggest: bool = True,
     finalists: int = FINALISTS,
     source: str = "",
+    setup: str = "",
 ) -> Plan:
     """Every free-lever combination with its best batch, ranked for ``goal``; the top ``finalists``
     checked against the caching-allocator model (0: only as many as it takes to know the best one —
@@ -327,7 +335,7 @@ def search(
             )
     suggestions: tuple[str, ...] = ()
     if not fitting and suggest:
-        suggestions = _what_would_fit(profile, budget, pins, others, source)
+        suggestions = _what_would_fit(profile, budget, pins, others, source, setup)
     notes = []
     conf = allocator_settings().describe()
     if conf and not budget.exact:
@@ -351,6 +359,7 @@ def search(
         model=profile.model,
         ram=ram,
         source=source,
+        setup=setup,
     )
 
 
@@ -671,12 +680,14 @@ def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
 
 
 def _what_would_fit(
-    profile: Profile, budget: Budget, pins: Pins, closest: list[Option], source: str
+    profile: Profile, budget: Budget, pins: Pins, closest: list[Option], source: str, setup: str
 ) -> tuple[str, ...]:
     """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would,
     each with the ``memadvise estimate`` command of its figure."""
     lines = []
     command = f"memadvise estimate {source or 'PROFILE'}"
+    if setup:
+        command = f"{setup} && {command}"
     smallest = Pins(
         batch_size=pins.batch_size or 1,
         precision=pins.precision,

@@ -65,9 +65,8 @@ def render_plan(plan: Plan) -> RenderableType:
 
 
 def estimate_command(plan: Plan, o: Option) -> str:
-    """The ``memadvise estimate`` command that gives this option's figure (PROFILE when the plan does
-    not know where its profile came from)."""
-    return f"memadvise estimate {plan.source or 'PROFILE'} {o.flags}"
+    """The command that gives this option's figure (see :meth:`Plan.estimate_command`)."""
+    return plan.estimate_command(o)
 
 
 def _recommendation(plan: Plan, o: Option) -> Text:

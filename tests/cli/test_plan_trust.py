@@ -53,6 +53,22 @@ def test_the_printed_command_runs_and_gives_the_plans_figure(saved: Path, extra:
     assert estimate["peak_bytes"] == best["allocated_bytes"]
 
 
+@pytest.mark.parametrize(
+    "extra", [["--gpu", "A10"], ["--gpu", "40KiB", "--reserve", "0", "--precision", "bf16-mixed"]]
+)
+def test_a_model_files_command_profiles_it_as_the_plan_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    """From a model file the plan prints the profiling command first (with the options it traced
+    with, including a pinned precision), then the estimate; both run as printed and give the figure."""
+    model = Path(__file__).resolve().parents[1] / "models" / "tiny_mlp.py"
+    monkeypatch.chdir(tmp_path)
+    best = as_json("plan", str(model), *extra)["recommendation"]
+    first, second = best["command"].split(" && ")
+    assert run(*shlex.split(first)[1:]).exit_code == 0
+    assert as_json(*shlex.split(second)[1:])["peak_bytes"] == best["allocated_bytes"]
+
+
 def test_a_tie_keeps_the_profiled_optimizer(saved: Path) -> None:
     """On an A10 the tiny model reaches the batch cap with AdamW and with 8-bit AdamW alike."""
     plan = as_json("plan", str(saved), "--gpu", "A10", "--precision", "fp32", "--checkpoint", "none")
