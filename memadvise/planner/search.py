@@ -2,19 +2,25 @@
 
 For every combination of the free levers — precision, checkpointing (none or memadvise's ``auto`` set),
 optimizer (the profiled one, and 8-bit AdamW for Adam-style training on a GPU) — the largest
-micro-batch that fits is found by bisection on the analyzer's estimate (peaks grow with the batch).
-A minimum effective batch is reached with gradient accumulation when the micro-batch cannot reach it.
-Pinned levers (``--precision fp32``, ``--checkpoint none``, ``--batch-size 8`` …) are not searched.
-The best options are then replayed through the caching-allocator model, and must fit with their
-reserved memory (unless the budget is exact tensor maths, ``--reserve 0``).
+micro-batch that fits is found on the analyzer's estimate (peaks grow with the batch, almost in
+proportion: see :meth:`_Search.largest_batch`), up to a cap (``BATCH_CAP``) past which memory no longer
+limits the batch. A minimum effective batch is reached with gradient accumulation when the
+micro-batch cannot reach it. Pinned levers (``--precision fp32``, ``--checkpoint none``,
+``--batch-size 8`` …) are not searched, but checked as ``estimate`` checks them. The best options are
+then replayed through the caching-allocator model with the budget as its capacity (it releases its
+cache and retries there, as PyTorch does), and must fit in that replay (unless the budget is exact
+tensor maths, ``--reserve 0``); ``--list-gpus`` replays only as many as it takes to know each card's
+best. Estimates and replays are shared between the plans of one profile.
 
+Ties go to what the user runs today: no recompute, the profiled precision, the profiled optimizer.
 Pure 16-bit training (no fp32 master weights) is ranked after every fitting option that keeps them.
 A precision the profile was not traced in is estimated by rules (see :mod:`memadvise.analyzer.precision`);
 such options keep a 3% safety margin below the budget.
 Goals: ``max-batch`` (largest effective batch, then the least recompute), ``min-memory`` (lowest peak
 at the asked or profiled batch), ``fastest`` (a throughput proxy: micro-batch, minus recompute — a
 forward pass is about a third of a step — with 16-bit matrix products counted twice as fast on GPUs
-with bf16/fp16 tensor cores).
+with bf16/fp16 tensor cores); ``cheapest`` is for :func:`memadvise.planner.ranking.rank_gpus` (each
+card's plan is a max-batch plan).
 """
 
 from __future__ import annotations
@@ -82,11 +88,6 @@ class Option:
     def allocated_bytes(self) -> int:
         """The analyzer's peak of live tensor bytes (``torch.cuda.max_memory_allocated()``)."""
         return self.predicted_peak_bytes
-
-    @property
-    def deciding_bytes(self) -> int:
-        """The figure the fit was decided on: reserved when replayed, else allocated."""
-        return self.reserved_bytes if self.reserved_bytes is not None else self.predicted_peak_bytes
 
 
 @dataclass(frozen=True)
