@@ -102,8 +102,13 @@ def reserved(
             fragmentation=0.0,
             out_of_memory=True,
         )
+    fragmentation = result.fragmentation
+    if capacity is not None and result.peak_reserved:
+        # Released and refilled caches make the moment reserved memory peaked say little; the share of
+        # the peak reservation the allocated peak leaves unused is what a user can act on.
+        fragmentation = max(0.0, 1 - result.peak_allocated / result.peak_reserved)
     return Reservation(
         allocated_bytes=result.peak_allocated,
         reserved_bytes=result.peak_reserved,
-        fragmentation=result.fragmentation,
+        fragmentation=fragmentation,
     )
