@@ -23,15 +23,24 @@ class Context:
             self.notes.append(text)
 
     def under(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
-        """Per entry of the program's module table: is it one of ``names`` or inside one of them?"""
+        """Per entry of the program's module table: is it one of ``names`` or inside one of them?
+        (Masks are cached per program and names: a plan asks for the same ones thousands of times.)"""
+        key = (id(self.program), tuple(names))
+        cached = _UNDER.get(key)
+        if cached is not None and cached[0] is self.program:
+            return cached[1].copy()
         prefixes = tuple(n + "." for n in names if n)
-        return np.array(
+        mask = np.array(
             [
                 m in names or m.startswith(prefixes) or ("" in names and not m.startswith("<"))
                 for m in self.program.modules
             ],
             dtype=bool,
         )
+        if len(_UNDER) >= 256:
+            _UNDER.pop(next(iter(_UNDER)))
+        _UNDER[key] = (self.program, mask)
+        return mask.copy()
 
     def phase_span(self, phase: Phase, step: int) -> tuple[int, int] | None:
         """First and last event position (exclusive) of a phase of a step, over all its entries."""
@@ -61,3 +70,6 @@ class Context:
 
     def steps(self) -> list[int]:
         return sorted({s for _, s, _, _ in self.program.phases})
+
+
+_UNDER: dict[tuple[int, tuple[str, ...]], tuple[Program, np.ndarray]] = {}

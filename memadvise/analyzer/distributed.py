@@ -6,6 +6,8 @@ of parameters, gradients and optimizer state are divided over the GPUs, block by
 
 * **DDP** keeps its gradient buckets, a second copy of every gradient (``gradient_as_bucket_view=False``,
   PyTorch's default), from the first backward pass on;
+* **ZeRO-1/2/3 / FSDP** run the optimizer step on each GPU's shard only, so the step's temporaries
+  (the multi-tensor ``foreach`` buffers of Adam's update, for instance) shrink with the shard too;
 * **ZeRO-3 / FSDP** all-gather each wrapped unit's parameters while it runs, and prefetch the next: the
   largest unit's parameters, twice, are alive through forward and backward. Units are taken to be the
   model's repeated blocks (the largest module holding under half the parameters). This is a formula,
@@ -43,6 +45,15 @@ def shard(ctx: Context, gpus: int, strategy: Strategy, totals: tuple[int, int, i
     for category in SHARDED_CATEGORIES[strategy]:
         mask = blocks.is_category(category)
         blocks.size = np.where(mask, blocks.size / gpus, blocks.size)
+    if Category.OPTIMIZER_STATE in SHARDED_CATEGORIES[strategy]:
+        # Each GPU's optimizer steps over its own shard: the step's temporaries are a shard's too.
+        in_step = np.zeros(len(blocks), dtype=bool)
+        for step in ctx.steps():
+            span = ctx.phase_span(Phase.OPTIMIZER, step)
+            if span is not None:
+                in_step |= (blocks.alloc >= span[0] - 0.5) & (blocks.alloc < span[1])
+        mask = in_step & blocks.is_category(Category.TEMPORARIES)
+        blocks.size = np.where(mask, blocks.size / gpus, blocks.size)
     rows: list[tuple[float, float, float, int, int]] = []
     steps = ctx.steps()
     if strategy is Strategy.DDP and states.bucket_bytes:
@@ -50,7 +61,7 @@ def shard(ctx: Context, gpus: int, strategy: Strategy, totals: tuple[int, int, i
         if first is not None:
             rows.append((first[0] - 0.5, np.inf, states.bucket_bytes, CAT[Category.GRADIENTS.value], 0))
     if strategy in (Strategy.ZERO3, Strategy.FSDP) and gpus > 1:
-        unit = _largest_unit(ctx)
+        unit = largest_unit(ctx)
         gathered = fsdp_unsharded_peak_bytes(unit)
         for step in steps:
             forward = ctx.phase_span(Phase.FORWARD, step)
@@ -68,7 +79,7 @@ def shard(ctx: Context, gpus: int, strategy: Strategy, totals: tuple[int, int, i
     return states
 
 
-def _largest_unit(ctx: Context) -> int:
+def largest_unit(ctx: Context) -> int:
     """Parameter bytes of the largest module that holds under half of all parameters."""
     params = ctx.program.parameters
     total = sum(p.nbytes for p in params) or 1

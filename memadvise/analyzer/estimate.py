@@ -25,6 +25,7 @@ from memadvise.analyzer.checkpointing import (
 from memadvise.analyzer.context import Context
 from memadvise.analyzer.distributed import shard
 from memadvise.analyzer.finetune import accumulate, freeze
+from memadvise.analyzer.offload import OffloadReport, offload
 from memadvise.analyzer.optimizers import change_optimizer
 from memadvise.analyzer.precision import change_precision, is_matmul_layer
 from memadvise.analyzer.pruning import PruneReport, prune
@@ -67,6 +68,7 @@ class Estimate(MemoryFigures):
     recompute_fraction: float | None = None
     pruning: PruneReport | None = None
     sharding: ShardedStates | None = None
+    offload: OffloadReport | None = None
     notes: tuple[str, ...] = ()
     why: str = ""
     baseline: Profile | None = field(default=None, repr=False, compare=False)
@@ -87,6 +89,7 @@ class _Applied:
     pruning: PruneReport | None = None
     optimizer: str = ""
     sharding: ShardedStates | None = None
+    offload: OffloadReport | None = None
 
 
 def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any) -> Estimate:
@@ -172,6 +175,8 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
             int(blocks.size[state].sum()),
         )
         applied.sharding = shard(ctx, scenario.gpus, scenario.strategy or Strategy.DDP, totals)
+    if scenario.offload is not None:
+        applied.offload = offload(ctx, scenario.offload)
     names = (
         checkpoint if checkpoint is not None else (() if scenario.auto_checkpoint else scenario.checkpoint)
     )
@@ -277,6 +282,7 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         recompute_fraction=fraction,
         pruning=applied.pruning,
         sharding=applied.sharding,
+        offload=applied.offload,
         notes=tuple(ctx.notes),
         baseline=profile,
     )

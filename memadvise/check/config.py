@@ -240,3 +240,36 @@ def parse_device(value: Any) -> str | None:
     if value not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {value!r}; use cpu, cuda or auto")
     return str(value)
+
+
+# -- the model commands take without a TARGET -------------------------------------------------------
+TARGET_HINT = (
+    'give {arg} ({what}), or set model = "model.py" under [tool.memadvise] in '
+    "pyproject.toml (or in memadvise.toml), or list exactly one model under [tool.memadvise.check]"
+)
+
+
+def default_target(start: Path, argument: str = "TARGET") -> str:
+    """The model ``plan``, ``estimate`` and ``profile`` use without a TARGET: ``model`` of
+    ``[tool.memadvise]`` (pyproject.toml) or of memadvise.toml, found from ``start`` up, else the only
+    model of its check table. Paths are relative to the config file's folder. UsageError otherwise
+    (naming ``argument``)."""
+    what = "profile.json or model.py" if argument == "TARGET" else "model.py"
+    hint = TARGET_HINT.format(arg=argument, what=what)
+    path = find_config(start)
+    if path is None:
+        raise UsageError(f"no {argument} given and no memadvise config found from {start}: {hint}")
+    table = _memadvise_table(path, read_toml(path)) or {}
+    model = table.get("model")
+    if model is not None:
+        if not isinstance(model, str) or not model.strip():
+            raise CheckConfigError(f'{path}: model must be a path string, e.g. model = "model.py"')
+        model_path, factory = split_target(model)
+        if model_path.suffix == ".json":
+            return str(path.parent / model_path)
+        return f"{path.parent / model_path}:{factory}"
+    models = load_config(path).models
+    if len(models) == 1:
+        return models[0][0]
+    found = f"{len(models)} models in its check table" if models else "no model in it"
+    raise UsageError(f"no {argument} given and {path} has {found}: {hint}")

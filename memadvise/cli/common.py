@@ -16,7 +16,7 @@ from rich.console import Console
 
 from memadvise.cli.outputs import check_command_output
 from memadvise.errors import MemadviseError, UsageError
-from memadvise.model.limits import MAX_BATCH_SIZE, MAX_SEQ_LEN
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GPUS, MAX_SEQ_LEN
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import Reporter, TableReporter
 
@@ -115,8 +115,33 @@ def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceC
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
-    str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
+    str | None,
+    typer.Argument(
+        metavar="TARGET",
+        help="profile.json, model.py or model.py:factory (default: model of tool.memadvise, pyproject.toml).",
+        show_default=False,
+    ),
 ]
+GpusOpt = Annotated[int, typer.Option(min=1, max=MAX_GPUS, help="GPUs per node for data-parallel training.")]
+NodesOpt = Annotated[int, typer.Option(min=1, max=MAX_GPUS, help="Nodes (each with --gpus GPUs).")]
+StrategyOpt = Annotated[
+    str | None, typer.Option(help="ddp, zero1, zero2, zero3 or fsdp (default ddp with several GPUs).")
+]
+OffloadOpt = Annotated[
+    str | None,
+    typer.Option(help="Move to host memory: optimizer, or optimizer+params (ZeRO-Offload, FSDP CPUOffload)."),
+]
+
+
+def resolve_target(target: str | None, argument: str = "TARGET") -> str:
+    """TARGET as given, or the model the nearest memadvise config names (see ``default_target``)."""
+    if target is not None:
+        return target
+    from memadvise.check.config import default_target
+
+    return default_target(Path.cwd(), argument)
+
+
 SeqLenOpt = Annotated[
     int | None,
     typer.Option(

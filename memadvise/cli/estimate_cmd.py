@@ -11,9 +11,13 @@ from memadvise.cli.common import (
     DeviceOpt,
     FakeOpt,
     FormatOpt,
+    GpusOpt,
     ModeOpt,
+    NodesOpt,
+    OffloadOpt,
     OutputOpt,
     SeqLenOpt,
+    StrategyOpt,
     TargetArg,
     TargetDeviceOpt,
     TextFormat,
@@ -23,6 +27,7 @@ from memadvise.cli.common import (
     handles_errors,
     load_or_profile,
     module_names,
+    resolve_target,
     show,
 )
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GRAD_ACCUM
@@ -41,6 +46,9 @@ K times that), --precision, --checkpoint (module names, comma-separated or repea
 let memadvise pick the set with the lowest peak for the least recompute), --prune
 SPARSITY[:unstructured|:structured], --optimizer, --frozen (modules not trained, LoRA-style).
 --seq-len traces the model file at another sequence length (its example_inputs must take seq_len).
+--gpus N [--nodes M] --strategy ddp|zero1|zero2|zero3|fsdp gives one GPU's share of data-parallel
+training; --offload optimizer|optimizer+params moves state to host memory and says what that costs.
+Without TARGET, the model key of tool.memadvise in pyproject.toml (or of memadvise.toml) is used.
 
 \b
 Examples:
@@ -50,6 +58,7 @@ Examples:
   memadvise estimate gpt2.json --optimizer adamw-8bit --grad-accum 4
   memadvise estimate gpt2.json --frozen transformer.wte,transformer.h.0
   memadvise estimate sample_models/mlp.py --prune 0.5:structured
+  memadvise estimate gpt2.json --gpus 8 --strategy zero3 --offload optimizer
   memadvise estimate sample_models/gpt2.py --seq-len 64 --format json
   memadvise estimate sample_models/gpt2.py --mode inference --precision int8
 """
@@ -57,7 +66,7 @@ Examples:
 
 @handles_errors
 def estimate_command(
-    target: TargetArg,
+    target: TargetArg = None,
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Samples per forward pass."),
@@ -85,6 +94,10 @@ def estimate_command(
         list[str] | None,
         typer.Option(help="Modules whose parameters are not trained (comma-separated or repeated)."),
     ] = None,
+    gpus: GpusOpt = 1,
+    nodes: NodesOpt = 1,
+    strategy: StrategyOpt = None,
+    offload: OffloadOpt = None,
     trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,
     device: DeviceOpt = None,
@@ -95,7 +108,7 @@ def estimate_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
-    from memadvise.model.scenario import parse_precision
+    from memadvise.model.scenario import parse_offload, parse_precision, parse_strategy
 
     chosen_precision = parse_precision(precision)
     scenario = Scenario(
@@ -106,8 +119,19 @@ def estimate_command(
         optimizer=optimizer,
         grad_accum=grad_accum,
         frozen=module_names(frozen),
+        gpus=gpus * nodes,
+        strategy=parse_strategy(strategy) if strategy is not None else None,
+        offload=parse_offload(offload),
     )
     profile, scenario = load_or_profile(
-        target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop=train_loop
+        resolve_target(target),
+        scenario,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        train_loop=train_loop,
     )
     show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,9 +13,13 @@ from memadvise.cli.common import (
     DeviceOpt,
     FakeOpt,
     FormatOpt,
+    GpusOpt,
     ModeOpt,
+    NodesOpt,
+    OffloadOpt,
     OutputOpt,
     SeqLenOpt,
+    StrategyOpt,
     TargetArg,
     TargetDeviceOpt,
     TextFormat,
@@ -24,9 +29,10 @@ from memadvise.cli.common import (
     handles_errors,
     load_or_profile,
     module_names,
+    resolve_target,
     show,
 )
-from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GPUS, MAX_GRAD_ACCUM
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GRAD_ACCUM
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
@@ -48,7 +54,12 @@ The search covers every lever you do not pin: --precision, --checkpoint (none or
 --min-batch). --goal max-batch (default), min-memory or fastest. --gpus N --strategy
 ddp|zero1|zero2|zero3|fsdp (and --nodes M) plans one GPU's share of data-parallel training; with a
 model file, --fake --target-device cpu and fsdp/zero3, one rank of the real FSDP2 is traced.
---list-gpus ranks the catalog's GPUs for this model, with the system RAM to pair with each.
+--offload optimizer|optimizer+params moves optimizer state (and parameters and gradients) to host
+memory, and the system-RAM advice grows by what it moves.
+--list-gpus ranks the catalog's GPUs for this model, with the price per hour, the option each gets
+and the system RAM to pair with it; --goal cheapest ranks the cards that fit by price (the shipped
+table's date and source are printed; --prices FILE gives your own: {"prices": {"H100": 2.5}}).
+Without TARGET, the model key of tool.memadvise in pyproject.toml (or of memadvise.toml) is used.
 
 \b
 Examples:
@@ -57,6 +68,8 @@ Examples:
   memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 --strategy zero3
   memadvise plan gpt2.json --gpu 16GiB --precision fp32 --checkpoint none --reserve 0
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
+  memadvise plan gpt2.json --list-gpus --goal cheapest
+  memadvise plan gpt2.json --gpu 24GB --offload optimizer
   memadvise plan gpt2.json --gpu A10 --format json
 """
 
@@ -65,21 +78,19 @@ class GoalChoice(str, Enum):
     max_batch = "max-batch"
     min_memory = "min-memory"
     fastest = "fastest"
+    cheapest = "cheapest"
 
 
 @handles_errors
 def plan_command(
-    target: TargetArg,
+    target: TargetArg = None,
     gpu: Annotated[
         str | None, typer.Option(help="GPU memory (24GB, 80GiB) or catalog name (A100 80GB).")
     ] = None,
-    gpus: Annotated[
-        int, typer.Option(min=1, max=MAX_GPUS, help="GPUs per node for data-parallel training.")
-    ] = 1,
-    nodes: Annotated[int, typer.Option(min=1, max=MAX_GPUS, help="Nodes (each with --gpus GPUs).")] = 1,
-    strategy: Annotated[
-        str | None, typer.Option(help="ddp, zero1, zero2, zero3 or fsdp (default ddp with several GPUs).")
-    ] = None,
+    gpus: GpusOpt = 1,
+    nodes: NodesOpt = 1,
+    strategy: StrategyOpt = None,
+    offload: OffloadOpt = None,
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH_SIZE, help="Pin the micro-batch per GPU."),
@@ -96,7 +107,7 @@ def plan_command(
     seq_len: SeqLenOpt = None,
     train_loop: TrainLoopOpt = TrainLoop.tutorial,
     goal: Annotated[
-        GoalChoice, typer.Option(help="max-batch, min-memory or fastest.")
+        GoalChoice, typer.Option(help="max-batch, min-memory, fastest, or cheapest (with --list-gpus).")
     ] = GoalChoice.max_batch,
     precision: Annotated[str | None, typer.Option(help="Pin the precision (fp32, bf16-mixed, …).")] = None,
     checkpoint: Annotated[
@@ -112,6 +123,12 @@ def plan_command(
     list_gpus: Annotated[
         bool, typer.Option("--list-gpus", help="Rank the catalog's GPUs for this model.")
     ] = False,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Price table (JSON) for --list-gpus, instead of the shipped one.", show_default=False
+        ),
+    ] = None,
     trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,
     device: DeviceOpt = None,
@@ -122,7 +139,7 @@ def plan_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
-    from memadvise.model.scenario import parse_precision, parse_strategy
+    from memadvise.model.scenario import parse_offload, parse_precision, parse_strategy
     from memadvise.planner import Goal, Pins, budget_for, local_budget, rank_gpus, search
 
     if batch_size is not None and min_batch is not None:
@@ -136,6 +153,7 @@ def plan_command(
         grad_accum=grad_accum,
         gpus=gpus * nodes,
         strategy=strategy,
+        offload=parse_offload(offload),
     )
     if strategy is not None:
         parse_strategy(strategy)  # a clear error before any model runs
@@ -144,16 +162,73 @@ def plan_command(
         from memadvise.planner.budget import check_gpu_text
 
         check_gpu_text(gpu)
+    if goal is GoalChoice.cheapest and not list_gpus:
+        raise UsageError("--goal cheapest compares the catalog's GPUs: add --list-gpus (and drop --gpu)")
+    if list_gpus and gpu is not None:
+        raise UsageError("--list-gpus plans every catalog GPU: drop --gpu")
+    price_table = None
+    if prices is not None:
+        from memadvise.planner.prices import load_prices
+
+        if not list_gpus:
+            raise UsageError("--prices is for --list-gpus")
+        price_table = load_prices(prices)
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
+    target = resolve_target(target)
     profile = _profile(
         target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
     )
+    source, setup = _source(target, profile, trace_batch_size, device, fake, target_device, seq_len, gpu)
     if budget is None:
-        result: object = rank_gpus(profile, pins, Goal(goal.value), reserve)
+        result: object = rank_gpus(
+            profile, pins, Goal(goal.value), reserve, source=source, setup=setup, prices=price_table
+        )
     else:
-        result = search(profile, budget, pins, Goal(goal.value))
+        result = search(profile, budget, pins, Goal(goal.value), source=source, setup=setup)
     show(reporter_for(fmt.value), result, output, f"{fmt.value} plan")
+
+
+def _source(
+    target: str,
+    profile: Profile,
+    trace_batch_size: int,
+    device: object,
+    fake: bool,
+    target_device: object,
+    seq_len: int | None,
+    gpu: str | None,
+) -> tuple[str, str]:
+    """What ``memadvise estimate`` takes before an option's flags to replay this plan's profile, and
+    the command to run first: nothing for a saved profile; for a model file, ``memadvise profile`` with
+    the options it was traced with, saving the profile next to the working folder."""
+    import shlex
+
+    if target.endswith(".json"):
+        return shlex.quote(target), ""
+    path = Path(target.rpartition(":")[0] if ":" in Path(target).name else target)
+    saved = f"{path.stem}-plan-profile.json"
+    words = ["memadvise", "profile", target, "--batch-size", str(trace_batch_size)]
+    words += ["--mode", profile.mode]
+    if profile.mode == Mode.TRAIN.value:
+        words += ["--optimizer", profile.optimizer, "--train-loop", profile.train_loop]
+    if profile.precision != "fp32":
+        words += ["--precision", profile.precision]
+    if device is not None:
+        words += ["--device", str(getattr(device, "value", device))]
+    if fake:
+        words.append("--fake")
+    if target_device is not None:
+        words += ["--target-device", str(getattr(target_device, "value", target_device))]
+    if seq_len is not None:
+        words += ["--seq-len", str(seq_len)]
+    if profile.fsdp_ranks:
+        words += ["--fsdp", str(profile.fsdp_ranks)]
+    name = _catalog_name(gpu)
+    if name is not None and profile.device.startswith("cuda") and (fake or str(device) == "meta"):
+        words += ["--gpu", name]
+    words += ["-o", saved]
+    return shlex.quote(saved), shlex.join(words)
 
 
 def _catalog_name(gpu: str | None) -> str | None:

@@ -21,6 +21,7 @@ from memadvise.cli.common import (
     chosen_device,
     cuda_target,
     handles_errors,
+    resolve_target,
     show,
     step_progress,
 )
@@ -176,7 +177,14 @@ TableOpt = Annotated[
 
 @handles_errors
 def profile_command(
-    model_file: Annotated[str, typer.Argument(metavar="MODEL_FILE", help="model.py or model.py:factory")],
+    model_file: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MODEL_FILE",
+            help="model.py or model.py:factory (default: the model key of tool.memadvise in pyproject.toml).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = 1,
     mode: ModeOpt = Mode.TRAIN,
     optimizer: OptimizerOpt = OptimizerName.ADAMW,
@@ -209,6 +217,7 @@ def profile_command(
         raise UsageError(
             f"--steps must be at least {MIN_LEAK_STEPS} to tell a leak from warm-up, not {steps}"
         )
+    model_file = resolve_target(model_file, "MODEL_FILE")
     chosen = choose_format(fmt, output, tree=tree or depth is not None, table=table)
     where = chosen_device(device, fake, target_device)
     if health and where == "meta":

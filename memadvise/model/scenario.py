@@ -38,6 +38,25 @@ def parse_strategy(value: str | Strategy) -> Strategy:
         raise UsageError(f"unknown sharding strategy {value!r}; choose one of {choices}") from None
 
 
+class Offload(str, Enum):
+    """What moves to host memory (ZeRO-Offload / FSDP ``CPUOffload``): the optimizer state and its step,
+    or that and the parameters and gradients too."""
+
+    OPTIMIZER = "optimizer"
+    OPTIMIZER_PARAMS = "optimizer+params"
+
+
+def parse_offload(text: str | None) -> Offload | None:
+    """``--offload`` as an :class:`Offload` (``None``/``none`` is no offload); one clear error otherwise."""
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        return Offload(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(o.value for o in Offload)
+        raise UsageError(f"unknown --offload {text!r}; use one of {choices} (or none)") from None
+
+
 class Precision(str, Enum):
     """Training precisions (mixed: autocast with fp32 master weights) and weight-only inference ones."""
 
@@ -110,6 +129,7 @@ class Scenario:
     frozen: tuple[str, ...] = ()
     gpus: int = 1
     strategy: Strategy | None = None
+    offload: Offload | None = None
 
     def __post_init__(self) -> None:
         if self.gpus < 1:
@@ -135,6 +155,7 @@ class Scenario:
         data["checkpoint"] = list(self.checkpoint)
         data["frozen"] = list(self.frozen)
         data["strategy"] = None if self.strategy is None else self.strategy.value
+        data["offload"] = None if self.offload is None else self.offload.value
         data["prune"] = (
             None if self.prune is None else {"sparsity": self.prune.sparsity, "kind": self.prune.kind.value}
         )
@@ -159,4 +180,6 @@ class Scenario:
             parts.append(f"prune {self.prune.sparsity:.0%} {self.prune.kind.value}")
         if self.gpus > 1 or self.strategy is not None:
             parts.append(f"{self.gpus} GPUs {(self.strategy or Strategy.DDP).value}")
+        if self.offload is not None:
+            parts.append(f"offload {self.offload.value}")
         return ", ".join(parts) or "as profiled"

@@ -57,17 +57,32 @@ class RamAdvice:
     rule_bytes: int
     host_need_bytes: int
     reason: str
+    offloaded_bytes: int = 0
+    pinned_bytes: int = 0
 
 
-def ram_for(total_gpu_bytes: int, profile: Profile) -> RamAdvice:
-    """System RAM to buy: at least 1.25 x the GPUs' memory, and never less than the host side needs
-    (prefetched and pinned batches, a full state-dict copy when saving a checkpoint, the process and
-    OS), rounded up to a purchasable size."""
-    rule = math.ceil(total_gpu_bytes * RAM_PER_GPU_MEMORY)
+def ram_for(
+    total_gpu_bytes: int, profile: Profile, offloaded_bytes: int = 0, pinned_bytes: int = 0
+) -> RamAdvice:
+    """System RAM to buy: at least 1.25 x the GPUs' memory plus what is offloaded to the host (optimizer
+    state, parameters: ``offloaded_bytes`` for all GPUs together), and never less than the host side
+    needs (prefetched and pinned batches, a full state-dict copy when saving a checkpoint, the process
+    and OS, the offloaded bytes), rounded up to a purchasable size. ``pinned_bytes`` (part of the
+    offloaded bytes) is page-locked: the OS cannot swap it, and containers must allow it."""
+    rule = math.ceil(total_gpu_bytes * RAM_PER_GPU_MEMORY) + offloaded_bytes
     loader = profile.host_memory.total_bytes if profile.host_memory is not None else 0
     checkpoint = profile.param_bytes + profile.buffer_bytes + profile.optimizer_state_bytes
-    need = loader + checkpoint + PROCESS_AND_OS
+    need = loader + checkpoint + PROCESS_AND_OS + offloaded_bytes
     wanted = max(rule, need)
     size = next((s * GiB for s in RAM_SIZES if s * GiB >= wanted), math.ceil(wanted / GiB) * GiB)
     reason = "1.25 x GPU memory" if rule >= need else "host needs (data loading, checkpoint copy, process)"
-    return RamAdvice(recommended_bytes=size, rule_bytes=rule, host_need_bytes=need, reason=reason)
+    if offloaded_bytes:
+        reason += " + offloaded state"
+    return RamAdvice(
+        recommended_bytes=size,
+        rule_bytes=rule,
+        host_need_bytes=need,
+        reason=reason,
+        offloaded_bytes=offloaded_bytes,
+        pinned_bytes=pinned_bytes,
+    )

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from memadvise.analyzer.blocks import Blocks
-from memadvise.planner.cuda_allocator import simulate
+from memadvise.planner.cuda_allocator import SimulatedOutOfMemory, simulate
 
 
 @dataclass(frozen=True)
 class Reservation:
+    """The allocator model's peaks. With a capacity, ``out_of_memory`` says the replay failed even after
+    the allocator released its cached segments (as PyTorch does before raising); ``reserved_bytes`` is
+    then what it held at the failure plus the segment it could not get."""
+
     allocated_bytes: int
     reserved_bytes: int
     fragmentation: float
+    out_of_memory: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,19 @@ def allocator_settings(conf: str | None = None) -> AllocatorSettings:
 
 
 def reserved(
-    blocks: Blocks, *, expandable_segments: bool | None = None, settings: AllocatorSettings | None = None
+    blocks: Blocks,
+    *,
+    expandable_segments: bool | None = None,
+    settings: AllocatorSettings | None = None,
+    capacity: int | None = None,
 ) -> Reservation:
     """The caching allocator's allocated and reserved peaks for these blocks, under ``settings``
-    (default: ``PYTORCH_CUDA_ALLOC_CONF`` from the environment; ``expandable_segments`` overrides)."""
+    (default: ``PYTORCH_CUDA_ALLOC_CONF`` from the environment; ``expandable_segments`` overrides).
+
+    With ``capacity`` (the bytes the allocator may reserve), a request that would pass it first makes
+    the model give back cached segments with no live block and retry, as PyTorch's allocator does
+    (``release_cached_blocks``) before it raises out of memory; a replay that still fails is returned
+    with ``out_of_memory`` set."""
     settings = settings if settings is not None else allocator_settings()
     if expandable_segments is not None:
         settings = AllocatorSettings(expandable_segments, settings.max_split_size)
@@ -74,11 +88,27 @@ def reserved(
     finite = np.isfinite(times)
     order = np.lexsort((deltas[finite] < 0, times[finite]))
     events = zip(which[finite][order].tolist(), deltas[finite][order].tolist(), strict=True)
-    result = simulate(
-        events, expandable_segments=settings.expandable_segments, max_split_size=settings.max_split_size
-    )
+    try:
+        result = simulate(
+            events,
+            expandable_segments=settings.expandable_segments,
+            max_split_size=settings.max_split_size,
+            capacity=capacity,
+        )
+    except SimulatedOutOfMemory as oom:
+        return Reservation(
+            allocated_bytes=oom.allocated + oom.requested,
+            reserved_bytes=oom.reserved + oom.requested,
+            fragmentation=0.0,
+            out_of_memory=True,
+        )
+    fragmentation = result.fragmentation
+    if capacity is not None and result.peak_reserved:
+        # Released and refilled caches make the moment reserved memory peaked say little; the share of
+        # the peak reservation the allocated peak leaves unused is what a user can act on.
+        fragmentation = max(0.0, 1 - result.peak_allocated / result.peak_reserved)
     return Reservation(
         allocated_bytes=result.peak_allocated,
         reserved_bytes=result.peak_reserved,
-        fragmentation=result.fragmentation,
+        fragmentation=fragmentation,
     )

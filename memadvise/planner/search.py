@@ -2,19 +2,25 @@
 
 For every combination of the free levers — precision, checkpointing (none or memadvise's ``auto`` set),
 optimizer (the profiled one, and 8-bit AdamW for Adam-style training on a GPU) — the largest
-micro-batch that fits is found by bisection on the analyzer's estimate (peaks grow with the batch).
-A minimum effective batch is reached with gradient accumulation when the micro-batch cannot reach it.
-Pinned levers (``--precision fp32``, ``--checkpoint none``, ``--batch-size 8`` …) are not searched.
-The best options are then replayed through the caching-allocator model, and must fit with their
-reserved memory (unless the budget is exact tensor maths, ``--reserve 0``).
+micro-batch that fits is found on the analyzer's estimate (peaks grow with the batch, almost in
+proportion: see :meth:`_Search.largest_batch`), up to a cap (``BATCH_CAP``) past which memory no longer
+limits the batch. A minimum effective batch is reached with gradient accumulation when the
+micro-batch cannot reach it. Pinned levers (``--precision fp32``, ``--checkpoint none``,
+``--batch-size 8`` …) are not searched, but checked as ``estimate`` checks them. The best options are
+then replayed through the caching-allocator model with the budget as its capacity (it releases its
+cache and retries there, as PyTorch does), and must fit in that replay (unless the budget is exact
+tensor maths, ``--reserve 0``); ``--list-gpus`` replays only as many as it takes to know each card's
+best. Estimates and replays are shared between the plans of one profile.
 
+Ties go to what the user runs today: no recompute, the profiled precision, the profiled optimizer.
 Pure 16-bit training (no fp32 master weights) is ranked after every fitting option that keeps them.
 A precision the profile was not traced in is estimated by rules (see :mod:`memadvise.analyzer.precision`);
 such options keep a 3% safety margin below the budget.
 Goals: ``max-batch`` (largest effective batch, then the least recompute), ``min-memory`` (lowest peak
 at the asked or profiled batch), ``fastest`` (a throughput proxy: micro-batch, minus recompute — a
 forward pass is about a third of a step — with 16-bit matrix products counted twice as fast on GPUs
-with bf16/fp16 tensor cores).
+with bf16/fp16 tensor cores); ``cheapest`` is for :func:`memadvise.planner.ranking.rank_gpus` (each
+card's plan is a max-batch plan).
 """
 
 from __future__ import annotations
@@ -28,22 +34,29 @@ from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Profile
-from memadvise.model.scenario import parse_strategy
+from memadvise.model.scenario import Offload, Strategy, parse_strategy
 from memadvise.planner.budget import Budget, budget_for
 from memadvise.planner.gpus import load_catalog
 from memadvise.planner.hardware import RamAdvice, ram_for
 from memadvise.planner.reserved import Reservation, allocator_settings, reserved
 
-MAX_BATCH = 1 << 20
+BATCH_CAP = 4096  # the search stops here (or at 64 x the profiled batch, if larger): memory no
+BATCH_CAP_FACTOR = 64  # longer limits the batch, and an absurd figure would only look precise
 FINALISTS = 6
+RESERVED_GRID = 64  # the reserved check steps down by about 1/64 of the batch (a power of two)
 APPROXIMATION_MARGIN = 0.03
 EXACT_PRECISIONS = {Precision.INT8, Precision.INT4}  # weight bytes are exact
+# Where an option's reserved figure comes from (``Option.reserved_source``).
+REPLAYED = "allocator model"
+NOT_REPLAYED = "not replayed"
+EXACT_BUDGET = "exact budget (--reserve 0): tensor bytes only"
 
 
 class Goal(str, Enum):
     MAX_BATCH = "max-batch"
     MIN_MEMORY = "min-memory"
     FASTEST = "fastest"
+    CHEAPEST = "cheapest"  # --list-gpus: the cards that fit, by price per hour
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class Option:
     checkpoint: tuple[str, ...]
     optimizer: str
     predicted_peak_bytes: int
-    reserved_bytes: int
+    reserved_bytes: int | None
     budget_bytes: int
     headroom_bytes: int
     recompute_fraction: float
@@ -65,6 +78,16 @@ class Option:
     caveats: tuple[str, ...] = ()
     flags: str = ""
     code: tuple[str, ...] = ()
+    reserved_source: str = NOT_REPLAYED
+    batch_capped: bool = False  # memory allows at least this batch: the search stopped at its cap
+    offload_host_bytes: int = 0  # host RAM one GPU's offloaded state takes (--offload)
+    offload_pinned_bytes: int = 0  # of which page-locked
+    scenario: Scenario | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """The analyzer's peak of live tensor bytes (``torch.cuda.max_memory_allocated()``)."""
+        return self.predicted_peak_bytes
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,14 @@ class Plan:
     scenarios_evaluated: int = 0
     model: str = ""
     ram: RamAdvice | None = None
+    source: str = ""  # what `memadvise estimate` takes before the flags to replay this plan's profile
+    setup: str = ""  # a command to run first (profiling a model file), "" for a saved profile
+
+    def estimate_command(self, option: Option) -> str:
+        """The shell command that gives ``option``'s figure: ``memadvise estimate`` on the profile (after
+        the profiling command, for a model file); PROFILE where the plan does not know its source."""
+        command = f"memadvise estimate {self.source or 'PROFILE'} {option.flags}"
+        return f"{self.setup} && {command}" if self.setup else command
 
     @property
     def recommendation(self) -> Option | None:
@@ -101,6 +132,7 @@ class Pins:
     grad_accum: int | None = None
     gpus: int = 1
     strategy: str | None = None
+    offload: Offload | None = None
 
 
 def fsdp_trace_ranks(pins: Pins, fake_cpu: bool) -> int | None:
@@ -125,8 +157,16 @@ class _Search:
     counter: _Counter = field(default_factory=_Counter)
 
     def peak(self, scenario: Scenario) -> int:
+        key = (id(self.profile), scenario)
+        cached = _PEAKS.get(key)
+        if cached is not None and cached[0] is self.profile:
+            return cached[1]
         self.counter.n += 1
-        return peak_bytes(self.profile, scenario)
+        value = peak_bytes(self.profile, scenario)
+        if len(_PEAKS) >= PEAK_CACHE:
+            _PEAKS.pop(next(iter(_PEAKS)))
+        _PEAKS[key] = (self.profile, value)
+        return value
 
     def limit(self, scenario: Scenario) -> float:
         """The budget a scenario's estimate must stay under: precision changes estimated from another
@@ -137,21 +177,52 @@ class _Search:
     def fits(self, scenario: Scenario) -> bool:
         return self.peak(scenario) <= self.limit(scenario)
 
+    @property
+    def cap(self) -> int:
+        """The largest batch the search tries (see ``BATCH_CAP``)."""
+        return max(BATCH_CAP, BATCH_CAP_FACTOR * self.profile.batch_size)
+
     def largest_batch(self, base: Scenario, low: int = 1) -> int:
-        """Largest micro-batch (>= low) that fits, or 0 when not even ``low`` does."""
-        if not self.fits(replace(base, batch_size=low)):
+        """Largest micro-batch (>= low, <= :attr:`cap`) that fits, or 0 when not even ``low`` does.
+
+        The peak grows with the batch, almost in proportion (every block is a fixed part plus a part
+        per sample), so the search interpolates between a batch that fits and one that does not
+        (regula falsi) and checks each guess's neighbour: two or three estimates usually settle it,
+        where a bisection takes twenty. The bracket shrinks on every step, so it ends like one."""
+        limit = self.limit(replace(base, batch_size=low))
+        p_lo = self.peak(replace(base, batch_size=low))
+        if p_lo > limit:
             return 0
-        high = low
-        while high < MAX_BATCH and self.fits(replace(base, batch_size=high * 2)):
-            high *= 2
-        lo, hi = high, min(high * 2, MAX_BATCH + 1)  # lo fits, hi does not (or is past the cap)
+        cap = self.cap
+        p_hi = self.peak(replace(base, batch_size=cap))
+        if p_hi <= limit:
+            return cap
+        lo, hi = low, cap  # lo fits, hi does not
         while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.fits(replace(base, batch_size=mid)):
-                lo = mid
+            slope = (p_hi - p_lo) / (hi - lo)
+            guess = lo + int((limit - p_lo) / slope) if slope > 0 else (lo + hi) // 2
+            guess = min(max(guess, lo + 1), hi - 1)
+            p = self.peak(replace(base, batch_size=guess))
+            if p <= limit:
+                lo, p_lo = guess, p
+                if hi - lo > 1:  # the neighbour above decides it, when the guess was right
+                    p = self.peak(replace(base, batch_size=lo + 1))
+                    if p > limit:
+                        return lo
+                    lo, p_lo = lo + 1, p
             else:
-                hi = mid
+                hi, p_hi = guess, p
+                if hi - lo > 1:
+                    p = self.peak(replace(base, batch_size=hi - 1))
+                    if p <= limit:
+                        return hi - 1
+                    hi, p_hi = hi - 1, p
         return lo
+
+
+PEAK_CACHE = 4096
+_PEAKS: dict[tuple[int, Scenario], tuple[Profile, int]] = {}
+"""Peaks by scenario, shared by the plans of one profile on several budgets (``--list-gpus``)."""
 
 
 def _precisions(profile: Profile, budget: Budget, pins: Pins) -> list[Precision]:
@@ -194,10 +265,20 @@ def _checkpoints(profile: Profile, pins: Pins) -> list[tuple[str, ...]]:
 
 
 def search(
-    profile: Profile, budget: Budget, pins: Pins, goal: Goal = Goal.MAX_BATCH, *, suggest: bool = True
+    profile: Profile,
+    budget: Budget,
+    pins: Pins,
+    goal: Goal = Goal.MAX_BATCH,
+    *,
+    suggest: bool = True,
+    finalists: int = FINALISTS,
+    source: str = "",
+    setup: str = "",
 ) -> Plan:
-    """Every free-lever combination with its best batch, ranked for ``goal``; the top ones checked
-    against the caching-allocator model."""
+    """Every free-lever combination with its best batch, ranked for ``goal``; the top ``finalists``
+    checked against the caching-allocator model (0: only as many as it takes to know the best one —
+    the others keep ``reserved_bytes=None``). ``source`` is what ``memadvise estimate`` takes before
+    an option's flags to replay this profile (its path), for the commands the plan prints."""
     ram = ram_for(budget.total_bytes * pins.gpus, profile)
     strategy = parse_strategy(pins.strategy) if pins.strategy else None
     if pins.gpus > 1 and strategy is None:
@@ -211,6 +292,7 @@ def search(
         pins = replace(pins, gpus=1, strategy=None)
         strategy = None
     runner = _Search(profile, budget, pins)
+    _check_pins(runner, strategy)
     options: list[Option] = []
     auto = _auto_set(runner) if (AUTO,) in _checkpoints(profile, pins) else ()
     for precision, checkpoint, optimizer in itertools.product(
@@ -223,6 +305,7 @@ def search(
             grad_accum=pins.grad_accum or 1,
             gpus=pins.gpus,
             strategy=strategy,
+            offload=pins.offload,
         )
         if checkpoint == (AUTO,):
             if not auto:
@@ -235,12 +318,25 @@ def search(
         if option is not None:
             options.append(option)
     ranked = _rank(options, goal, budget)
-    checked = _rank(_check_reserved(runner, ranked[:FINALISTS], budget), goal, budget)
+    if finalists:
+        checked = _rank(_check_reserved(runner, ranked[:finalists], budget), goal, budget)
+    else:
+        checked = _rank(_check_until_best(runner, ranked, goal, budget), goal, budget)
     fitting = [o for o in checked if o.fits]
     others = [o for o in checked if not o.fits]
+    if pins.offload is not None:
+        held = fitting[0] if fitting else (others[0] if others else None)
+        if held is not None:
+            n = max(1, pins.gpus)
+            ram = ram_for(
+                budget.total_bytes * pins.gpus,
+                profile,
+                held.offload_host_bytes * n,
+                held.offload_pinned_bytes * n,
+            )
     suggestions: tuple[str, ...] = ()
     if not fitting and suggest:
-        suggestions = _what_would_fit(profile, budget, pins, others)
+        suggestions = _what_would_fit(profile, budget, pins, others, source, setup)
     notes = []
     conf = allocator_settings().describe()
     if conf and not budget.exact:
@@ -263,6 +359,38 @@ def search(
         scenarios_evaluated=runner.counter.n,
         model=profile.model,
         ram=ram,
+        source=source,
+        setup=setup,
+    )
+
+
+def _check_pins(runner: _Search, strategy: Strategy | None) -> None:
+    """The pinned levers as ``estimate`` would check them: a module name that is not in the model, an
+    optimizer for an inference profile… are the user's mistakes, not options that do not fit."""
+    pins, profile = runner.pins, runner.profile
+    if (
+        pins.checkpoint in (None, (), (AUTO,))
+        and pins.optimizer is None
+        and pins.precision is None
+        and pins.offload is None
+    ):
+        return
+    if pins.checkpoint and pins.checkpoint != (AUTO,) and profile.mode != Mode.TRAIN.value:
+        raise UsageError("activation checkpointing applies to training profiles")
+    precision = (
+        pins.precision if pins.precision is not None and pins.precision.value != profile.precision else None
+    )
+    runner.counter.n += 1
+    peak_bytes(
+        profile,
+        Scenario(
+            precision=precision,
+            checkpoint=() if pins.checkpoint in (None, (AUTO,)) else pins.checkpoint,
+            optimizer=pins.optimizer,
+            gpus=pins.gpus,
+            strategy=strategy,
+            offload=pins.offload,
+        ),
     )
 
 
@@ -329,11 +457,16 @@ def _option(runner: _Search, scenario: Scenario, result: Estimate | None = None)
         checkpoint=result.checkpoint,
         optimizer=result.optimizer,
         predicted_peak_bytes=result.peak_bytes,
-        reserved_bytes=result.peak_bytes,
+        reserved_bytes=None,
+        reserved_source=EXACT_BUDGET if budget.exact else NOT_REPLAYED,
+        scenario=scenario,
         budget_bytes=budget.usable_bytes,
         headroom_bytes=budget.usable_bytes - result.peak_bytes,
         recompute_fraction=result.recompute_fraction or 0.0,
         fits=result.peak_bytes <= runner.limit(scenario),
+        batch_capped=runner.pins.batch_size is None and result.batch_size >= runner.cap,
+        offload_host_bytes=result.offload.host_bytes if result.offload else 0,
+        offload_pinned_bytes=result.offload.pinned_bytes if result.offload else 0,
         caveats=_caveats(result, scenario),
         flags=_flags(result, scenario),
         code=_code(result, scenario),
@@ -350,8 +483,16 @@ def _speed(option: Option, budget: Budget) -> float:
 
 
 def _rank(options: list[Option], goal: Goal, budget: Budget) -> list[Option]:
-    def tie(o: Option) -> tuple[float, int, int]:
-        return (o.recompute_fraction, PRECISION_RANK.get(o.precision, 9), o.optimizer != "adamw-8bit")
+    def tie(o: Option) -> tuple[float, int, int, int]:
+        # On a tie, what the user runs today wins: no recompute, the profiled precision, the profiled
+        # optimizer (a change the plan proposes has to buy something).
+        changed = o.scenario
+        return (
+            o.recompute_fraction,
+            int(changed is not None and changed.precision is not None),
+            PRECISION_RANK.get(o.precision, 9),
+            int(changed is not None and changed.optimizer is not None),
+        )
 
     fitting = [o for o in options if o.fits]
     closest = sorted((o for o in options if not o.fits), key=lambda o: (o.predicted_peak_bytes, *tie(o)))
@@ -368,8 +509,11 @@ def _rank(options: list[Option], goal: Goal, budget: Budget) -> list[Option]:
     return sorted(fitting, key=key) + closest
 
 
-def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> list[Option]:
-    """Replay the finalists through the caching-allocator model; shrink the batch until reserved fits."""
+def _check_reserved(
+    runner: _Search, options: list[Option], budget: Budget, hint: int | None = None
+) -> list[Option]:
+    """Replay the finalists through the caching-allocator model; shrink the batch until reserved fits
+    (``hint``: a batch to try first, see :func:`_reserved_fit`)."""
     if budget.exact:
         return options
     checked = []
@@ -377,56 +521,100 @@ def _check_reserved(runner: _Search, options: list[Option], budget: Budget) -> l
         if not option.fits:
             checked.append(option)
             continue
-        scenario, result, taken = _reserved_fit(runner, option)
+        scenario, result, taken = _reserved_fit(runner, option, hint)
         fitted = _option(runner, scenario, result)
         checked.append(
             replace(
                 fitted,
                 reserved_bytes=taken.reserved_bytes,
+                reserved_source=REPLAYED,
                 headroom_bytes=budget.usable_bytes - taken.reserved_bytes,
-                fits=taken.reserved_bytes <= runner.limit(scenario),
+                fits=not taken.out_of_memory and fitted.fits,
                 caveats=fitted.caveats + _near_limit(taken.reserved_bytes, taken.fragmentation, budget),
             )
         )
     return checked
 
 
-def _reserved_fit(runner: _Search, option: Option) -> tuple[Scenario, Estimate, Reservation]:
-    """The option's scenario at the largest batch (at most its own) whose reserved memory fits,
-    found by bisection; batch 1 (or a pinned batch) when none does. With its estimate."""
+def _check_until_best(runner: _Search, ranked: list[Option], goal: Goal, budget: Budget) -> list[Option]:
+    """Replay options in rank order until the best replayed one still ranks ahead of every option not
+    replayed (a replay can only lower an option), and return them all."""
+    done: list[Option] = []
+    pending = list(ranked)
+    while pending and pending[0].fits:
+        hint = _rank(done, goal, budget)[0].batch_size if done else None
+        done.extend(_check_reserved(runner, [pending.pop(0)], budget, hint))
+        leader = _rank(done, goal, budget)[0]
+        if leader.fits and (not pending or _rank([pending[0], leader], goal, budget)[0] is leader):
+            break
+    return done + pending
+
+
+def _reserved_fit(
+    runner: _Search, option: Option, hint: int | None = None
+) -> tuple[Scenario, Estimate, Reservation]:
+    """The option's scenario at the largest batch (at most its own) whose allocator replay fits, with
+    its estimate; batch 1 (or a pinned batch) when none does.
+
+    Whether a replay fits is not monotone in the batch near the limit (the same GPT-2 replay fails at
+    2,940 and fits at 2,960, as segments happen to line up), so a search can only find a local edge.
+    To make options of about the same memory meet on the same edge, batches are taken on a grid of
+    round numbers — multiples of the largest power of two up to 1/64 of the allocated maximum, under
+    1.6% apart — and the edge is bisected on that grid between the allocated maximum (which did not
+    fit) and a grid point below it that fits (found by halving). ``hint``, a grid point where another
+    option's edge was found, is tried first: when it fits and the next grid point does not, it is this
+    option's edge too."""
+    assert option.scenario is not None
+    base = option.scenario
 
     def check(batch: int) -> tuple[Scenario, Estimate, Reservation]:
-        scenario = _scenario_of(option, runner.pins, batch)
+        scenario = replace(base, batch_size=batch)
+        key = (id(runner.profile), scenario, int(runner.limit(scenario)))
+        cached = _REPLAYS.get(key)
+        if cached is not None and cached[0] is runner.profile:
+            return cached[1]
         runner.counter.n += 1
         result, blocks = estimate_blocks(runner.profile, scenario)
-        return scenario, result, reserved(blocks)
+        # The allocator may reserve up to the budget; past it, it releases its cache and retries.
+        found = scenario, result, reserved(blocks, capacity=key[2])
+        if len(_REPLAYS) >= REPLAY_CACHE:
+            _REPLAYS.pop(next(iter(_REPLAYS)))
+        _REPLAYS[key] = (runner.profile, found)
+        return found
 
     best = check(option.batch_size)
-    if best[2].reserved_bytes <= runner.limit(best[0]) or runner.pins.batch_size:
+    if not best[2].out_of_memory or runner.pins.batch_size or option.batch_size == 1:
         return best
-    lo, hi = 0, option.batch_size  # hi does not fit; lo fits (0: none known)
+    grid = 1 << max(0, (option.batch_size // RESERVED_GRID).bit_length() - 1)
+    hi = -(-option.batch_size // grid)  # grid index that does not fit
+    if hint is not None and hint % grid == 0 and 1 <= hint // grid < hi:
+        near = check(hint)
+        if not near[2].out_of_memory:
+            if hint // grid + 1 == hi or check(hint + grid)[2].out_of_memory:
+                return near
+    lo = hi - 1
     found = None
+    while lo >= 1:
+        trial = check(lo * grid)
+        if not trial[2].out_of_memory:
+            found = trial
+            break
+        hi, lo = lo, max(lo - 2 * (hi - lo), 0) if lo > 1 else 0
+    if found is None:
+        return check(1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        trial = check(mid)
-        if trial[2].reserved_bytes <= runner.limit(trial[0]):
-            lo, found = mid, trial
-        else:
+        trial = check(mid * grid)
+        if trial[2].out_of_memory:
             hi = mid
-    return found if found is not None else check(1)
+        else:
+            lo, found = mid, trial
+    return found
 
 
-def _scenario_of(option: Option, pins: Pins, batch: int) -> Scenario:
-    strategy = parse_strategy(pins.strategy) if pins.strategy else None
-    return Scenario(
-        batch_size=batch,
-        precision=Precision(option.precision),
-        checkpoint=option.checkpoint,
-        optimizer=OptimizerName(option.optimizer) if option.optimizer != "none" else None,
-        grad_accum=option.grad_accum,
-        gpus=pins.gpus,
-        strategy=strategy if strategy or pins.gpus == 1 else parse_strategy("ddp"),
-    )
+REPLAY_CACHE = 512
+_REPLAYS: dict[tuple[int, Scenario, int], tuple[Profile, tuple[Scenario, Estimate, Reservation]]] = {}
+"""Allocator replays by scenario and capacity: cards with the same budget share them."""
 
 
 def _near_limit(reserved_bytes: int, fragmentation: float, budget: Budget) -> tuple[str, ...]:
@@ -459,9 +647,16 @@ def _flags(result: Estimate, scenario: Scenario) -> str:
     if scenario.precision is not None:
         parts.append(f"--precision {scenario.precision.value}")
     parts.append(f"--checkpoint {','.join(result.checkpoint) if result.checkpoint else 'none'}")
-    parts.append(f"--optimizer {result.optimizer}")
+    if scenario.optimizer is not None:  # the profiled optimizer is the traced one, not a formula's
+        parts.append(f"--optimizer {scenario.optimizer.value}")
     if scenario.grad_accum > 1:
         parts.append(f"--grad-accum {scenario.grad_accum}")
+    if scenario.gpus > 1 or scenario.strategy is not None:
+        parts.append(f"--gpus {scenario.gpus}")
+        if scenario.strategy is not None:
+            parts.append(f"--strategy {scenario.strategy.value}")
+    if scenario.offload is not None:
+        parts.append(f"--offload {scenario.offload.value}")
     return " ".join(parts)
 
 
@@ -485,9 +680,15 @@ def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[Option]) -> tuple[str, ...]:
-    """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would."""
+def _what_would_fit(
+    profile: Profile, budget: Budget, pins: Pins, closest: list[Option], source: str, setup: str
+) -> tuple[str, ...]:
+    """When nothing fits: the smallest catalog GPU that would, and how many GPUs with ZeRO-3 would,
+    each with the ``memadvise estimate`` command of its figure."""
     lines = []
+    command = f"memadvise estimate {source or 'PROFILE'}"
+    if setup:
+        command = f"{setup} && {command}"
     smallest = Pins(
         batch_size=pins.batch_size or 1,
         precision=pins.precision,
@@ -495,6 +696,7 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
         optimizer=pins.optimizer,
         gpus=pins.gpus,
         strategy=pins.strategy,
+        offload=pins.offload,
     )
     need = min((o.predicted_peak_bytes for o in closest), default=0)
     for gpu in sorted(load_catalog(), key=lambda g: g.memory_bytes):
@@ -503,7 +705,9 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
             continue
         plan = search(profile, candidate, smallest, Goal.MIN_MEMORY, suggest=False)
         if plan.recommendation is not None:
-            lines.append(f"smallest catalog GPU that fits: {gpu.name} ({plan.recommendation.flags})")
+            lines.append(
+                f"smallest catalog GPU that fits: {gpu.name} ({command} {plan.recommendation.flags})"
+            )
             break
     if profile.mode == Mode.TRAIN.value and pins.gpus == 1:
         for n in (2, 4, 8, 16, 32, 64):
@@ -513,9 +717,7 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
             except MemadviseError:
                 break
             if plan.recommendation is not None:
-                lines.append(
-                    f"or {n} of these GPUs with ZeRO-3/FSDP ({plan.recommendation.flags} --gpus {n})"
-                )
+                lines.append(f"or {n} of these GPUs with ZeRO-3/FSDP ({command} {plan.recommendation.flags})")
                 break
     if not lines:
         lines.append("nothing in the catalog fits this model at batch 1 on one GPU")

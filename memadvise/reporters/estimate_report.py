@@ -113,6 +113,13 @@ def _details(estimate: Estimate) -> Text:
             f"CSR would take {format_bytes(p.csr_bytes)} (break-even {p.csr_break_even:.0%}, "
             f"COO {p.coo_break_even:.0%})\n"
         )
+    o = estimate.offload
+    if o is not None:
+        text.append("Offload: ", style="bold")
+        text.append(
+            f"{o.offload} saves {format_bytes(o.gpu_saving_bytes)} of GPU peak; needs "
+            f"{format_bytes(o.host_bytes)} of host RAM per GPU, {format_bytes(o.pinned_bytes)} of it pinned\n"
+        )
     for note in estimate.notes:
         text.append(f"note: {note}\n", style="dim")
     if text.plain.endswith("\n"):

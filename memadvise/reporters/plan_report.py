@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -35,7 +35,7 @@ def render_plan(plan: Plan) -> RenderableType:
     parts: list[RenderableType] = [head]
     best = plan.recommendation
     if best is not None:
-        parts.append(_recommendation(best))
+        parts.append(_recommendation(plan, best))
     else:
         parts.append(Text("Nothing fits this budget.", style="bold red"))
         for line in plan.suggestions:
@@ -48,7 +48,14 @@ def render_plan(plan: Plan) -> RenderableType:
                 f"System RAM: at least {format_bytes(ram.recommended_bytes)} "
                 f"(1.25 x GPU memory = {format_bytes(ram.rule_bytes)}; host side needs "
                 f"{format_bytes(ram.host_need_bytes)}: data loading, a checkpoint's state-dict copy, "
-                "the process)"
+                "the process"
+                + (
+                    f"; offloaded state {format_bytes(ram.offloaded_bytes)}, "
+                    f"{format_bytes(ram.pinned_bytes)} of it pinned"
+                    if ram.offloaded_bytes
+                    else ""
+                )
+                + ")"
             )
         )
     for note in plan.notes:
@@ -57,21 +64,40 @@ def render_plan(plan: Plan) -> RenderableType:
     return Group(*parts)
 
 
-def _recommendation(o: Option) -> Text:
+def estimate_command(plan: Plan, o: Option) -> str:
+    """The command that gives this option's figure (see :meth:`Plan.estimate_command`)."""
+    return plan.estimate_command(o)
+
+
+def _recommendation(plan: Plan, o: Option) -> Text:
     text = Text()
     text.append("Recommended: ", style="bold green")
     text.append(
-        f"batch {o.batch_size}"
+        (
+            f"batch {o.batch_size} (memory allows at least {o.batch_size}: it no longer limits the batch)"
+            if o.batch_capped
+            else f"batch {o.batch_size}"
+        )
         + (f" x {o.grad_accum} accumulation = {o.effective_batch_size}" if o.grad_accum > 1 else "")
         + f", {o.precision}, checkpoint {checkpoint_label(o.checkpoint)}, {o.optimizer}"
     )
+    reserved = (
+        f"{format_bytes(o.reserved_bytes)} reserved"
+        if o.reserved_bytes is not None
+        else f"reserved {o.reserved_source}"
+    )
     text.append(
         f"\n  predicted peak {format_bytes(o.predicted_peak_bytes)} allocated, "
-        f"{format_bytes(o.reserved_bytes)} reserved; headroom {format_bytes(o.headroom_bytes)}"
+        f"{reserved}; headroom {format_bytes(o.headroom_bytes)}"
     )
-    text.append(f"\n  memadvise estimate … {o.flags}", style="cyan")
+    text.append(f"\n  {estimate_command(plan, o)}", style="cyan")
     for line in o.code:
         text.append(f"\n  {line}", style="cyan")
+    if o.offload_host_bytes:
+        text.append(
+            f"\n  offload: {format_bytes(o.offload_host_bytes)} of host RAM per GPU, "
+            f"{format_bytes(o.offload_pinned_bytes)} of it pinned"
+        )
     for caveat in o.caveats:
         text.append(f"\n  caveat: {caveat}", style="yellow")
     return text
@@ -91,14 +117,14 @@ def _options_table(plan: Plan) -> Table:
     for k, o in enumerate(plan.options, 1):
         table.add_row(
             str(k),
-            str(o.batch_size),
+            f">={o.batch_size}" if o.batch_capped else str(o.batch_size),
             str(o.grad_accum),
             str(o.effective_batch_size),
             o.precision,
             checkpoint_label(o.checkpoint, short=True),
             o.optimizer,
             format_bytes(o.predicted_peak_bytes),
-            format_bytes(o.reserved_bytes),
+            "-" if o.reserved_bytes is None else format_bytes(o.reserved_bytes),
             format_bytes(o.headroom_bytes),
             f"{o.recompute_fraction:.0%}" if o.checkpoint else "-",
             "yes" if o.fits else "no",
@@ -106,8 +132,17 @@ def _options_table(plan: Plan) -> Table:
     return table
 
 
+PLAN_SCHEMA = 2
+"""Version of the plan's JSON. 2: each option has ``allocated_bytes`` (the analyzer's peak of live
+tensor bytes), ``reserved_bytes`` (the caching-allocator model's reserved peak, ``null`` when the option
+was not replayed through it) and ``reserved_source`` saying which. Version 1 (no ``schema_version``)
+put the allocated peak in ``reserved_bytes`` for options that were not replayed."""
+
+
 def option_dict(o: Option) -> dict[str, Any]:
-    data = asdict(o)
+    data = asdict(replace(o, scenario=None))
+    del data["scenario"]
+    data["allocated_bytes"] = o.predicted_peak_bytes
     data["checkpoint"] = list(o.checkpoint)
     data["caveats"] = list(o.caveats)
     data["code"] = list(o.code)
@@ -118,6 +153,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
     best = plan.recommendation
     budget = plan.budget
     return {
+        "schema_version": PLAN_SCHEMA,
         "model": plan.model,
         "mode": plan.mode,
         "goal": plan.goal,
@@ -141,9 +177,12 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
             "grad_accum": best.grad_accum,
             "effective_batch_size": best.effective_batch_size,
             "predicted_peak_bytes": best.predicted_peak_bytes,
+            "allocated_bytes": best.predicted_peak_bytes,
             "reserved_bytes": best.reserved_bytes,
+            "reserved_source": best.reserved_source,
             "budget_bytes": best.budget_bytes,
             "flags": best.flags,
+            "command": estimate_command(plan, best),
         },
         "options": [option_dict(o) for o in plan.options],
         "suggestions": list(plan.suggestions),
@@ -158,23 +197,70 @@ def plan_json(plan: Plan) -> str:
 
 
 def render_gpu_list(ranking: GpuRanking) -> RenderableType:
-    table = Table(title=f"GPUs for {ranking.model} (catalog, best option each)", title_justify="left")
-    for column in ("GPU", "memory", "fits", "batch", "precision", "checkpoint", "peak", "system RAM"):
-        table.add_column(column)
+    table = Table(
+        title=f"GPUs for {ranking.model} (catalog, best option each; goal {ranking.goal})",
+        title_justify="left",
+    )
+    columns = (
+        "GPU",
+        "memory",
+        "fits",
+        "$/hour",
+        "batch",
+        "precision",
+        "checkpoint",
+        "optimizer",
+        "peak",
+        "system RAM",
+    )
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in ("memory", "$/hour", "batch", "peak") else "left"
+        )
     for plan in ranking.plans:
         best = plan.recommendation
+        price = ranking.hourly_price(plan)
         table.add_row(
-            plan.budget.name,
+            plan.budget.name + (f" x{plan.gpus}" if plan.gpus > 1 else ""),
             format_bytes(plan.budget.total_bytes),
             "yes" if best is not None else "no",
-            "-" if best is None else str(best.effective_batch_size),
+            "-" if price is None else f"{price:,.2f}",
+            "-" if best is None else (">=" if best.batch_capped else "") + str(best.effective_batch_size),
             "-" if best is None else best.precision,
             "-" if best is None else checkpoint_label(best.checkpoint, short=True),
+            "-" if best is None else best.optimizer,
             "-" if best is None else format_bytes(best.predicted_peak_bytes),
             "-" if plan.ram is None else format_bytes(plan.ram.recommended_bytes),
         )
-    return table
+    parts: list[RenderableType] = [table]
+    if ranking.prices is not None:
+        parts.append(
+            Text(f"note: {ranking.prices.describe()}; '-' where the table has no price", style="dim")
+        )
+    return Group(*parts)
 
 
 def gpu_list_json(ranking: GpuRanking) -> str:
-    return json.dumps({"model": ranking.model, "gpus": [plan_dict(p) for p in ranking.plans]}, indent=2)
+    rows = []
+    for plan in ranking.plans:
+        row = plan_dict(plan)
+        row["price_per_hour"] = ranking.hourly_price(plan)
+        rows.append(row)
+    prices = ranking.prices
+    return json.dumps(
+        {
+            "schema_version": PLAN_SCHEMA,
+            "model": ranking.model,
+            "goal": ranking.goal,
+            "prices": None
+            if prices is None
+            else {
+                "date": prices.date,
+                "source": prices.source,
+                "currency": prices.currency,
+                "unit": prices.unit,
+            },
+            "gpus": rows,
+        },
+        indent=2,
+    )

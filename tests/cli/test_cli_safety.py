@@ -74,9 +74,9 @@ def test_saved_profile_is_never_overwritten(runner: CliRunner, saved: Path, comm
     [
         (["profile", "m.py", "-b", "0"], "--batch-size"),
         (["plan", "p.json", "--gpus", "0"], "--gpus"),
-        (["plan", "p.json", "--goal", "cheapest"], "'cheapest' is not one of"),
+        (["plan", "p.json", "--goal", "cheapest-ever"], "'cheapest-ever' is not one of"),
         (["profile", "m.py", "--no-such-option"], "No such option: --no-such-option"),
-        (["profile"], "Missing argument 'MODEL_FILE'"),
+        (["report"], "Missing argument"),
         (["report", "p.json", "--top", "x"], "--top"),
         (["frobnicate"], "No such command 'frobnicate'"),
         (["profile", "m.py", "--steps", "99999999999999999999999"], "less than or equal to 1000"),

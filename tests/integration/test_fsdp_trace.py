@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ GPT2 = str(Path(__file__).resolve().parents[1] / "zoo" / "gpt2.py")
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="needs torch.distributed")
 
 
+@functools.cache  # a profile is frozen data: the tests share each trace
 def _trace(ranks: int | None):
     return profile_file(GPT2, batch_size=2, device="meta", target_device="cpu", fsdp=ranks, scaling=False)
 
@@ -51,3 +53,34 @@ def test_a_sharded_profile_cannot_be_sharded_again() -> None:
 def test_fsdp_needs_the_fake_cpu_trace() -> None:
     with pytest.raises(UsageError, match="--fake --target-device cpu"):
         profile_file(GPT2, batch_size=2, device="cpu", fsdp=2)
+
+
+def test_the_optimizer_steps_temporaries_shrink_with_the_shard_as_fsdp2_traced() -> None:
+    """The ZeRO-3/FSDP formula divides the optimizer step's temporaries over the ranks; one rank of the
+    real FSDP2, traced, holds the same at its step's peak (the traced rank is the independent truth)."""
+    import numpy as np
+
+    from memadvise.analyzer.blocks import Blocks
+    from memadvise.analyzer.estimate import estimate_blocks
+    from memadvise.model.profile import Category, Phase, Profile
+    from memadvise.model.scenario import Strategy
+
+    def step_peak(profile: Profile, blocks: Blocks) -> float:
+        assert profile.program is not None
+        traced = blocks.alloc == np.floor(blocks.alloc)  # not the next forward's all-gather (at -0.5)
+        temporaries = blocks.is_category(Category.TEMPORARIES) & traced
+        best = 0.0
+        for phase, _, start, end in profile.program.phases:
+            if phase != Phase.OPTIMIZER.value:
+                continue
+            made = temporaries & (blocks.alloc >= start) & (blocks.alloc < end)
+            for t in np.unique(blocks.alloc[made]):
+                best = max(best, float(blocks.size[made & (blocks.alloc <= t) & (blocks.free > t)].sum()))
+        return best
+
+    whole, rank = _trace(None), _trace(4)
+    assert rank.program is not None
+    _, formula = estimate_blocks(whole, Scenario(gpus=4, strategy=Strategy.FSDP))
+    traced = step_peak(rank, Blocks.of(rank.program))
+    assert traced > 0
+    assert step_peak(whole, formula) == pytest.approx(traced, rel=0.01)

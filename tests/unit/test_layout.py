@@ -160,6 +160,8 @@ COMMANDS_ON_A_SAVED_PROFILE = [
     ["estimate", "{profile}", "--batch-size", "8", "--precision", "bf16-mixed"],
     ["plan", "{profile}", "--gpu", "24GB", "--format", "json"],
     ["plan", "{profile}", "--list-gpus"],
+    ["estimate", "{profile}", "--gpus", "8", "--strategy", "zero3", "--offload", "optimizer"],
+    ["plan", "{profile}", "--list-gpus", "--goal", "cheapest"],
 ]
 
 

@@ -102,3 +102,15 @@ def test_reserved_memory_follows_the_caching_allocator() -> None:
     taken = reserved(Blocks.from_rows(rows))
     assert taken.reserved_bytes == 2 * MiB + 20 * MiB
     assert taken.allocated_bytes == 2 * 600 * 1024 + 5 * MiB
+
+
+def test_at_the_budget_the_allocator_releases_its_cache_and_retries() -> None:
+    """A freed 40 MiB block stays cached; a 50 MiB request needs a new segment. Without a capacity
+    both are reserved (90 MiB); with 64 MiB, PyTorch releases the cached segment and retries."""
+    rows = [(0.0, 1.0, 40 * MiB, 0, 0), (2.0, np.inf, 50 * MiB, 0, 0)]
+    unbounded = reserved(Blocks.from_rows(rows))
+    assert unbounded.reserved_bytes == 90 * MiB
+    bounded = reserved(Blocks.from_rows(rows), capacity=64 * MiB)
+    assert not bounded.out_of_memory and bounded.reserved_bytes == 50 * MiB
+    both_live = [(0.0, 3.0, 40 * MiB, 0, 0), (2.0, np.inf, 50 * MiB, 0, 0)]
+    assert reserved(Blocks.from_rows(both_live), capacity=64 * MiB).out_of_memory
