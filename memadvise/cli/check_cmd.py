@@ -17,6 +17,7 @@ from memadvise.cli.common import (
     show,
 )
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.text import printable
 from memadvise.reporters import reporter_for
 
 EXIT_REGRESSION = 1
@@ -118,12 +119,12 @@ def check_command(
     run = run_checks(plan, update=update, progress=progress)
 
     for warning in (*run.warnings, *(w for r in run.results for w in r.warnings)):
-        typer.echo(f"memadvise: warning: {warning}", err=True)
+        typer.echo(f"memadvise: warning: {printable(warning)}", err=True)
     reporter = reporter_for("json" if fmt is CheckFormat.json else "table", top=top)
     show(reporter, run, None, "check", highlight=False)
     if annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true":
         workspace = os.environ.get("GITHUB_WORKSPACE")
         for line in github_annotations(run, Path(workspace) if workspace else None, top):
-            typer.echo(line, err=True)
+            typer.echo(printable(line), err=True)
     if run.regressed and not update:
         raise typer.Exit(EXIT_REGRESSION)

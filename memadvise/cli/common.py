@@ -16,6 +16,7 @@ from rich.console import Console
 
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.text import printable
 from memadvise.reporters import Reporter, TableReporter
 
 if TYPE_CHECKING:
@@ -32,15 +33,15 @@ REPORT_WIDTH = 120  # when output is a file or a pipe, rich would otherwise wrap
 
 
 def stdout_console() -> Console:
-    console = Console(soft_wrap=False)
+    console = Console(soft_wrap=False, markup=False)  # names from files print as they are
     if not console.is_terminal:
-        console = Console(soft_wrap=False, width=REPORT_WIDTH)
+        console = Console(soft_wrap=False, width=REPORT_WIDTH, markup=False)
     return console
 
 
 def stderr_console() -> Console:
     """Diagnostics: never wrapped, so paths and messages stay copyable."""
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, markup=False)
 
 
 class DeviceChoice(str, Enum):
@@ -133,7 +134,7 @@ FormatOpt = Annotated[TextFormat, typer.Option("--format", "-f", help="table or 
 
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
     """Print one line on stderr and return the Exit to raise."""
-    print(f"memadvise: error: {message}", file=sys.stderr)
+    print(f"memadvise: error: {printable(message)}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -300,7 +301,7 @@ def show(
         return
     text = reporter.render(result)
     if output is None:
-        typer.echo(text.rstrip("\n"))
+        typer.echo(printable(text.rstrip("\n"), keep_newlines=True))
         return
     try:
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
