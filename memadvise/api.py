@@ -23,6 +23,7 @@ from memadvise.capture.training import (
     move_to,
     resolve_device,
 )
+from memadvise.capture.watchdog import MemoryWatchdog
 from memadvise.errors import ModelFileError, UsageError
 from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
 from memadvise.model.program import Program, with_scaling
@@ -132,6 +133,7 @@ def profile_file(
     fsdp: int | None = None,
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
+    memory_limit: int | str | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -150,7 +152,9 @@ def profile_file(
     default: output and loss alive through ``step()`` and ``zero_grad()``) or ``lean`` (freed after
     ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` is the GPU whose kernels a
     fake CUDA-target trace follows (a :class:`~memadvise.capture.cuda_target.CudaTarget`; default: an
-    H100, compute capability 9.0).
+    H100, compute capability 9.0). A real (not fake) trace runs under a memory watchdog
+    (:mod:`memadvise.capture.watchdog`): past ``memory_limit`` (bytes or a size such as ``"8GiB"``;
+    default: what the machine has available, less a margin) it stops with a ``MemoryLimitError``.
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -169,8 +173,9 @@ def profile_file(
         raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
-    spec = load_model_file(target).with_seq_len(seq_len)
-    with sharding as mesh:
+    watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
+    with sharding as mesh, watch or nullcontext():
+        spec = load_model_file(target).with_seq_len(seq_len)
         profile, inputs = _traced(
             spec,
             dev,
@@ -179,7 +184,7 @@ def profile_file(
             precision,
             mesh,
             scaling,
-            progress,
+            progress if watch is None else watch.progress(progress),
             mode=mode,
             optimizer=optimizer,
             steps=steps,

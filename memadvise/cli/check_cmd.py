@@ -12,6 +12,7 @@ import typer
 from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
+    MemoryLimitOpt,
     handles_errors,
     progress,
     show,
@@ -96,6 +97,7 @@ def check_command(
     mode: CheckModeOpt = None,
     optimizer: CheckOptimizerOpt = None,
     device: DeviceOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = CheckFormat.text,
     annotations: AnnotationsOpt = None,
@@ -116,7 +118,14 @@ def check_command(
         optimizer=optimizer.value if optimizer else None,
         device=device.value if device else None,
     )
-    run = run_checks(plan, update=update, progress=progress)
+    profiler = None
+    if memory_limit is not None:
+        from functools import partial
+
+        from memadvise.api import profile_file
+
+        profiler = partial(profile_file, memory_limit=memory_limit)
+    run = run_checks(plan, update=update, progress=progress, profiler=profiler)
 
     for warning in (*run.warnings, *(w for r in run.results for w in r.warnings)):
         typer.echo(f"memadvise: warning: {printable(warning)}", err=True)

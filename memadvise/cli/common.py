@@ -108,6 +108,15 @@ def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceC
     return name
 
 
+MemoryLimitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Stop a real trace cleanly once memadvise's process holds more than SIZE of RAM, e.g. 8GiB "
+        "(default: what the machine has available, less a margin). Fake traces need no memory.",
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
@@ -224,6 +233,7 @@ def load_or_profile(
     fsdp: int | None = None,
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
+    memory_limit: str | None = None,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -265,6 +275,7 @@ def load_or_profile(
             fsdp=fsdp,
             train_loop=train_loop.value,
             gpu=cuda_target(gpu) if fake_cuda else None,
+            memory_limit=memory_limit,
         )
     return profile, scenario
 

@@ -11,6 +11,7 @@ from memadvise.cli.common import (
     DeviceOpt,
     FakeOpt,
     FormatOpt,
+    MemoryLimitOpt,
     ModeOpt,
     OutputOpt,
     SeqLenOpt,
@@ -88,6 +89,7 @@ def estimate_command(
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
     debug: DebugOpt = False,
@@ -106,6 +108,15 @@ def estimate_command(
         frozen=module_names(frozen),
     )
     profile, scenario = load_or_profile(
-        target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop=train_loop
+        target,
+        scenario,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        train_loop=train_loop,
+        memory_limit=memory_limit,
     )
     show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")

@@ -12,6 +12,7 @@ from memadvise.cli.common import (
     DeviceOpt,
     FakeOpt,
     FormatOpt,
+    MemoryLimitOpt,
     ModeOpt,
     OutputOpt,
     SeqLenOpt,
@@ -108,6 +109,7 @@ def plan_command(
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
     debug: DebugOpt = False,
@@ -138,7 +140,17 @@ def plan_command(
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     profile = _profile(
-        target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
+        target,
+        pins,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        train_loop,
+        gpu,
+        memory_limit,
     )
     if budget is None:
         result: object = rank_gpus(profile, pins, Goal(goal.value), reserve)
@@ -172,6 +184,7 @@ def _profile(
     seq_len: int | None,
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
+    memory_limit: str | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
     from memadvise.planner import fsdp_trace_ranks
@@ -193,5 +206,6 @@ def _profile(
         fsdp,
         train_loop=train_loop,
         gpu=_catalog_name(gpu),
+        memory_limit=memory_limit,
     )
     return profile

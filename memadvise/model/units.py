@@ -74,6 +74,11 @@ def parse_size(text: str) -> int:
     return check_size(size, text)
 
 
+def looks_like_size(text: str) -> bool:
+    """Whether ``text`` is written as a size (digits and a unit, or digits alone), good or not."""
+    return bool(re.match(r"^\s*[0-9][0-9.]*\s*(?:[kmgt]i?b?|b)?\s*$", str(text), re.IGNORECASE))
+
+
 def check_size(size: int, what: str = "size") -> int:
     """``size`` when it is a byte count memadvise can use (0 to :data:`MAX_BYTES`), else a UsageError."""
     if size > MAX_BYTES:
