@@ -59,6 +59,7 @@ def profile_model(
     health: bool = False,
     precision: str = "fp32",
     train_loop: str = "tutorial",
+    memory_limit: int | str | None = None,
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -67,7 +68,8 @@ def profile_model(
     hooks removed, parameters, buffers, gradients, train/eval flags and the RNG state restored.
     ``precision`` may be ``bf16-mixed`` or ``fp16-mixed`` (autocast); for pure 16-bit, cast the model.
     ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop: output and loss alive through ``step()``)
-    or ``lean`` (output and loss freed after ``backward()``).
+    or ``lean`` (output and loss freed after ``backward()``). A model with real (not meta) parameters
+    is traced under the memory watchdog, as in :func:`profile_file` (``memory_limit``).
     """
     if precision not in ("fp32", *MIXED_DTYPES):
         raise UsageError(
@@ -75,8 +77,11 @@ def profile_model(
             "for pure 16-bit, cast the model and its inputs first"
         )
     _check_choices(max(batch_size, 1), mode, optimizer, steps)
-    with Tracer(
+    real = any(p.device.type != "meta" for p in model.parameters())
+    watch = MemoryWatchdog(memory_limit) if real else None
+    with watch or nullcontext(), Tracer(
         model,
+        progress=None if watch is None else watch.progress(),
         mode=mode,
         optimizer=optimizer,
         steps=steps,

@@ -24,9 +24,11 @@ from memadvise.errors import MemoryLimitError, UsageError
 from memadvise.model.units import format_bytes, parse_size
 
 POLL_SECONDS = 0.1
-#: Kept free for the rest of the machine when the limit comes from the memory available at the start.
-MARGIN_BYTES = 1 << 30
+#: Kept free for the rest of the machine when the limit comes from the memory available at the start:
+#: 5% of the machine's memory, at least 256 MiB and at most 1 GiB.
 MARGIN_SHARE = 0.05
+MARGIN_MIN = 256 << 20
+MARGIN_MAX = 1 << 30
 
 
 class _LimitHit(BaseException):  # noqa: N818 - not an error the user sees; MemoryLimitError is
@@ -49,11 +51,11 @@ def _rss() -> int:
 
 def default_limit() -> tuple[int, str]:
     """The limit without ``--memory-limit``: this process's memory plus what the machine has available,
-    less a margin (the larger of 1 GiB and 5% of the machine's memory)."""
+    less a margin (5% of the machine's memory, from 256 MiB to 1 GiB)."""
     import psutil
 
     vm = psutil.virtual_memory()
-    margin = max(MARGIN_BYTES, int(vm.total * MARGIN_SHARE))
+    margin = min(MARGIN_MAX, max(MARGIN_MIN, int(vm.total * MARGIN_SHARE)))
     limit = _rss() + max(int(vm.available) - margin, 0)
     return limit, f"what this machine had available, less {format_bytes(margin)}; set --memory-limit"
 
@@ -99,6 +101,12 @@ class MemoryWatchdog:
 
     def __enter__(self) -> MemoryWatchdog:
         now = _rss()
+        if now >= self.limit and self.source.startswith("what this machine"):
+            raise MemoryLimitError(
+                "this machine has too little memory available to run the model for real (memadvise "
+                f"keeps {format_bytes(MARGIN_MIN)} to {format_bytes(MARGIN_MAX)} free); free some, give "
+                "--memory-limit SIZE, or trace with --fake, which needs no memory"
+            )
         if now >= self.limit:
             raise UsageError(
                 f"--memory-limit {format_bytes(self.limit)} is below what memadvise already holds "

@@ -8,6 +8,7 @@ error itself shows the watchdog stopped them, and the resident memory it reports
 from __future__ import annotations
 
 import _thread
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from memadvise.capture.watchdog import MemoryWatchdog, default_limit
 from memadvise.errors import MemoryLimitError, UsageError
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
+sys.path.insert(0, str(MODELS))
 RUNAWAY = str(MODELS / "runaway_forward.py")
 HEADROOM = 192 * 2**20
 
@@ -85,3 +87,20 @@ def test_the_default_limit_leaves_a_margin_of_what_is_available() -> None:
     available = psutil.virtual_memory().available
     assert rss() <= limit <= rss() + available
     assert "available" in source
+
+
+def test_a_model_in_memory_is_stopped_and_left_as_it_was() -> None:
+    import torch
+    from runaway_forward import Runaway
+
+    from memadvise.api import profile_model
+
+    model = Runaway()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(MemoryLimitError, match="stopped in forward of step 1"):
+        profile_model(model, torch.randn(2, 8), batch_size=2, memory_limit=rss() + HEADROOM)
+    assert len(model.hoard) * 4 < 1024  # stopped before the forward hoarded its 1 GiB
+    model.hoard.clear()
+    hooks = [m._forward_hooks or m._forward_pre_hooks for m in model.modules()]
+    assert not any(hooks) and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
