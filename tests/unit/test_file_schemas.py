@@ -60,6 +60,16 @@ PROFILE_CASES: list[tuple[str, Edit, str]] = [
     ("negative program size", lambda d: d["program"]["size"].__setitem__(0, -400), "program.size[0]"),
     ("category 99", lambda d: d["program"]["category"].__setitem__(0, 99), "program.category[0]"),
     ("module index out of range", lambda d: d["program"]["module"].__setitem__(0, 7), "program.module[0]"),
+    (
+        "freed before allocated",
+        lambda d: d["program"]["free"].__setitem__(3, 0),
+        "program.free[3]: expected a position after alloc (1)",
+    ),
+    (
+        "alloc past the events",
+        lambda d: d["program"]["alloc"].__setitem__(2, 5),
+        "program.alloc[2]: expected -1 or a position below 5",
+    ),
     ("optimizer lbfgs", _set("optimizer", "lbfgs"), "optimizer: expected one of adamw"),
     ("precision fp8", _set("precision", "fp8"), "precision: expected one of fp32"),
     ("mode destroy", _set("mode", "destroy"), "mode: expected one of train, inference, not 'destroy'"),
