@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,9 +122,8 @@ class Float(Node):
 
     def check(self, value: Any, path: str) -> None:
         if not self.ok(value):
-            raise SchemaError(
-                path, f"expected a finite number from {self.lo:g} to {self.hi:g}, not {_shown(value)}"
-            )
+            bounds = "" if self.hi == sys.float_info.max else f" from {self.lo:g} to {self.hi:g}"
+            raise SchemaError(path, f"expected a finite number{bounds}, not {_shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -489,16 +489,18 @@ TIMELINE = Obj(
     checks=(same_length("index", "step", "phase", "op", "module"), _timeline_columns),
 )
 _RATIO = Float(0.0, 1.0)
+#: Any finite number: activations and gradients may be far beyond a byte count before they overflow fp32.
+_MEASURED = Float(-sys.float_info.max, sys.float_info.max)
 HEALTH = Obj(
     optional={
         "layers": List(
             Obj(
                 required={"name": Str()},
                 optional={
-                    "max_abs_activation": Opt(Float()),
+                    "max_abs_activation": Opt(_MEASURED),
                     "nonfinite": Str(("", "nan", "inf")),
-                    "grad_norm": Opt(Float()),
-                    "max_abs_grad": Opt(Float()),
+                    "grad_norm": Opt(_MEASURED),
+                    "max_abs_grad": Opt(_MEASURED),
                     "grad_below_fp16_normal": _RATIO,
                     "grad_below_fp16_subnormal": _RATIO,
                 },
@@ -507,7 +509,7 @@ HEALTH = Obj(
         "flags": List(
             Obj(
                 required={"kind": Str(), "module": Str()},
-                optional={"dtype": Str(), "value": Float(), "detail": Str()},
+                optional={"dtype": Str(), "value": _MEASURED, "detail": Str()},
             )
         ),
         "advice": _STRINGS,

@@ -95,6 +95,16 @@ def test_bad_profile_field_is_named(what: str, edit: Edit, message: str, tmp_pat
     assert message in text, text
 
 
+def test_measured_health_figures_may_exceed_any_byte_count(tmp_path: Path) -> None:
+    """An activation of 1e30 is finite in fp32: a profile holding it reads (bytes stay bounded)."""
+    data = valid_profile()
+    data["health"]["layers"][0]["max_abs_activation"] = 1e30
+    data["health"]["flags"][0]["value"] = 1e30
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert load_profile(path).health.layers[0].max_abs_activation == 1e30  # type: ignore[union-attr]
+
+
 def test_profile_error_through_the_command_line(tmp_path: Path) -> None:
     """The user's report: a string peak gave 'internal error' (exit 3); now exit 2 and one line."""
     from memadvise.cli import app
