@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from memadvise.errors import MemoryLimitError, UsageError
-from memadvise.model.units import format_bytes, parse_size
+from memadvise.model.units import check_size, format_bytes, parse_size
 
 POLL_SECONDS = 0.1
 #: Kept free for the rest of the machine when the limit comes from the memory available at the start:
@@ -71,7 +71,7 @@ class MemoryWatchdog:
         if limit is None:
             self.limit, self.source = default_limit()
         else:
-            self.limit = limit if isinstance(limit, int) else parse_size(limit)
+            self.limit = check_size(limit, "--memory-limit") if isinstance(limit, int) else parse_size(limit)
             self.source = "set by --memory-limit"
             if self.limit <= 0:
                 raise UsageError("--memory-limit must be more than 0 bytes")
