@@ -37,6 +37,7 @@ from memadvise.capture.training import (
     resolve_device,
 )
 from memadvise.capture.usercode import passes_through, user_argv
+from memadvise.capture.watchdog import MemoryWatchdog
 from memadvise.errors import ModelFileError, UsageError
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_STEPS
 from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
@@ -81,6 +82,7 @@ def profile_model(
     health: bool = False,
     precision: str = "fp32",
     train_loop: str = "tutorial",
+    memory_limit: int | str | None = None,
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -89,7 +91,8 @@ def profile_model(
     hooks removed, parameters, buffers, gradients, train/eval flags and the RNG state restored.
     ``precision`` may be ``bf16-mixed`` or ``fp16-mixed`` (autocast); for pure 16-bit, cast the model.
     ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop: output and loss alive through ``step()``)
-    or ``lean`` (output and loss freed after ``backward()``).
+    or ``lean`` (output and loss freed after ``backward()``). A model with real (not meta) parameters
+    is traced under the memory watchdog, as in :func:`profile_file` (``memory_limit``).
     """
     if precision not in ("fp32", *MIXED_DTYPES):
         raise UsageError(
@@ -99,11 +102,15 @@ def profile_model(
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"profile_model needs a torch.nn.Module, not {type(model).__name__}")
     _check_choices(max(batch_size, 1), mode, optimizer, steps)
+    real = any(p.device.type != "meta" for p in model.parameters())
+    watch = MemoryWatchdog(memory_limit) if real else None
     with (
+        watch or nullcontext(),
         preserved_input_grads(inputs),
         preserved_simple_attributes(model),
         Tracer(
             model,
+            progress=None if watch is None else watch.progress(),
             mode=mode,
             optimizer=optimizer,
             steps=steps,
@@ -161,6 +168,7 @@ def profile_file(
     fsdp: int | None = None,
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
+    memory_limit: int | str | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -179,7 +187,9 @@ def profile_file(
     default: output and loss alive through ``step()`` and ``zero_grad()``) or ``lean`` (freed after
     ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` is the GPU whose kernels a
     fake CUDA-target trace follows (a :class:`~memadvise.capture.cuda_target.CudaTarget`; default: an
-    H100, compute capability 9.0).
+    H100, compute capability 9.0). A real (not fake) trace runs under a memory watchdog
+    (:mod:`memadvise.capture.watchdog`): past ``memory_limit`` (bytes or a size such as ``"8GiB"``;
+    default: what the machine has available, less a margin) it stops with a ``MemoryLimitError``.
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -219,6 +229,7 @@ def profile_file(
             health=health,
             train_loop=train_loop,
             gpu=gpu,
+            memory_limit=memory_limit,
         )
 
 
@@ -254,9 +265,11 @@ def _profile_file(
     health: bool,
     train_loop: str,
     gpu: CudaTarget | None,
+    memory_limit: int | str | None,
 ) -> Profile:
-    spec = load_model_file(target).with_seq_len(seq_len)
-    with sharding as mesh:
+    watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
+    with sharding as mesh, watch or nullcontext():
+        spec = load_model_file(target).with_seq_len(seq_len)
         profile, inputs = _traced(
             spec,
             dev,
@@ -265,7 +278,7 @@ def _profile_file(
             precision,
             mesh,
             scaling,
-            progress,
+            progress if watch is None else watch.progress(progress),
             mode=mode,
             optimizer=optimizer,
             steps=steps,

@@ -28,3 +28,8 @@ class BaselineError(MemadviseError):
 
 class CheckConfigError(MemadviseError):
     """The check table of pyproject.toml ``[tool.memadvise]`` or of memadvise.toml has an unusable value."""
+
+
+class MemoryLimitError(MemadviseError):
+    """A real trace grew past the memory limit (``--memory-limit``, else what the machine had free) and
+    was stopped before it could take the machine down."""

@@ -31,6 +31,7 @@ from memadvise.check.config import (
 from memadvise.check.safe_write import real_target, replace_text, update_locked, writable_problem
 from memadvise.errors import BaselineError, ModelFileError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Profile
+from memadvise.model.schema import BASELINE, BASELINE_ENTRY, SchemaError, field_path, read_json, validate
 
 BASELINE_FORMAT = "memadvise-baseline"
 BASELINE_SCHEMA = 1
@@ -221,25 +222,32 @@ def load_baseline(path: Path) -> Baseline:
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineError(f"cannot read baseline file '{path}': {exc}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BaselineError(
-            f"baseline file '{path}' is not valid JSON (line {exc.lineno}: {exc.msg}); {recreate}"
-        ) from None
+        data = read_json(text)
+    except ValueError as exc:
+        raise BaselineError(f"baseline file '{path}' {exc}; {recreate}") from None
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
         raise BaselineError(f"'{path}' is not a memadvise baseline file; {recreate}")
     if data.get("schema_version") != BASELINE_SCHEMA:
+        version = data.get("schema_version")
+        shown = (
+            version if version is None or isinstance(version, (int, str)) and len(str(version)) < 20 else "…"
+        )
         raise BaselineError(
-            f"baseline file '{path}' has schema_version {data.get('schema_version')!r}; this memadvise reads "
+            f"baseline file '{path}' has schema_version {shown!r}; this memadvise reads "
             f"{BASELINE_SCHEMA}; recreate it with `{UPDATE_HINT}`"
         )
+    try:
+        validate(data, BASELINE)
+    except SchemaError as exc:
+        raise BaselineError(f"baseline file '{path}': {exc}; {recreate}") from None
     entries: dict[str, BaselineEntry] = {}
-    for key, raw in dict(data.get("entries") or {}).items():
+    for key, raw in (data.get("entries") or {}).items():
         try:
-            entries[key] = BaselineEntry.from_dict(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            problem = f"entry {key!r} is malformed ({exc!r})"
+            validate(raw, BASELINE_ENTRY, field_path("entries", key))
+        except SchemaError as exc:
+            problem = f"entry {key[:60]!r} is malformed: {exc}"
             raise BaselineError(f"baseline file '{path}': {problem}; {recreate}") from None
+        entries[key] = BaselineEntry.from_dict(raw)
     return Baseline(entries)
 
 

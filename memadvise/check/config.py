@@ -11,6 +11,7 @@ from memadvise.capture.loader import split_target
 from memadvise.errors import CheckConfigError, UsageError
 from memadvise.model.limits import MAX_BATCH_SIZE
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.schema import CHECK_CONFIG, SchemaError, validate
 from memadvise.model.units import format_bytes, parse_size
 
 
@@ -117,6 +118,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CheckConfigError(f"cannot read config file '{path}': {exc.strerror}") from None
     except toml.TOMLDecodeError as exc:
         raise CheckConfigError(f"config file '{path}' is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CheckConfigError(f"config file '{path}' is nested too deeply to read") from None
 
 
 def _memadvise_table(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
@@ -172,6 +175,10 @@ def load_config(path: Path) -> CheckConfig:
         model_path, factory = split_target(item["path"])
         target = f"{path.parent / model_path}:{factory}"
         models.append((target, _settings(item, _MODEL_KEYS, item_where)))
+    try:  # the types and bounds of every value (the checks above give the friendlier messages first)
+        validate(check, CHECK_CONFIG)
+    except SchemaError as exc:
+        raise CheckConfigError(f"{where}: {exc}") from None
     return CheckConfig(
         path=path,
         baseline=path.parent / baseline if baseline else None,

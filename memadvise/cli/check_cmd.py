@@ -12,12 +12,14 @@ import typer
 from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
+    MemoryLimitOpt,
     handles_errors,
     progress,
     show,
 )
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_ROWS
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.text import printable
 from memadvise.reporters import reporter_for
 
 EXIT_REGRESSION = 1
@@ -99,6 +101,7 @@ def check_command(
     mode: CheckModeOpt = None,
     optimizer: CheckOptimizerOpt = None,
     device: DeviceOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = CheckFormat.text,
     annotations: AnnotationsOpt = None,
@@ -119,15 +122,22 @@ def check_command(
         optimizer=optimizer.value if optimizer else None,
         device=device.value if device else None,
     )
-    run = run_checks(plan, update=update, progress=progress)
+    profiler = None
+    if memory_limit is not None:
+        from functools import partial
+
+        from memadvise.api import profile_file
+
+        profiler = partial(profile_file, memory_limit=memory_limit)
+    run = run_checks(plan, update=update, progress=progress, profiler=profiler)
 
     for warning in (*run.warnings, *(w for r in run.results for w in r.warnings)):
-        typer.echo(f"memadvise: warning: {warning}", err=True)
+        typer.echo(f"memadvise: warning: {printable(warning)}", err=True)
     reporter = reporter_for("json" if fmt is CheckFormat.json else "table", top=top)
     show(reporter, run, None, "check", highlight=False)
     if annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true":
         workspace = os.environ.get("GITHUB_WORKSPACE")
         for line in github_annotations(run, Path(workspace) if workspace else None, top):
-            typer.echo(line, err=True)
+            typer.echo(printable(line), err=True)
     if run.regressed and not update:
         raise typer.Exit(EXIT_REGRESSION)

@@ -18,6 +18,7 @@ from memadvise.cli.outputs import check_command_output
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GPUS, MAX_SEQ_LEN
 from memadvise.model.profile import Mode, OptimizerName
+from memadvise.model.text import printable
 from memadvise.reporters import Reporter, TableReporter
 
 if TYPE_CHECKING:
@@ -34,15 +35,15 @@ REPORT_WIDTH = 120  # when output is a file or a pipe, rich would otherwise wrap
 
 
 def stdout_console() -> Console:
-    console = Console(soft_wrap=False)
+    console = Console(soft_wrap=False, markup=False)  # names from files print as they are
     if not console.is_terminal:
-        console = Console(soft_wrap=False, width=REPORT_WIDTH)
+        console = Console(soft_wrap=False, width=REPORT_WIDTH, markup=False)
     return console
 
 
 def stderr_console() -> Console:
     """Diagnostics: never wrapped, so paths and messages stay copyable."""
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, markup=False)
 
 
 class DeviceChoice(str, Enum):
@@ -112,6 +113,15 @@ def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceC
     return name
 
 
+MemoryLimitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Stop a real trace cleanly once memadvise's process holds more than SIZE of RAM, e.g. 8GiB "
+        "(default: what the machine has available, less a margin). Fake traces need no memory.",
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
@@ -171,7 +181,7 @@ FormatOpt = Annotated[TextFormat, typer.Option("--format", "-f", help="table or 
 
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
     """Print one line on stderr and return the Exit to raise."""
-    print(f"memadvise: error: {message}", file=sys.stderr)
+    print(f"memadvise: error: {printable(message)}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -262,6 +272,7 @@ def load_or_profile(
     fsdp: int | None = None,
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
+    memory_limit: str | None = None,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -304,6 +315,7 @@ def load_or_profile(
             fsdp=fsdp,
             train_loop=train_loop.value,
             gpu=cuda_target(gpu) if fake_cuda else None,
+            memory_limit=memory_limit,
         )
     return profile, scenario
 
@@ -355,7 +367,7 @@ def show(
         return
     text = reporter.render(result)
     if output is None:
-        typer.echo(text.rstrip("\n"))
+        typer.echo(printable(text.rstrip("\n"), keep_newlines=True))
         return
     try:
         output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")

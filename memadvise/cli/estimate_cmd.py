@@ -12,6 +12,7 @@ from memadvise.cli.common import (
     FakeOpt,
     FormatOpt,
     GpusOpt,
+    MemoryLimitOpt,
     ModeOpt,
     NodesOpt,
     OffloadOpt,
@@ -103,6 +104,7 @@ def estimate_command(
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
     debug: DebugOpt = False,
@@ -133,5 +135,6 @@ def estimate_command(
         target_device,
         seq_len,
         train_loop=train_loop,
+        memory_limit=memory_limit,
     )
     show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")

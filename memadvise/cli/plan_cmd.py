@@ -14,6 +14,7 @@ from memadvise.cli.common import (
     FakeOpt,
     FormatOpt,
     GpusOpt,
+    MemoryLimitOpt,
     ModeOpt,
     NodesOpt,
     OffloadOpt,
@@ -134,6 +135,7 @@ def plan_command(
     device: DeviceOpt = None,
     fake: FakeOpt = False,
     target_device: TargetDeviceOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
     debug: DebugOpt = False,
@@ -177,7 +179,17 @@ def plan_command(
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     target = resolve_target(target)
     profile = _profile(
-        target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
+        target,
+        pins,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        train_loop,
+        gpu,
+        memory_limit,
     )
     source, setup = _source(target, profile, trace_batch_size, device, fake, target_device, seq_len, gpu)
     if budget is None:
@@ -256,6 +268,7 @@ def _profile(
     seq_len: int | None,
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
+    memory_limit: str | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
     from memadvise.planner import fsdp_trace_ranks
@@ -277,5 +290,6 @@ def _profile(
         fsdp,
         train_loop=train_loop,
         gpu=_catalog_name(gpu),
+        memory_limit=memory_limit,
     )
     return profile

@@ -12,6 +12,7 @@ from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
     FakeOpt,
+    MemoryLimitOpt,
     ModeOpt,
     OptimizerOpt,
     OutputOpt,
@@ -207,6 +208,7 @@ def profile_command(
     scaling: ScalingOpt = None,
     fsdp: FsdpOpt = None,
     gpu: GpuKernelsOpt = None,
+    memory_limit: MemoryLimitOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -244,6 +246,7 @@ def profile_command(
             gpu=cuda_target(gpu),
             scaling=scaling if scaling is not None else chosen is Format.JSON,
             fsdp=fsdp,
+            memory_limit=memory_limit,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

@@ -14,6 +14,7 @@ from typing import Any
 from memadvise.errors import ProfileFileError
 from memadvise.model.enums import CATEGORIES, Category, Mode, OptimizerName, Phase
 from memadvise.model.program import Program
+from memadvise.model.schema import PROFILE, SchemaError, read_json, validate
 
 SCHEMA_VERSION = 1
 
@@ -281,13 +282,23 @@ class Profile(MemoryFigures):
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Profile:
-        version = data.get("schema_version")
+    def from_dict(cls, data: dict[str, Any], *, source: str = "profile") -> Profile:
+        """A profile from :meth:`to_dict`'s output, checked against :data:`memadvise.model.schema.PROFILE`;
+        a bad field is one :class:`ProfileFileError` naming ``source`` and the field's path."""
+        version = data.get("schema_version") if isinstance(data, dict) else None
         if version != SCHEMA_VERSION:
-            raise ProfileFileError(
-                f"profile has schema_version {version!r}; "
-                f"this memadvise reads schema_version {SCHEMA_VERSION}"
+            shown = (
+                version
+                if version is None or isinstance(version, (int, str)) and len(str(version)) < 20
+                else "…"
             )
+            raise ProfileFileError(
+                f"{source} has schema_version {shown!r}; this memadvise reads schema_version {SCHEMA_VERSION}"
+            )
+        try:
+            validate(data, PROFILE)
+        except SchemaError as exc:
+            raise ProfileFileError(f"{source}: {exc}") from None
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "train_loop" not in kwargs:  # saved before the tutorial loop became the default
@@ -323,7 +334,7 @@ class Profile(MemoryFigures):
             )
             return cls(**kwargs)
         except (TypeError, AttributeError, ValueError) as exc:
-            raise ProfileFileError(f"profile has missing or misshapen fields: {exc}") from None
+            raise ProfileFileError(f"{source} has missing or misshapen fields: {exc}") from None
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -338,11 +349,9 @@ def load_profile(path: str | Path) -> Profile:
     except UnicodeDecodeError:
         raise ProfileFileError(f"profile file '{p}' is not a text (UTF-8 JSON) file") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProfileFileError(
-            f"profile file '{p}' is not valid JSON (line {exc.lineno}: {exc.msg})"
-        ) from None
+        data = read_json(text)
+    except ValueError as exc:
+        raise ProfileFileError(f"profile file '{p}' {exc}") from None
     if not isinstance(data, dict):
         raise ProfileFileError(f"profile file '{p}' does not hold a JSON object")
-    return Profile.from_dict(data)
+    return Profile.from_dict(data, source=str(p))

@@ -31,6 +31,9 @@ _SUFFIXES = {
     "tb": 10**12,
 }
 
+#: The largest size memadvise reads (1 EiB): far beyond any machine, small enough for exact float sums.
+MAX_BYTES = 2**60
+
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -55,7 +58,10 @@ def format_share(part: int | float, whole: int | float) -> str:
 
 def parse_size(text: str) -> int:
     """Parse ``24GB`` (10**9), ``24GiB`` / ``24G`` (2**30), ``512MiB``, ``1000`` (bytes) into bytes."""
-    match = _SIZE_RE.match(str(text))
+    text = str(text)
+    if len(text) > 64:
+        raise UsageError(f"cannot read {text[:20]!r}… as a size: too long; use e.g. 24GB, 24GiB or 512MiB")
+    match = _SIZE_RE.match(text)
     if not match:
         raise UsageError(f"cannot read {text!r} as a size; use e.g. 24GB, 24GiB, 512MiB or a number of bytes")
     number, suffix = match.groups()
@@ -64,6 +70,17 @@ def parse_size(text: str) -> int:
         raise UsageError(
             f"unknown size unit {suffix!r} in {text!r}; use B, KiB, MiB, GiB, KB, MB, GB or K, M, G"
         )
-    if "." not in number:
-        return int(number) * factor  # exact for integers of any size
-    return int(Decimal(number) * factor)
+    size = int(number) * factor if "." not in number else int(Decimal(number) * factor)
+    return check_size(size, text)
+
+
+def looks_like_size(text: str) -> bool:
+    """Whether ``text`` is written as a size (digits and a unit, or digits alone), good or not."""
+    return bool(re.match(r"^\s*[0-9][0-9.]*\s*(?:[kmgt]i?b?|b)?\s*$", str(text), re.IGNORECASE))
+
+
+def check_size(size: int, what: str = "size") -> int:
+    """``size`` when it is a byte count memadvise can use (0 to :data:`MAX_BYTES`), else a UsageError."""
+    if size > MAX_BYTES:
+        raise UsageError(f"{what!r} is more than 1 EiB ({MAX_BYTES} bytes); give a real memory size")
+    return size

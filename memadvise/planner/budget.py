@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memadvise.errors import UsageError
-from memadvise.model.units import format_bytes, parse_size
+from memadvise.model.units import format_bytes, looks_like_size, parse_size
 from memadvise.planner import hardware
 from memadvise.planner.gpus import (
     CONTEXT_MEASURED,
@@ -79,11 +79,10 @@ def catalog_card(text: str) -> GpuSpec | None:
     spec = card_number(text)
     if spec is not None:
         return spec
-    try:
-        parse_size(text)
-    except UsageError:
-        return find_gpu(text)
-    return None
+    if looks_like_size(text):
+        parse_size(text)  # a size memadvise cannot use (too large, two dots) is an error of its own
+        return None
+    return find_gpu(text)
 
 
 def check_gpu_text(text: str) -> None:

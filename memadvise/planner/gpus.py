@@ -17,7 +17,6 @@ Importing this module is cheap: it imports neither torch nor the JSON file (load
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +24,7 @@ from importlib import resources
 from typing import Any
 
 from memadvise.errors import UsageError
+from memadvise.model.schema import GPU_CATALOG, SchemaError, read_json, validate
 
 MiB = 2**20
 
@@ -109,9 +109,11 @@ def _spec_from_json(row: dict[str, Any]) -> GpuSpec:
 def load_catalog() -> tuple[GpuSpec, ...]:
     """All cards of ``memadvise/planner/data/gpus.json``, in file order (read once, then cached)."""
     text = resources.files("memadvise.planner").joinpath("data/gpus.json").read_text(encoding="utf-8")
-    rows = json.loads(text)
-    if not isinstance(rows, list):
-        raise ValueError("the GPU catalog must be a JSON list of objects")
+    try:
+        rows = read_json(text)
+        validate(rows, GPU_CATALOG)
+    except (ValueError, SchemaError) as exc:  # a packaging bug, not the user's input
+        raise ValueError(f"the GPU catalog memadvise/planner/data/gpus.json: {exc}") from None
     specs = tuple(_spec_from_json(row) for row in rows)
     seen: dict[str, str] = {}
     for spec in specs:

@@ -55,7 +55,11 @@ class TableReporter(Reporter):
         }
 
     def renderable(self, result: Any) -> RenderableType:
-        """The report of ``result`` as a rich renderable, for a console to print."""
+        """The report of ``result`` as a rich renderable, for a console to print (with ``markup=False``:
+        names from files are shown as they are, control characters as visible escapes)."""
+        from memadvise.model.text import printable_result
+
+        result = printable_result(result)
         for kind, render in self.renderables().items():
             if isinstance(result, kind):
                 return render(result)
@@ -65,7 +69,9 @@ class TableReporter(Reporter):
         from memadvise.planner import GpuRanking, Plan
 
         def plain(render: Callable[[Any], RenderableType], width: int) -> Callable[[Any], str]:
-            return lambda result: _plain_text(render(result), self.width or width)
+            from memadvise.model.text import printable_result
+
+            return lambda result: _plain_text(render(printable_result(result)), self.width or width)
 
         return {
             kind: plain(render, WIDE_TEXT_WIDTH if kind in (Plan, GpuRanking) else TEXT_WIDTH)
@@ -79,7 +85,7 @@ def _plain_text(renderable: RenderableType, width: int) -> str:
 
     from rich.console import Console
 
-    console = Console(record=True, width=width, file=io.StringIO())
+    console = Console(record=True, width=width, file=io.StringIO(), markup=False)
     console.print(renderable)
     return console.export_text()
 

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from memadvise.model.profile import Profile
+from memadvise.model.text import csv_cell
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,14 +44,25 @@ def to_dataframe(profile: Profile, table: str = "layers") -> pd.DataFrame:
     raise ValueError(f"unknown table {table!r}; use 'layers' or 'timeline'")
 
 
+def _csv(frame: pd.DataFrame) -> str:
+    """CSV text of ``frame``; a text cell a spreadsheet would run as a formula (``=HYPERLINK(…)``) gets a
+    ``'`` in front (:func:`memadvise.model.text.csv_cell`)."""
+    import pandas as pd
+
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(csv_cell)
+    return str(frame.to_csv(index=False))
+
+
 def layers_csv(profile: Profile) -> str:
     """The per-layer table as CSV (bytes as integers)."""
-    return str(to_dataframe(profile, "layers").to_csv(index=False))
+    return _csv(to_dataframe(profile, "layers"))
 
 
 def timeline_csv(profile: Profile) -> str:
     """The timeline as CSV: one row per sample, live bytes per category and their ``total``."""
-    return str(to_dataframe(profile, "timeline").to_csv(index=False))
+    return _csv(to_dataframe(profile, "timeline"))
 
 
 def table_csv(profile: Profile, table: str = "layers") -> str:

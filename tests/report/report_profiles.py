@@ -56,7 +56,7 @@ def _toy_timeline() -> Timeline:
                 elif name == "backward":
                     columns["activations"].append(max(0, 28 * MiB - k * 3 * MiB))
                     columns["gradients"].append((k + 1) * 800 * KiB)
-                    columns["temporaries"].append((6 - abs(k - 2)) * MiB if s == 1 else 2 * MiB)
+                    columns["temporaries"].append(max(0, 6 - abs(k - 2)) * MiB if s == 1 else 2 * MiB)
                     op.append("AddmmBackward0" if k % 2 else "GeluBackward0")
                     module.append("<autograd>")
                 else:
