@@ -114,10 +114,10 @@ def test_non_training_profile_is_not_told_about_an_optimizer_it_was_not_given(
     runner: CliRunner, saved: Path, tmp_path: Path
 ) -> None:
     data = json.loads(saved.read_text())
-    data["mode"] = "bogus"
+    data["mode"] = "inference"
     crafted = tmp_path / "crafted.json"
     crafted.write_text(json.dumps(data))
     result = runner.invoke(app, ["plan", str(crafted), "--gpu", "24GB"])
     assert "--optimizer" not in result.stderr, result.stderr
     result = runner.invoke(app, ["estimate", str(crafted), "--optimizer", "sgd"])
-    one_line_error(result, "--optimizer applies to training profiles", "'bogus'")
+    one_line_error(result, "--optimizer applies to training profiles", "inference")
