@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memadvise.analyzer.estimate import Estimate
 from memadvise.errors import UsageError
 from memadvise.model.generation import Generation, KVLayout
+from memadvise.model.profile import Holder, Profile
 
 KV_DTYPES = {"fp8": 1, "int8": 1, "bf16": 2, "fp16": 2, "fp32": 4}
 CACHES = ("dynamic", "static")
@@ -207,8 +209,8 @@ def estimate_generation(
         kv_decode = kv_bytes(layout, batch, max(prompt, prompt + new - 2), item)
     if item != traced_kv_item:
         notes.append(
-            f"KV cache stored at {item} byte(s) per value (traced: {traced_kv_item}); "
-            "quantisation scales and dequantisation buffers are not counted"
+            f"KV cache stored at {item} byte(s) per value (traced: {traced_kv_item})"
+            + ("; quantisation scales and dequantisation buffers are not counted" if item == 1 else "")
         )
     if layout.attention == "MLA":
         notes.append(
@@ -243,4 +245,76 @@ def estimate_generation(
         prefill_transient_bytes=int(prefill_t),
         decode_other_bytes=int(decode_other),
         notes=tuple(notes),
+    )
+
+
+def generation_estimate(profile: Profile, scenario: GenerationScenario) -> Estimate:
+    """A generation profile's what-if as an :class:`Estimate` (the report every estimate gets): the peak,
+    its phase (prefill or decode), weights, batch, KV cache and transients at the peak."""
+    gen = profile.generation
+    if gen is None:
+        raise UsageError(
+            "--new-tokens, --prompt-len, --kv-dtype and --cache need a generation profile "
+            "(memadvise profile MODEL --mode generate --new-tokens N --format json -o FILE.json)"
+        )
+    est = estimate_generation(gen, profile.batch_size, scenario)
+    at_prefill = est.peak_phase == "prefill"
+    kv_at_peak = est.peak_bytes - est.weights_bytes - est.input_bytes
+    kv_at_peak -= est.prefill_transient_bytes if at_prefill else est.decode_other_bytes
+    breakdown = {
+        "parameters": est.weights_bytes,
+        "inputs": est.input_bytes,
+        "kv_cache": kv_at_peak,
+        "temporaries": est.prefill_transient_bytes if at_prefill else est.decode_other_bytes,
+    }
+    text = (
+        f"batch {est.batch_size} · prompt {est.prompt_len} · {est.new_tokens} new tokens · "
+        f"{est.cache} cache · KV {est.kv_itemsize} byte(s)/value"
+    )
+    why = (
+        f"prefill peak {est.prefill_peak_bytes:,} B, last decode step {est.decode_peak_bytes:,} B; "
+        f"KV cache for {est.prompt_len + est.new_tokens} tokens {est.kv_cache_bytes:,} B"
+    )
+    change = est.peak_bytes - profile.peak_bytes
+    return Estimate(
+        model=profile.model,
+        batch_size=est.batch_size,
+        mode=profile.mode,
+        device=profile.device,
+        optimizer=profile.optimizer,
+        peak_bytes=est.peak_bytes,
+        peak_phase=est.peak_phase,
+        peak_step=0,
+        peak_op="",
+        peak_module="",
+        peak_breakdown=breakdown,
+        param_bytes=est.weights_bytes,
+        buffer_bytes=0,
+        input_bytes=est.input_bytes,
+        grad_bytes=0,
+        optimizer_state_bytes=0,
+        activation_bytes=0,
+        scenario={
+            "batch_size": est.batch_size,
+            "prompt_len": est.prompt_len,
+            "new_tokens": est.new_tokens,
+            "kv_itemsize": est.kv_itemsize,
+            "cache": est.cache,
+            "kv_cache_bytes": est.kv_cache_bytes,
+            "prefill_peak_bytes": est.prefill_peak_bytes,
+            "decode_peak_bytes": est.decode_peak_bytes,
+        },
+        scenario_text=text,
+        effective_batch_size=est.batch_size,
+        baseline_peak_bytes=profile.peak_bytes,
+        change_bytes=change,
+        change_ratio=est.peak_bytes / profile.peak_bytes if profile.peak_bytes else 0.0,
+        peak_holders=tuple(
+            Holder(category=c, module="", bytes=b)
+            for c, b in sorted(breakdown.items(), key=lambda kv: -kv[1])
+            if b
+        ),
+        notes=est.notes,
+        why=why,
+        baseline=profile,
     )

@@ -236,7 +236,7 @@ class Profile(MemoryFigures):
     health: Health | None = None
     host_memory: HostMemory | None = None
     program: Program | None = None
-    kv_cache_bytes: int | None = None  # generation: dense KV cache of prompt + new tokens, by formula
+    kv_cache_bytes: int = 0  # generation: dense KV cache of prompt + new tokens, by formula (else 0)
     generation: Generation | None = None  # generation: cache layout, per-step figures (mode generate)
     torch_version: str = ""
     created: str = ""
