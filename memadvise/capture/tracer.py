@@ -407,6 +407,11 @@ class Tracer:
             extra["program"] = replace(profile.program, parameters=_parameters(self.model, owners))
         if generation is not None:
             extra.update(self._generation_figures(generation, events, baseline))
+        from memadvise.capture.moe import moe_note
+
+        note = moe_note(self.model, profile)
+        if note is not None:
+            extra["assumptions"] = (*profile.assumptions, note)
         self._profile = replace(profile, **extra)
         return self._profile
 
