@@ -1,6 +1,6 @@
 """Tiny Llama causal LM with grouped-query attention, for generation (random weights).
 
-4 layers, hidden size 128, 4 query heads sharing 2 key/value heads, vocabulary 2000, a 64-token
+2 layers, hidden size 64, 4 query heads sharing 2 key/value heads, vocabulary 1000, a 32-token
 prompt, room for 4096 positions.
 
 Try it: memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 32 -b 2
@@ -11,12 +11,13 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-PROMPT_LEN = 64
-VOCAB = 2000
+BATCH_SIZES = (2, 4)
+PROMPT_LEN = 32
+VOCAB = 1000
 
 
 def build_llama_tiny(
-    vocab: int = VOCAB, hidden: int = 128, layers: int = 4, heads: int = 4, kv_heads: int = 2
+    vocab: int = VOCAB, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2
 ) -> LlamaForCausalLM:
     """A Llama-shaped model with sdpa attention; kv_heads < heads is grouped-query attention."""
     torch.manual_seed(0)
