@@ -197,7 +197,7 @@ def estimate_generation(
 
     traced_kv_item = gen.kv_itemsize or item
     if cache == "static":
-        kv_prefill = kv_bytes(layout, batch, prompt + new, item)
+        kv_prefill = kv_bytes(layout, batch, prompt + new - 1, item)  # transformers: max_length - 1
         kv_decode = kv_prefill
         if gen.cache == "dynamic":
             notes.append(
