@@ -231,6 +231,7 @@ def run_generation(
     phase: PhaseContext,
     key: KeyFn,
     fake: bool,
+    note: Callable[[str], None] | None = None,
 ) -> GenerationRun:
     """Generate ``settings.new_tokens`` tokens greedily, with a prefill phase and a decode phase per
     later forward pass; returns the context length and cache bytes after each forward pass."""
@@ -278,6 +279,11 @@ def run_generation(
                 if settings.cache == "static":
                     options["cache_implementation"] = "static"
                 stop = _counted_stop(model, settings.new_tokens) if fake else _nothing()
+                if fake and note is not None:
+                    note(
+                        f"generation ends after exactly {settings.new_tokens} tokens: transformers' "
+                        "stop check answered by counting (its reads of token values do not decide it)"
+                    )
                 with stop:
                     out = generate(**generation_inputs(inputs), **options)
             del out

@@ -420,8 +420,15 @@ class Tracer:
 
         if self.generate is None:
             raise ValueError("mode generate needs GenerateSettings")
+        assumed = getattr(self.recorder, "assumed", None)
         return run_generation(
-            self.model, inputs, self.generate, phase=phase, key=self.recorder.key, fake=self.recorder.fake
+            self.model,
+            inputs,
+            self.generate,
+            phase=phase,
+            key=self.recorder.key,
+            fake=self.recorder.fake,
+            note=None if assumed is None else assumed.note,
         )
 
     def _generation_figures(
