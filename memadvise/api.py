@@ -58,6 +58,7 @@ def profile_model(
     health: bool = False,
     precision: str = "fp32",
     train_loop: str = "tutorial",
+    new_tokens: int | None = None,
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -66,8 +67,18 @@ def profile_model(
     hooks removed, parameters, buffers, gradients, train/eval flags and the RNG state restored.
     ``precision`` may be ``bf16-mixed`` or ``fp16-mixed`` (autocast); for pure 16-bit, cast the model.
     ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop: output and loss alive through ``step()``)
-    or ``lean`` (output and loss freed after ``backward()``).
+    or ``lean`` (output and loss freed after ``backward()``). ``mode="generate"`` traces one greedy
+    generation of ``new_tokens`` tokens (see :mod:`memadvise.capture.generate`).
     """
+    generate = None
+    if mode == Mode.GENERATE.value:
+        from memadvise.capture.generate import GenerateSettings, prompt_batch
+
+        if new_tokens is None:
+            raise UsageError("mode generate needs new_tokens (tokens to generate)")
+        generate, steps, batch_size = GenerateSettings(new_tokens), 1, batch_size or prompt_batch(inputs)
+    elif new_tokens is not None:
+        raise UsageError("new_tokens applies to mode generate")
     if precision not in ("fp32", *MIXED_DTYPES):
         raise UsageError(
             f"profile_model traces precision fp32, bf16-mixed or fp16-mixed, not {precision!r}; "
@@ -84,6 +95,7 @@ def profile_model(
         health=_health_allowed(health, model),
         precision=precision,
         train_loop=train_loop,
+        generate=generate,
     ) as tracer:
         tracer.run(inputs, loss_fn, train_step)
     return tracer.profile

@@ -156,6 +156,14 @@ def prompt_length(inputs: Any) -> int:
     return 0
 
 
+def prompt_batch(inputs: Any) -> int:
+    """The number of prompts: the first dimension of ``input_ids`` (1 without one)."""
+    ids = inputs.get("input_ids") if isinstance(inputs, dict) else inputs
+    if isinstance(ids, torch.Tensor) and ids.dim() >= 2:
+        return int(ids.shape[0])
+    return 1
+
+
 def _cache_tensors(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
     """The tensors a cache object holds (layers' keys and values, nested lists and tuples)."""
     if depth > 4 or value is None:

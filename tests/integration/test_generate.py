@@ -96,3 +96,18 @@ def test_fake_generate_on_cpu_kernels_matches_the_real_run() -> None:
     assert fake.trace == "fake"
     assert abs(fake.peak_bytes - real) / real <= MAX_PEAK_ERROR
     assert fake.generation is not None and len(fake.generation.step_kv) == 8
+
+
+def test_profile_model_generates_and_leaves_the_model_as_it_was() -> None:
+    from memadvise.api import profile_model
+
+    module = groundtruth.load_model_file(FILES["llama-gqa"])
+    model = module.build_model()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    attributes = set(vars(model))
+    prof = profile_model(model, module.example_inputs(2), mode="generate", new_tokens=4)
+    assert prof.kv_cache_bytes == closed_form_kv("llama-gqa", 2, 16 + 4)
+    assert model.training and set(vars(model)) == attributes
+    assert not model._forward_hooks and not model._forward_pre_hooks
+    assert all(v.equal(before[k]) for k, v in model.state_dict().items())
