@@ -827,23 +827,29 @@ def measure_peak(
     return analyse(list(results.events()))
 
 
-def measure_generate_peak(path: str | Path, batch_size: int, new_tokens: int) -> GroundTruth:
+def measure_generate_peak(
+    path: str | Path, batch_size: int, new_tokens: int, seq_len: int | None = None
+) -> GroundTruth:
     """Measure the live-bytes peak of one greedy ``model.generate`` call of a model file::
 
-        model = build_model(); inputs = example_inputs(batch_size) without "labels"; model.eval()
-        # --- window starts ---
-        with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                 do_sample=False)
-        del out
-        # --- window ends ---
+    model = build_model(); inputs = example_inputs(batch_size[, seq_len]) without "labels"
+    model.eval()
+    # --- window starts ---
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             do_sample=False)
+    del out
+    # --- window ends ---
     """
     module = load_model_file(path)
     gc.collect()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         torch.manual_seed(0)
         model = module.build_model()
-        inputs = module.example_inputs(batch_size)
+        if seq_len is None:
+            inputs = module.example_inputs(batch_size)
+        else:
+            inputs = module.example_inputs(batch_size, seq_len=seq_len)
         if isinstance(inputs, dict):
             inputs = {k: v for k, v in inputs.items() if k != "labels"}
         else:

@@ -160,12 +160,17 @@ def estimate_generation(
     else:
         prefill_t = t1 * batch / b0
         notes.append(f"transient memory assumed proportional to the batch (one trace, batch {b0})")
-    prefill_t *= prompt / p0
     if prompt != gen.prompt_len:
+        # Eager attention materialises one layer's scores, batch · heads · prompt² values in the model's
+        # dtype, twice at its peak (the masked scores and their softmax): that part grows with prompt²,
+        # the rest (hidden states, MLP, the last position's logits) linearly.
         eager = layout.attn_implementation == "eager"
+        scores = 2 * layout.heads * gen.weights_itemsize if eager else 0
+        quadratic = min(prefill_t, scores * batch * p0 * p0)
+        prefill_t = (prefill_t - quadratic) * prompt / p0 + quadratic * (prompt / p0) ** 2
         notes.append(
             "prefill transients scaled linearly with the prompt length"
-            + ("; eager attention's prompt² scores are not extrapolated" if eager else "")
+            + ("; eager attention's scores (2 x batch x heads x prompt²) quadratically" if eager else "")
         )
 
     # Decode: beside weights, batch and cache, per context length; between the batches, a line. A

@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 
 
 @functools.cache
-def truth(name: str, batch: int, new_tokens: int) -> int:
-    return groundtruth.measure_generate_peak(FILES[name], batch, new_tokens).peak_bytes
+def truth(name: str, batch: int, new_tokens: int, prompt: int | None = None) -> int:
+    return groundtruth.measure_generate_peak(FILES[name], batch, new_tokens, seq_len=prompt).peak_bytes
 
 
 @functools.cache
@@ -87,6 +87,19 @@ def test_estimate_from_batch_2_and_32_tokens_to_batch_8_and_128_tokens() -> None
     assert prof.generation is not None
     est = estimate_generation(prof.generation, 2, GenerationScenario(batch_size=8, new_tokens=128))
     real = truth(name, 8, 128)
+    assert abs(est.peak_bytes - real) / real <= MAX_ESTIMATE_ERROR
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_estimate_to_a_four_times_longer_prompt(name: str) -> None:
+    """From a 16-token prompt at batch 2 to a 64-token prompt at batch 8: the prefill's transients grow
+    linearly with the prompt, and eager attention's scores (the GPT-2 here) with its square."""
+    prof = traced(name, 2, 32, scaling=True)
+    assert prof.generation is not None and prof.generation.prompt_len == 16
+    est = estimate_generation(
+        prof.generation, 2, GenerationScenario(batch_size=8, new_tokens=16, prompt_len=64)
+    )
+    real = truth(name, 8, 16, 64)
     assert abs(est.peak_bytes - real) / real <= MAX_ESTIMATE_ERROR
 
 
