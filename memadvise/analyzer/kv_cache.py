@@ -148,7 +148,8 @@ def estimate_generation(
 
     # Prefill: its rise above the start, less the cache it wrote, per sequence (two batches: a line).
     def prefill_transient(peaks: tuple[int, ...], starts: tuple[int, ...], kvs: tuple[int, ...]) -> int:
-        return max(0, peaks[0] - starts[0] - (kvs[0] if gen.cache == "dynamic" else 0))
+        # a static cache is allocated inside the prefill range too (generate's set-up): subtract it alike
+        return max(0, peaks[0] - starts[0] - kvs[0])
 
     t1 = prefill_transient(gen.step_peak, gen.step_start, gen.step_kv)
     if gen.second_batch and gen.second_step_peak:

@@ -287,12 +287,13 @@ def run_generation(
                 if settings.cache == "static":
                     options["cache_implementation"] = "static"
                 stop = _counted_stop(model, settings.new_tokens) if fake else _nothing()
+                quiet = _quiet_transformers() if fake else _nothing()
                 if fake and note is not None:
                     note(
                         f"generation ends after exactly {settings.new_tokens} tokens: transformers' "
                         "stop check answered by counting (its reads of token values do not decide it)"
                     )
-                with stop:
+                with stop, quiet:
                     out = generate(**generation_inputs(inputs), **options)
             del out
     finally:
@@ -306,6 +307,23 @@ def run_generation(
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' warnings off during a fake generation: they are about the assumed token values
+    (padding side, end-of-sequence ids), not the user's inputs."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def step_figures(events: Events, start_bytes: int) -> tuple[list[int], list[int]]:
