@@ -417,19 +417,21 @@ class Tracer:
 
     def _generate(self, inputs: Any, phase: PhaseContext) -> GenerationRun:
         from memadvise.capture.generate import run_generation
+        from memadvise.capture.training import _autocast
 
         if self.generate is None:
             raise ValueError("mode generate needs GenerateSettings")
         assumed = getattr(self.recorder, "assumed", None)
-        return run_generation(
-            self.model,
-            inputs,
-            self.generate,
-            phase=phase,
-            key=self.recorder.key,
-            fake=self.recorder.fake,
-            note=None if assumed is None else assumed.note,
-        )
+        with _autocast(self.model, self._autocast)():  # --precision bf16-mixed/fp16-mixed
+            return run_generation(
+                self.model,
+                inputs,
+                self.generate,
+                phase=phase,
+                key=self.recorder.key,
+                fake=self.recorder.fake,
+                note=None if assumed is None else assumed.note,
+            )
 
     def _generation_figures(
         self, run: GenerationRun, events: Events, baseline: list[BaselineBlock]
