@@ -59,7 +59,7 @@ def _check_choices(batch_size: int, mode: str, optimizer: str, steps: int) -> No
     try:
         Mode(mode)
     except ValueError:
-        raise UsageError(f"unknown mode {mode!r}; use train or inference") from None
+        raise UsageError(f"unknown mode {mode!r}; use train, inference or generate") from None
     try:
         OptimizerName(optimizer)
     except ValueError:
@@ -83,6 +83,7 @@ def profile_model(
     precision: str = "fp32",
     train_loop: str = "tutorial",
     memory_limit: int | str | None = None,
+    new_tokens: int | None = None,
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -93,7 +94,18 @@ def profile_model(
     ``train_loop`` is ``tutorial`` (PyTorch's tutorial loop: output and loss alive through ``step()``)
     or ``lean`` (output and loss freed after ``backward()``). A model with real (not meta) parameters
     is traced under the memory watchdog, as in :func:`profile_file` (``memory_limit``).
+    ``mode="generate"`` traces one greedy generation of ``new_tokens`` tokens (see
+    :mod:`memadvise.capture.generate`).
     """
+    generate = None
+    if mode == Mode.GENERATE.value:
+        from memadvise.capture.generate import GenerateSettings, prompt_batch
+
+        if new_tokens is None:
+            raise UsageError("mode generate needs new_tokens (tokens to generate)")
+        generate, steps, batch_size = GenerateSettings(new_tokens), 1, batch_size or prompt_batch(inputs)
+    elif new_tokens is not None:
+        raise UsageError("new_tokens applies to mode generate")
     if precision not in ("fp32", *MIXED_DTYPES):
         raise UsageError(
             f"profile_model traces precision fp32, bf16-mixed or fp16-mixed, not {precision!r}; "
@@ -119,6 +131,7 @@ def profile_model(
             health=_health_allowed(health, model),
             precision=precision,
             train_loop=train_loop,
+            generate=generate,
         ) as tracer,
     ):
         tracer.run(inputs, loss_fn, train_step)
@@ -169,6 +182,8 @@ def profile_file(
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
     memory_limit: int | str | None = None,
+    new_tokens: int | None = None,
+    cache: str = "dynamic",
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -190,6 +205,8 @@ def profile_file(
     H100, compute capability 9.0). A real (not fake) trace runs under a memory watchdog
     (:mod:`memadvise.capture.watchdog`): past ``memory_limit`` (bytes or a size such as ``"8GiB"``;
     default: what the machine has available, less a margin) it stops with a ``MemoryLimitError``.
+    ``mode="generate"`` traces greedy generation of ``new_tokens``
+    tokens with a ``dynamic`` or ``static`` KV ``cache`` (see :mod:`memadvise.capture.generate`).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -230,6 +247,8 @@ def profile_file(
             train_loop=train_loop,
             gpu=gpu,
             memory_limit=memory_limit,
+            new_tokens=new_tokens,
+            cache=cache,
         )
 
 
@@ -266,10 +285,13 @@ def _profile_file(
     train_loop: str,
     gpu: CudaTarget | None,
     memory_limit: int | str | None,
+    new_tokens: int | None,
+    cache: str,
 ) -> Profile:
     watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
     with sharding as mesh, watch or nullcontext():
         spec = load_model_file(target).with_seq_len(seq_len)
+        generate = _generate_settings(spec, mode, new_tokens, cache)
         profile, inputs = _traced(
             spec,
             dev,
@@ -285,6 +307,7 @@ def _profile_file(
             health=health,
             train_loop=train_loop,
             gpu=gpu,
+            generate=generate,
         )
     profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
@@ -309,6 +332,7 @@ def _traced(
     health: bool,
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
+    generate: Any = None,
 ) -> tuple[Profile, Any]:
     """Build, shard (with a device ``mesh``) and trace the model; with ``scaling``, fit batch scaling
     from a second trace at twice the batch and count FLOPs. Returns the profile and the batch."""
@@ -330,7 +354,15 @@ def _traced(
         "train_loop": train_loop,
         "gpu": gpu,
     }
+    if generate is not None:
+        settings["generate"] = generate
+        steps = 1
     profile = _trace(spec, model, inputs, batch_size=batch_size, steps=steps, health=health, **settings)
+    if generate is not None:
+        second = None
+        if scaling:
+            second = _second_generation(profile, spec, model, dev, target_device, precision, settings)
+        return (profile if second is None else replace(profile, generation=second)), inputs
     if not scaling or profile.program is None:
         return profile, inputs
     settings["progress"] = None if progress is None else _scaling_progress(progress)
@@ -347,6 +379,55 @@ def _traced(
     if second.program is not None:
         program = with_scaling(program, second.program)
     return replace(profile, program=_with_flops(program, spec, batch_size)), inputs
+
+
+def _generate_settings(spec: ModelSpec, mode: str, new_tokens: int | None, cache: str) -> Any:
+    """How to generate, for ``mode="generate"`` (``None`` otherwise)."""
+    from memadvise.capture.generate import GenerateSettings
+
+    if mode != Mode.GENERATE.value:
+        if new_tokens is not None:
+            raise UsageError("--new-tokens applies to --mode generate")
+        return None
+    if new_tokens is None:
+        raise UsageError("--mode generate needs --new-tokens N (tokens to generate)")
+    own = getattr(spec.module, "generate", None)
+    return GenerateSettings(new_tokens=new_tokens, cache=cache, generate_fn=own if callable(own) else None)
+
+
+def _second_generation(
+    profile: Profile,
+    spec: ModelSpec,
+    model: Any,
+    dev: torch.device,
+    target_device: str | None,
+    precision: str,
+    settings: dict[str, Any],
+) -> Any:
+    """The profile's generation record with a second generation at twice the batch (its per-step
+    figures fit how memory beside the cache and the weights grows with the batch); ``None`` when the
+    profile has no generation record."""
+    if profile.generation is None:
+        return None
+    larger = 2 * profile.batch_size
+    settings = {**settings, "progress": None}
+    second = _trace(
+        spec,
+        model,
+        apply_precision(model, _inputs(spec, model, dev, target_device, larger), precision)[0],
+        batch_size=larger,
+        steps=1,
+        **settings,
+    )
+    if second.generation is None:
+        return None
+    return replace(
+        profile.generation,
+        second_batch=larger,
+        second_step_start=second.generation.step_start,
+        second_step_peak=second.generation.step_peak,
+        second_step_kv=second.generation.step_kv,
+    )
 
 
 def _build(spec: ModelSpec, dev: torch.device, target_device: str | None, batch_size: int) -> tuple[Any, Any]:

@@ -827,6 +827,49 @@ def measure_peak(
     return analyse(list(results.events()))
 
 
+def measure_generate_peak(
+    path: str | Path, batch_size: int, new_tokens: int, seq_len: int | None = None
+) -> GroundTruth:
+    """Measure the live-bytes peak of one greedy ``model.generate`` call of a model file::
+
+    model = build_model(); inputs = example_inputs(batch_size[, seq_len]) without "labels"
+    model.eval()
+    # --- window starts ---
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             do_sample=False)
+    del out
+    # --- window ends ---
+    """
+    module = load_model_file(path)
+    gc.collect()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        torch.manual_seed(0)
+        model = module.build_model()
+        if seq_len is None:
+            inputs = module.example_inputs(batch_size)
+        else:
+            inputs = module.example_inputs(batch_size, seq_len=seq_len)
+        if isinstance(inputs, dict):
+            inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        else:
+            inputs = {"input_ids": inputs}
+        model.eval()
+        gc.collect()
+        with record_function(_WINDOW), torch.no_grad():
+            out = model.generate(
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+            )
+            if out.shape[-1] != inputs["input_ids"].shape[-1] + new_tokens:
+                raise RuntimeError(f"generate returned {out.shape[-1]} tokens")
+            del out
+        del model, inputs
+    results = prof.profiler.kineto_results if prof.profiler is not None else None
+    if results is None:
+        raise RuntimeError("the profiler returned no results")
+    return analyse(list(results.events()))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the ground truth of one model file (under an optional scenario) as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from memadvise.check import BaselineEntry, CheckResult, CheckRun, CheckTarget, Tolerance, compare
+from memadvise.model.generation import Generation, KVLayout
 from memadvise.model.profile import CATEGORIES, Holder, LayerStats, Profile, Timeline
 from memadvise.model.program import SCALING_ASSUMED, SCALING_TRACED, ParamInfo, Program
 
@@ -100,3 +101,29 @@ def check_run() -> CheckRun:
     new = BaselineEntry.from_profile(target, after, Path("."))
     result = CheckResult(target, new, old, tuple(compare(old, after, target.tolerance)))
     return CheckRun(Path("memory-baseline.json"), (result,))
+
+
+def hand_built_generation() -> Generation:
+    """Planted figures: weights 1000 B, a 10-token prompt, 2 bytes per cache value, a cache of
+    2·1·1·4·2 = 16 B per token and sequence; 4 forward passes at batch 1."""
+    layout = KVLayout(layers=1, heads=1, kv_heads=1, head_dim=4)
+    kv = [16 * (10 + k) for k in range(4)]
+    starts = [1000] + [1000 + kv[k - 1] for k in range(1, 4)]
+    peaks = [starts[0] + kv[0] + 300] + [starts[k] + 20 for k in range(1, 4)]
+    return Generation(
+        prompt_len=10,
+        new_tokens=4,
+        cache="dynamic",
+        source="model.generate",
+        layout=layout,
+        kv_itemsize=2,
+        kv_cache_bytes=16 * 14,
+        kv_traced_bytes=kv[-1],
+        kv_traced_tokens=13,
+        weights_bytes=1000,
+        weights_itemsize=4,
+        step_ctx=tuple(10 + k for k in range(4)),
+        step_start=tuple(starts),
+        step_peak=tuple(peaks),
+        step_kv=tuple(kv),
+    )

@@ -25,6 +25,8 @@ OUTSIDE = {
     Phase.FORWARD.value: "<loss>",
     Phase.BACKWARD.value: "<autograd>",
     Phase.OPTIMIZER.value: "<optimizer>",
+    Phase.PREFILL.value: "<generate>",  # generate's own work between forward passes
+    Phase.DECODE.value: "<generate>",
 }
 MAX_TIMELINE_POINTS = 2000
 

@@ -35,6 +35,8 @@ from memadvise.capture.kernel_buffers import KernelBufferModel
 
 REAL_FALLBACK_LIMIT = 64 * 2**20
 _LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default
+_GROUPED_MM = getattr(torch.ops.aten, "_grouped_mm", None)
+_GROUPED_MM_META_DTYPES = (torch.bfloat16, torch.float16)
 META = torch.device("meta")
 
 
@@ -313,7 +315,14 @@ class FakeRecorder(TorchDispatchMode):
                 for nbytes in plan.around_outputs:
                     around_outputs.enter_context(self.transient(nbytes, name))
                 try:
-                    out = func(*args, **kwargs)
+                    if (
+                        _GROUPED_MM is not None
+                        and func in (_GROUPED_MM.default,)
+                        and _grouped_mm_other_dtype(args)
+                    ):
+                        out: Any = self._grouped_mm(args, kwargs)
+                    else:
+                        out = func(*args, **kwargs)
                 except NotImplementedError:
                     out = self._run_for_real(func, name, args, kwargs)
                 if plan.sized_output is not None:
@@ -324,6 +333,22 @@ class FakeRecorder(TorchDispatchMode):
                     self.key(t)
         self._op = "<release>"
         return out
+
+    def _grouped_mm(self, args: Any, kwargs: Any) -> torch.Tensor:
+        """``torch._grouped_mm`` in a dtype its meta kernel refuses (fp32, which the CPU kernel takes, as
+        mixture-of-experts layers in fp32 use it): the output of the shape its documentation gives."""
+        mat_a, mat_b = args[0], args[1]
+        offs = args[2] if len(args) > 2 else kwargs.get("offs")
+        out_dtype = kwargs.get("out_dtype") or (args[4] if len(args) > 4 else None) or mat_a.dtype
+        shape = grouped_mm_shape(
+            tuple(mat_a.shape), tuple(mat_b.shape), None if offs is None else offs.shape[0]
+        )
+        where = "CPU" if self.target.type == "cpu" else "CUDA (whose kernel takes bf16/fp16 only)"
+        self.assumed.note(
+            f"aten::_grouped_mm in {str(mat_a.dtype).removeprefix('torch.')}: no meta kernel, "
+            f"output shaped by its semantics as on {where}"
+        )
+        return torch.empty(shape, dtype=out_dtype, device=mat_a.device)
 
     def _run_for_real(self, func: Any, name: str, args: Any, kwargs: Any) -> Any:
         """Run an operator with no meta kernel on small zero-filled CPU inputs; outputs back to meta."""
@@ -344,3 +369,21 @@ class FakeRecorder(TorchDispatchMode):
                 lambda o: self.fake_mode.from_tensor(o) if isinstance(o, torch.Tensor) else o, out
             )
         return tree_map(lambda o: o.to("meta") if isinstance(o, torch.Tensor) else o, out)
+
+
+def _grouped_mm_other_dtype(args: Any) -> bool:
+    """Is this a ``_grouped_mm`` whose meta kernel would refuse the dtype (anything but bf16/fp16)?"""
+    return bool(args) and isinstance(args[0], torch.Tensor) and args[0].dtype not in _GROUPED_MM_META_DTYPES
+
+
+def grouped_mm_shape(a: tuple[int, ...], b: tuple[int, ...], groups: int | None) -> tuple[int, ...]:
+    """The output shape of ``torch._grouped_mm(a, b, offs)``: 2D x 3D (tokens sorted by group, one
+    matrix per group) gives ``(a0, b2)``; 3D x 2D ``(a1, b1)``; 2D x 2D (groups along the shared
+    dimension) ``(groups, a0, b1)``; 3D x 3D a batched matmul ``(a0, a1, b2)``."""
+    if len(a) == 2 and len(b) == 3:
+        return (a[0], b[2])
+    if len(a) == 3 and len(b) == 2:
+        return (a[1], b[1])
+    if len(a) == 2 and len(b) == 2:
+        return (groups or 1, a[0], b[1])
+    return (a[0], a[1], b[2])

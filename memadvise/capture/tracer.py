@@ -32,6 +32,7 @@ import torch
 from memadvise.capture.allocations import OUTSIDE, BaselineBlock, Capture, Events, build_profile, first_steps
 from memadvise.capture.cuda_target import CudaTarget
 from memadvise.capture.events import AllocatorRecorder
+from memadvise.capture.generate import GenerateSettings, GenerationRun
 from memadvise.capture.health import HealthMonitor
 from memadvise.capture.kernel_buffers import KernelBufferModel
 from memadvise.capture.leaks import MIN_LEAK_STEPS, scan_leaks
@@ -177,7 +178,9 @@ class Tracer:
         precision: str = "fp32",
         train_loop: str = "tutorial",
         gpu: CudaTarget | None = None,
+        generate: GenerateSettings | None = None,
     ) -> None:
+        self.generate = generate
         self.train_loop = check_train_loop(train_loop)
         self.model = model
         self.precision = precision
@@ -341,25 +344,29 @@ class Tracer:
                     remember(Category.OPTIMIZER_STATE, step, p, t)
 
         phase: PhaseContext = self._phase
+        generation: GenerationRun | None = None
         try:
             with recorder.session(), torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
                 # Built inside the recording: some optimizers (Adagrad) allocate their state here.
                 if self.mode == "train":
                     optimizer = make_optimizer(self.optimizer_name, self.model.parameters())
-                run_steps(
-                    self.model,
-                    inputs,
-                    mode=self.mode,
-                    optimizer=optimizer,
-                    loss_fn=loss_fn,
-                    steps=self.steps,
-                    phase=phase,
-                    after_backward=after_backward,
-                    after_optimizer=after_optimizer,
-                    train_step=train_step,
-                    autocast=self._autocast,
-                    loop=self.train_loop,
-                )
+                if self.mode == Mode.GENERATE.value:
+                    generation = self._generate(inputs, phase)
+                else:
+                    run_steps(
+                        self.model,
+                        inputs,
+                        mode=self.mode,
+                        optimizer=optimizer,
+                        loss_fn=loss_fn,
+                        steps=self.steps,
+                        phase=phase,
+                        after_backward=after_backward,
+                        after_optimizer=after_optimizer,
+                        train_step=train_step,
+                        autocast=self._autocast,
+                        loop=self.train_loop,
+                    )
         finally:
             self._close_ranges()
         events = recorder.events()
@@ -398,8 +405,58 @@ class Tracer:
         )
         if profile.program is not None:
             extra["program"] = replace(profile.program, parameters=_parameters(self.model, owners))
+        if generation is not None:
+            extra.update(self._generation_figures(generation, events, baseline))
+        from memadvise.capture.moe import moe_note
+
+        note = moe_note(self.model, profile)
+        if note is not None:
+            extra["assumptions"] = (*profile.assumptions, note)
         self._profile = replace(profile, **extra)
         return self._profile
+
+    def _generate(self, inputs: Any, phase: PhaseContext) -> GenerationRun:
+        from memadvise.capture.generate import run_generation
+        from memadvise.capture.training import _autocast
+
+        if self.generate is None:
+            raise ValueError("mode generate needs GenerateSettings")
+        assumed = getattr(self.recorder, "assumed", None)
+        with _autocast(self.model, self._autocast)():  # --precision bf16-mixed/fp16-mixed
+            return run_generation(
+                self.model,
+                inputs,
+                self.generate,
+                phase=phase,
+                key=self.recorder.key,
+                fake=self.recorder.fake,
+                note=None if assumed is None else assumed.note,
+            )
+
+    def _generation_figures(
+        self, run: GenerationRun, events: Events, baseline: list[BaselineBlock]
+    ) -> dict[str, Any]:
+        """The profile's ``generation`` and ``kv_cache_bytes`` (none for a model without a KV config)."""
+        from memadvise.capture.generate import build_generation, kv_layout, step_figures
+
+        layout = kv_layout(self.model)
+        if layout is None or self.generate is None:
+            return {}
+        starts, peaks = step_figures(events, sum(b.nbytes for b in baseline))
+        weights = [b for b in baseline if b.category in (Category.PARAMETERS.value, Category.BUFFERS.value)]
+        floats = [p for p in self.model.parameters() if p.is_floating_point()]
+        generation = build_generation(
+            run,
+            self.generate,
+            layout,
+            batch_size=self.batch_size,
+            kv_itemsize=run.kv_itemsize or (floats[0].element_size() if floats else 4),
+            weights_bytes=sum(b.nbytes for b in weights),
+            weights_itemsize=floats[0].element_size() if floats else 4,
+            starts=starts,
+            peaks=peaks,
+        )
+        return {"generation": generation, "kv_cache_bytes": generation.kv_cache_bytes}
 
     def _leak_sources(
         self,

@@ -133,7 +133,7 @@ def _run_problem(key: str, value: Any) -> str | None:
             return f"batch_size must be a whole number of at least 1, not {value!r}"
         return None
     choices = {
-        "mode": [m.value for m in Mode],
+        "mode": [m.value for m in Mode if m is not Mode.GENERATE],
         "optimizer": [o.value for o in OptimizerName if o is not OptimizerName.NONE],
     }.get(key)
     if choices is not None and value not in choices:

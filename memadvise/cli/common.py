@@ -66,7 +66,10 @@ BatchSizeOpt = Annotated[
 ModeOpt = Annotated[
     Mode,
     typer.Option(
-        "--mode", "-m", help="train: forward, backward, optimizer step. inference: no_grad forward."
+        "--mode",
+        "-m",
+        help="train: forward, backward, optimizer step. inference: no_grad forward. "
+        "generate: greedy generation with a KV cache (--new-tokens).",
     ),
 ]
 OptimizerOpt = Annotated[OptimizerName, typer.Option("--optimizer", help="Optimizer of the training step.")]

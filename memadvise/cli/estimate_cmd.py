@@ -62,6 +62,12 @@ Examples:
   memadvise estimate gpt2.json --gpus 8 --strategy zero3 --offload optimizer
   memadvise estimate sample_models/gpt2.py --seq-len 64 --format json
   memadvise estimate sample_models/gpt2.py --mode inference --precision int8
+  memadvise estimate gen.json -b 64 --new-tokens 4096 --prompt-len 2048 --kv-dtype fp8
+
+A generation profile (memadvise profile MODEL --mode generate --new-tokens N -o gen.json) takes
+--batch-size, --prompt-len, --new-tokens, --kv-dtype (fp8, int8, bf16, fp16, fp32) and --cache
+(dynamic or static): weights stay, the KV cache follows its formula, and the prefill's and the decode
+steps' other memory is scaled from the traced steps.
 """
 
 
@@ -107,10 +113,27 @@ def estimate_command(
     memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
+    new_tokens: Annotated[
+        int | None, typer.Option("--new-tokens", min=1, help="Generation profiles: tokens to generate.")
+    ] = None,
+    prompt_len: Annotated[
+        int | None, typer.Option("--prompt-len", min=1, help="Generation profiles: prompt length in tokens.")
+    ] = None,
+    kv_dtype: Annotated[
+        str | None, typer.Option("--kv-dtype", help="Generation profiles: KV cache dtype (fp8, int8, bf16…).")
+    ] = None,
+    cache: Annotated[
+        str | None, typer.Option("--cache", help="Generation profiles: dynamic or static KV cache.")
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
     from memadvise.model.scenario import parse_offload, parse_precision, parse_strategy
+
+    generation = (new_tokens, prompt_len, kv_dtype, cache)
+    if mode is Mode.GENERATE or any(v is not None for v in generation):
+        _generation_estimate(resolve_target(target), batch_size, *generation, fmt, output)
+        return
 
     chosen_precision = parse_precision(precision)
     scenario = Scenario(
@@ -138,3 +161,31 @@ def estimate_command(
         memory_limit=memory_limit,
     )
     show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")
+
+
+def _generation_estimate(
+    target: str,
+    batch_size: int | None,
+    new_tokens: int | None,
+    prompt_len: int | None,
+    kv_dtype: str | None,
+    cache: str | None,
+    fmt: TextFormat,
+    output: object,
+) -> None:
+    """The what-if of a saved generation profile."""
+    from memadvise.analyzer.kv_cache import GenerationScenario, generation_estimate, kv_itemsize
+    from memadvise.errors import UsageError
+    from memadvise.model.profile import load_profile
+
+    if not str(target).endswith(".json"):
+        raise UsageError(
+            "generation what-ifs read a saved generation profile: memadvise profile MODEL --mode generate "
+            "--new-tokens N -o gen.json, then memadvise estimate gen.json"
+        )
+    kv_itemsize(kv_dtype, 1)  # a clear error for an unknown dtype
+    scenario = GenerationScenario(
+        batch_size=batch_size, prompt_len=prompt_len, new_tokens=new_tokens, kv_dtype=kv_dtype, cache=cache
+    )
+    result = generation_estimate(load_profile(target), scenario)
+    show(reporter_for(fmt.value), result, output, f"{fmt.value} estimate")  # type: ignore[arg-type]

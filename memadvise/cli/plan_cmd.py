@@ -138,12 +138,47 @@ def plan_command(
     memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
+    prompt_len: Annotated[
+        int | None, typer.Option("--prompt-len", min=1, help="--mode generate: prompt length in tokens.")
+    ] = None,
+    new_tokens: Annotated[
+        int | None,
+        typer.Option("--new-tokens", min=1, help="--mode generate: tokens generated per sequence."),
+    ] = None,
+    weights: Annotated[
+        str, typer.Option("--weights", help="--mode generate: weights stored in bf16, int8 or int4.")
+    ] = "bf16",
+    kv_dtype: Annotated[
+        str | None, typer.Option("--kv-dtype", help="--mode generate: KV cache dtype (default bf16).")
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
     from memadvise.model.scenario import parse_offload, parse_precision, parse_strategy
     from memadvise.planner import Goal, Pins, budget_for, local_budget, rank_gpus, search
 
+    if mode is Mode.GENERATE:
+        from memadvise.cli.plan_generate import plan_generate
+
+        plan_generate(
+            resolve_target(target),
+            gpu,
+            reserve,
+            batch_size,
+            prompt_len,
+            new_tokens,
+            weights,
+            kv_dtype,
+            trace_batch_size,
+            device,
+            fake,
+            target_device,
+            seq_len,
+            fmt,
+            output,
+            memory_limit,
+        )
+        return
     if batch_size is not None and min_batch is not None:
         raise UsageError("--batch-size pins the micro-batch and --min-batch asks for a search; give one")
     pins = Pins(

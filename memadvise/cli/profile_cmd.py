@@ -77,6 +77,11 @@ Examples:
   memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
   memadvise profile sample_models/gpt2.py --precision bf16-mixed --seq-len 64
   memadvise profile sample_models/llama2_7b.py --fake --target-device cpu --fsdp 8   # one rank's memory
+  memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 32 -b 2 -o gen.json
+
+--mode generate traces greedy model.generate(max_new_tokens=N, min_new_tokens=N, do_sample=False) under
+no_grad (or the file's own generate(model, inputs, new_tokens)): the peak, whether it falls in the
+prefill or in decoding, and the KV cache (kv_cache_bytes) and its growth per decode step.
 """
 
 FormatOpt = Annotated[
@@ -176,6 +181,18 @@ TableOpt = Annotated[
 ]
 
 
+NewTokensOpt = Annotated[
+    int | None,
+    typer.Option("--new-tokens", min=1, help="With --mode generate: tokens to generate (greedy)."),
+]
+CacheOpt = Annotated[
+    str,
+    typer.Option(
+        "--cache", help="With --mode generate: the KV cache, dynamic (grows) or static (preallocated)."
+    ),
+]
+
+
 @handles_errors
 def profile_command(
     model_file: Annotated[
@@ -209,6 +226,8 @@ def profile_command(
     fsdp: FsdpOpt = None,
     gpu: GpuKernelsOpt = None,
     memory_limit: MemoryLimitOpt = None,
+    new_tokens: NewTokensOpt = None,
+    cache: CacheOpt = "dynamic",
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -227,6 +246,8 @@ def profile_command(
     kind = ", fake" if where == "meta" else ""
     n_steps = steps or 2
     phases = 3 if mode is Mode.TRAIN else 1
+    if mode is Mode.GENERATE:
+        n_steps = 1  # one generation: a prefill and a decode phase per token
     with step_progress(f"Profiling {Path(model_file).name}{kind}", n_steps, phases) as on_phase:
         prof = profile_file(
             model_file,
@@ -247,6 +268,8 @@ def profile_command(
             scaling=scaling if scaling is not None else chosen is Format.JSON,
             fsdp=fsdp,
             memory_limit=memory_limit,
+            new_tokens=new_tokens,
+            cache=cache,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

@@ -28,11 +28,14 @@ class Phase(str, Enum):
     FORWARD = "forward"
     BACKWARD = "backward"
     OPTIMIZER = "optimizer"
+    PREFILL = "prefill"  # generation: the forward pass over the prompt
+    DECODE = "decode"  # generation: the one-token forward passes after it
 
 
 class Mode(str, Enum):
     TRAIN = "train"
     INFERENCE = "inference"
+    GENERATE = "generate"
 
 
 class OptimizerName(str, Enum):

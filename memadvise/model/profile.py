@@ -13,6 +13,7 @@ from typing import Any
 
 from memadvise.errors import ProfileFileError
 from memadvise.model.enums import CATEGORIES, Category, Mode, OptimizerName, Phase
+from memadvise.model.generation import Generation
 from memadvise.model.program import Program
 from memadvise.model.schema import PROFILE, SchemaError, read_json, validate
 
@@ -236,6 +237,8 @@ class Profile(MemoryFigures):
     health: Health | None = None
     host_memory: HostMemory | None = None
     program: Program | None = None
+    kv_cache_bytes: int = 0  # generation: dense KV cache of prompt + new tokens, by formula (else 0)
+    generation: Generation | None = None  # generation: cache layout, per-step figures (mode generate)
     torch_version: str = ""
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -321,6 +324,7 @@ class Profile(MemoryFigures):
             )
             program = data.get("program")
             kwargs["program"] = None if program is None else Program.from_dict(program)
+            kwargs["generation"] = Generation.from_dict(data.get("generation"))
             host = data.get("host_memory")
             kwargs["host_memory"] = None if host is None else HostMemory(**host)
             tl = data.get("timeline") or {}

@@ -364,5 +364,9 @@ def render_profile(
         parts.append(health_section(profile, top))
     if profile.host_memory is not None:
         parts.append(host_memory_line(profile))
+    if profile.generation is not None:
+        from memadvise.reporters.generation import generation_section
+
+        parts.append(generation_section(profile))
     parts.append(note)
     return Group(*parts)

@@ -72,7 +72,11 @@ PROFILE_CASES: list[tuple[str, Edit, str]] = [
     ),
     ("optimizer lbfgs", _set("optimizer", "lbfgs"), "optimizer: expected one of adamw"),
     ("precision fp8", _set("precision", "fp8"), "precision: expected one of fp32"),
-    ("mode destroy", _set("mode", "destroy"), "mode: expected one of train, inference, not 'destroy'"),
+    (
+        "mode destroy",
+        _set("mode", "destroy"),
+        "mode: expected one of train, inference, generate, not 'destroy'",
+    ),
     ("deep nesting", _set("model", "__deep_nesting__"), "nested too deeply"),
     (
         "health ratio over 1",
