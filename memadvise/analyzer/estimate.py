@@ -25,8 +25,9 @@ from memadvise.analyzer.checkpointing import (
 from memadvise.analyzer.context import Context
 from memadvise.analyzer.distributed import shard
 from memadvise.analyzer.finetune import accumulate, freeze
+from memadvise.analyzer.lora import LoraReport, LowRankReport, apply_lora, apply_low_rank, quantize_nf4
 from memadvise.analyzer.optimizers import change_optimizer
-from memadvise.analyzer.precision import change_precision, is_matmul_layer
+from memadvise.analyzer.precision import HALF, change_precision, compute_itemsize, is_matmul_layer
 from memadvise.analyzer.pruning import PruneReport, prune
 from memadvise.analyzer.sharding import ShardedStates, Strategy
 from memadvise.errors import UsageError
@@ -40,7 +41,7 @@ from memadvise.model.profile import (
     Phase,
     Profile,
 )
-from memadvise.model.scenario import Scenario
+from memadvise.model.scenario import Precision, Scenario
 
 CUDA_BLOCK = 512
 TOP_HOLDERS = 8
@@ -69,6 +70,8 @@ class Estimate(MemoryFigures):
     sharding: ShardedStates | None = None
     notes: tuple[str, ...] = ()
     why: str = ""
+    lora: LoraReport | None = None
+    low_rank: LowRankReport | None = None
     baseline: Profile | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +90,8 @@ class _Applied:
     pruning: PruneReport | None = None
     optimizer: str = ""
     sharding: ShardedStates | None = None
+    lora: LoraReport | None = None
+    low_rank: LowRankReport | None = None
 
 
 def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any) -> Estimate:
@@ -136,16 +141,51 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     applied = _Applied(ctx=ctx, optimizer=profile.optimizer)
     if scenario.batch_size is not None:
         scale_batch(ctx, scenario.batch_size)
+    nf4 = scenario.precision is Precision.NF4
+    if nf4 and profile.mode == Mode.TRAIN.value and scenario.lora is None:
+        raise UsageError("nf4 weights cannot be trained; combine --precision nf4 with --lora (QLoRA)")
+    if nf4 and scenario.low_rank is not None:
+        raise UsageError("--low-rank trains the factorised weights, which nf4 cannot hold")
+    traced_itemsize = compute_itemsize(program.parameters)
     if scenario.precision is not None:
         matmul = {name for name, kind in layer_types.items() if is_matmul_layer(kind)}
         transposed = {name for name, kind in layer_types.items() if kind == "Conv1D"}
-        change_precision(ctx, scenario.precision, matmul, transposed, layer_types)
+        change_precision(ctx, Precision.BF16 if nf4 else scenario.precision, matmul, transposed, layer_types)
+        if nf4:
+            quantize_nf4(ctx, layer_types)
     if scenario.prune is not None:
         applied.pruning = prune(ctx, scenario.prune, layer_types)
     trainable = [p for p in program.parameters if p.trainable]
     if scenario.frozen:
         trainable = freeze(ctx, scenario.frozen, layer_types)
+    if scenario.lora is not None or scenario.low_rank is not None:
+        pure = scenario.precision in (Precision.BF16, Precision.FP16)
+        act_itemsize = 2 if scenario.precision in HALF or nf4 else traced_itemsize
+        layer_stats = {layer.name: (layer.output_bytes, layer.calls) for layer in profile.layers}
+        batch_scale = (scenario.batch_size or profile.batch_size) / max(profile.batch_size, 1)
+        if scenario.lora is not None:
+            trainable, applied.lora = apply_lora(
+                ctx,
+                scenario.lora,
+                layer_types,
+                layer_stats,
+                adapter_itemsize=2 if pure else traced_itemsize,
+                act_itemsize=act_itemsize,
+                batch_scale=batch_scale,
+            )
+        if scenario.low_rank is not None:
+            trainable, applied.low_rank = apply_low_rank(
+                ctx,
+                scenario.low_rank,
+                layer_types,
+                layer_stats,
+                trainable,
+                param_scale=2 / traced_itemsize if pure else 1.0,
+                act_itemsize=act_itemsize,
+                batch_scale=batch_scale,
+            )
     resized = applied.pruning is not None and bool(applied.pruning.new_shapes)
+    resized |= scenario.lora is not None or scenario.low_rank is not None
     if scenario.optimizer is not None or scenario.frozen or resized:
         if profile.mode != Mode.TRAIN.value:
             if scenario.optimizer is not None:
@@ -275,6 +315,8 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         recompute_fraction=fraction,
         pruning=applied.pruning,
         sharding=applied.sharding,
+        lora=applied.lora,
+        low_rank=applied.low_rank,
         notes=tuple(ctx.notes),
         baseline=profile,
     )
