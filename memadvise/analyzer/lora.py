@@ -275,10 +275,6 @@ def apply_lora(
     blocks.add(Blocks.from_rows(rows))
     base = sum(math.prod(p.shape) for p in program.parameters)
     adapter_params = sum(math.prod(p.shape) for p in trainable)
-    ctx.note(
-        f"LoRA r={r} on {len(layers)} linear layers: {adapter_params:,} adapter weights "
-        f"({adapter_params / max(base, 1):.2%} of the base model's {base:,}), base model frozen"
-    )
     if spec.dropout > 0:
         ctx.note(
             f"LoRA dropout {spec.dropout:g}: each adapter saves its dropped-out input and the dropout mask"

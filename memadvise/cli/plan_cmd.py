@@ -12,6 +12,9 @@ from memadvise.cli.common import (
     DeviceOpt,
     FakeOpt,
     FormatOpt,
+    LoraDropoutOpt,
+    LoraOpt,
+    LoraTargetsOpt,
     ModeOpt,
     OutputOpt,
     SeqLenOpt,
@@ -23,6 +26,7 @@ from memadvise.cli.common import (
     TrainLoopOpt,
     handles_errors,
     load_or_profile,
+    lora_of,
     module_names,
     show,
 )
@@ -57,6 +61,7 @@ Examples:
   memadvise plan gpt2.json --gpu 16GiB --precision fp32 --checkpoint none --reserve 0
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
   memadvise plan gpt2.json --gpu A10 --format json
+  memadvise plan gpt2.json --gpu 8GB --lora 8 --lora-targets c_attn
 """
 
 
@@ -97,6 +102,9 @@ def plan_command(
     grad_accum: Annotated[
         int | None, typer.Option("--grad-accum", min=1, help="Pin the accumulation.")
     ] = None,
+    lora: LoraOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    lora_dropout: LoraDropoutOpt = 0.0,
     reserve: Annotated[
         str | None, typer.Option(help="Memory not available to tensors (default: CUDA context + workspace).")
     ] = None,
@@ -127,6 +135,7 @@ def plan_command(
         grad_accum=grad_accum,
         gpus=gpus * nodes,
         strategy=strategy,
+        lora=lora_of(lora, lora_targets, lora_dropout),
     )
     if strategy is not None:
         parse_strategy(strategy)  # a clear error before any model runs

@@ -28,7 +28,7 @@ from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Profile
-from memadvise.model.scenario import parse_strategy
+from memadvise.model.scenario import Lora, parse_strategy
 from memadvise.planner.budget import Budget, budget_for
 from memadvise.planner.gpus import load_catalog
 from memadvise.planner.hardware import RamAdvice, ram_for
@@ -101,6 +101,7 @@ class Pins:
     grad_accum: int | None = None
     gpus: int = 1
     strategy: str | None = None
+    lora: Lora | None = None  # LoRA adapters on a frozen base, in every option
 
 
 def fsdp_trace_ranks(pins: Pins, fake_cpu: bool) -> int | None:
@@ -223,6 +224,7 @@ def search(
             grad_accum=pins.grad_accum or 1,
             gpus=pins.gpus,
             strategy=strategy,
+            lora=pins.lora,
         )
         if checkpoint == (AUTO,):
             if not auto:
@@ -426,6 +428,7 @@ def _scenario_of(option: Option, pins: Pins, batch: int) -> Scenario:
         grad_accum=option.grad_accum,
         gpus=pins.gpus,
         strategy=strategy if strategy or pins.gpus == 1 else parse_strategy("ddp"),
+        lora=pins.lora,
     )
 
 
