@@ -1,0 +1,139 @@
+"""LoRA and low-rank factorisation against real runs.
+
+A PEFT model (``get_peft_model``) is traced as it is, real and fake, and compared with the independent
+ground truth (tests/groundtruth.py) of the same run. ``estimate --lora`` from the full model's profile
+is compared with the ground truth of the PEFT model; ``estimate --low-rank`` with the ground truth of a
+model whose target weights really are two ``nn.Linear`` factors. Every comparison is printed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import groundtruth as gt  # tests/ is on sys.path (tests/conftest.py)
+import pytest
+from torch import nn
+
+from memadvise.analyzer import Lora, LowRank, Scenario, estimate
+from memadvise.api import profile_file
+from memadvise.model.profile import Profile
+
+pytest.importorskip("peft")
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOO = ROOT / "tests" / "zoo"
+PEFT_FILE = Path(__file__).resolve().parent / "models" / "peft_lora.py"
+PEFT = gt.load_model_file(PEFT_FILE)
+BATCH = 2
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _targets(text: str) -> Any:
+    return "all-linear" if text == "all-linear" else text.split(",")
+
+
+@functools.cache
+def _full(name: str) -> Profile:
+    return profile_file(str(ZOO / f"{name}.py"), batch_size=BATCH, device="cpu", scaling=False)
+
+
+@functools.cache
+def _lora_truth(name: str, targets: str, dropout: float = 0.0) -> int:
+    transform = functools.partial(PEFT.lora, targets=_targets(targets), dropout=dropout)
+    return gt.measure_peak(ZOO / f"{name}.py", BATCH, transform=transform).peak_bytes
+
+
+def _check(label: str, predicted: int, truth: int, tolerance: float) -> None:
+    error = predicted / truth - 1
+    print(f"{label:45s} estimate {predicted:>11,}  real {truth:>11,}  {error:+.2%}")
+    assert abs(error) <= tolerance, f"{label}: {error:+.2%} off (tolerance {tolerance:.1%})"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("factory", "name", "targets"),
+    [("build_model", "gpt2", "c_attn"), ("build_llama", "llama_gqa", "q_proj,v_proj")],
+)
+def test_peft_model_is_traced_as_it_is(factory: str, name: str, targets: str) -> None:
+    traced = profile_file(f"{PEFT_FILE}:{factory}", batch_size=BATCH, device="cpu", scaling=False)
+    _check(f"PEFT {name} {targets} traced", traced.peak_bytes, _lora_truth(name, targets), 0.005)
+    # The frozen base has no gradients: only the adapters do.
+    model = getattr(PEFT, factory)()
+    assert traced.grad_bytes == sum(
+        p.numel() * p.element_size() for n, p in model.named_parameters() if "lora_" in n
+    )
+
+
+@pytest.mark.slow
+def test_peft_model_fake_trace_on_cpu_kernels() -> None:
+    fake = profile_file(str(PEFT_FILE), batch_size=BATCH, device="meta", target_device="cpu", scaling=False)
+    _check("PEFT gpt2 c_attn fake (CPU kernels)", fake.peak_bytes, _lora_truth("gpt2", "c_attn"), 0.005)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "targets", "dropout"),
+    [
+        ("gpt2", "c_attn", 0.0),
+        ("gpt2", "all-linear", 0.0),
+        ("llama_gqa", "q_proj,v_proj", 0.0),
+        ("llama_gqa", "all-linear", 0.0),
+        ("llama_gqa", "q_proj,v_proj", 0.1),
+    ],
+)
+def test_lora_estimate_from_the_full_profile(name: str, targets: str, dropout: float) -> None:
+    result = estimate(_full(name), Scenario(lora=Lora.parse(8, targets, dropout)))
+    truth = _lora_truth(name, targets, dropout)
+    _check(f"{name} --lora 8 {targets} dropout {dropout:g}", result.peak_bytes, truth, 0.03)
+    # The adapters' bytes are those of the real PEFT model's lora_A and lora_B weights.
+    real = PEFT.lora(gt.load_model_file(ZOO / f"{name}.py").build_model(), _targets(targets), dropout)
+    assert result.lora is not None
+    assert result.lora.adapter_param_bytes == sum(
+        p.numel() * p.element_size() for n, p in real.named_parameters() if "lora_" in n
+    )
+
+
+def _factorise(model: nn.Module, suffixes: tuple[str, ...] | None, rank: float) -> nn.Module:
+    """Every chosen ``nn.Linear`` (all but ``lm_head`` when ``suffixes`` is None) as two ``nn.Linear``."""
+    for parent_name, parent in list(model.named_modules()):
+        for name, child in list(parent.named_children()):
+            full = f"{parent_name}.{name}" if parent_name else name
+            chosen = name != "lm_head" if suffixes is None else full.endswith(suffixes)
+            if type(child) is not nn.Linear or not chosen:
+                continue
+            m, n = child.out_features, child.in_features
+            r = int(rank) if rank >= 1 else max(1, round(rank * min(m, n)))
+            factors = nn.Sequential(nn.Linear(n, r, bias=False), nn.Linear(r, m, bias=child.bias is not None))
+            setattr(parent, name, factors)
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("suffixes", "text", "rank"),
+    [(None, "all-linear", "0.25"), (("q_proj", "v_proj"), "q_proj,v_proj", "8")],
+)
+def test_low_rank_estimate_against_a_factorised_model(
+    suffixes: tuple[str, ...] | None, text: str, rank: str
+) -> None:
+    path = ZOO / "llama_gqa.py"
+    transform = functools.partial(_factorise, suffixes=suffixes, rank=float(rank))
+    truth = gt.measure_peak(path, BATCH, transform=transform).peak_bytes
+    result = estimate(_full("llama_gqa"), Scenario(low_rank=LowRank.parse(rank, text)))
+    _check(f"llama_gqa --low-rank {rank} {text}", result.peak_bytes, truth, 0.03)
+    # Factor weights as counted in the really factorised model.
+    real = transform(gt.load_model_file(path).build_model())
+    factors = [
+        m for m in real.modules() if isinstance(m, nn.Sequential) and len(m) == 2 and m[0].bias is None
+    ]
+    assert result.low_rank is not None
+    assert result.low_rank.factor_bytes == sum(
+        4 * (f[0].weight.numel() + f[1].weight.numel()) for f in factors
+    )
+    for layer in result.low_rank.layers:  # below the break-even rank the factors are smaller
+        assert (layer.factor_bytes < layer.weight_bytes) == (layer.rank < layer.break_even)
+        assert math.isclose(layer.break_even * (layer.rows + layer.cols), layer.rows * layer.cols)
