@@ -1,0 +1,94 @@
+"""``memadvise estimate --lora / --low-rank / --precision nf4`` and ``plan --lora`` on the tiny MLP's
+saved profile (``Linear(8, 16)``, ReLU, ``Linear(16, 4)``), checked against closed-form counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from memadvise.cli import app
+
+LAYERS = ((16, 8), (4, 16))  # (out, in) of the two linear layers, "0" and "2"
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def _json(saved: Path, *args: str) -> dict:
+    result = invoke("estimate", str(saved), *args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_lora_adapters_their_gradients_and_adamw_state(saved: Path) -> None:
+    data = _json(saved, "--lora", "4")
+    adapters = sum(4 * (out + inp) * 4 for out, inp in LAYERS)  # A (r×in) and B (out×r), fp32
+    assert data["lora"]["adapter_param_bytes"] == adapters
+    assert data["lora"]["layers"] == ["0", "2"]
+    assert data["grad_bytes"] == adapters  # the base model is frozen
+    # AdamW: exp_avg and exp_avg_sq per adapter, and a 4-byte step counter for each of the 4 adapters.
+    assert data["optimizer_state_bytes"] == 2 * adapters + 4 * 4
+    base = sum(out * inp + out for out, inp in LAYERS) * 4
+    assert data["param_bytes"] == base + adapters
+
+
+def test_lora_targets_are_name_suffixes(saved: Path) -> None:
+    data = _json(saved, "--lora", "2", "--lora-targets", "2")
+    assert data["lora"]["layers"] == ["2"]
+    assert data["lora"]["adapter_param_bytes"] == 2 * (4 + 16) * 4
+
+
+def test_low_rank_factors_and_break_even(saved: Path) -> None:
+    data = _json(saved, "--low-rank", "2")
+    layers = data["low_rank"]["layers"]
+    assert [layer["rank"] for layer in layers] == [2, 2]
+    for layer, (out, inp) in zip(layers, LAYERS, strict=True):
+        assert layer["factor_bytes"] == 2 * (out + inp) * 4
+        assert math.isclose(layer["break_even"], out * inp / (out + inp))
+    assert data["grad_bytes"] == sum(2 * (out + inp) * 4 + out * 4 for out, inp in LAYERS)
+
+
+def test_low_rank_fraction_of_the_full_rank(saved: Path) -> None:
+    layers = _json(saved, "--low-rank", "0.5")["low_rank"]["layers"]
+    assert [layer["rank"] for layer in layers] == [4, 2]  # half of min(out, in)
+
+
+def test_qlora_nf4_table(saved: Path) -> None:
+    result = invoke(
+        "estimate", str(saved), "--lora", "4", "--precision", "nf4", "--optimizer", "paged-adamw-8bit"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "LoRA r=4" in result.stdout
+    assert "nf4" in result.stdout
+
+
+def test_plan_takes_lora(saved: Path) -> None:
+    result = invoke("plan", str(saved), "--gpu", "1GB", "--reserve", "0", "--lora", "4", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lora-targets", "0"], "need --lora RANK"),
+        (["--lora", "4", "--lora-targets", "1"], "only linear layers"),
+        (["--lora", "4", "--lora-targets", "q_proj"], "no module name ends with"),
+        (["--lora", "4", "--frozen", "0"], "drop --frozen"),
+        (["--precision", "nf4"], "--lora (QLoRA)"),
+        (["--low-rank", "abc"], "--low-rank takes"),
+        (["--low-rank", "2.5"], "integer rank or a fraction"),
+        (["--low-rank-targets", "0"], "needs --low-rank"),
+        (["--lora", "4", "--low-rank", "2"], "choose one"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(saved: Path, args: list[str], message: str) -> None:
+    result = invoke("estimate", str(saved), *args)
+    assert result.exit_code == 2, result.stdout
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
