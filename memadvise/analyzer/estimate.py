@@ -147,6 +147,7 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     if nf4 and scenario.low_rank is not None:
         raise UsageError("--low-rank trains the factorised weights, which nf4 cannot hold")
     traced_itemsize = compute_itemsize(program.parameters)
+    traced_blocks = len(ctx.blocks)  # later rows: a lever's, such as autocast's weight copies
     if scenario.precision is not None:
         matmul = {name for name, kind in layer_types.items() if is_matmul_layer(kind)}
         transposed = {name for name, kind in layer_types.items() if kind == "Conv1D"}
@@ -156,8 +157,9 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     if scenario.prune is not None:
         applied.pruning = prune(ctx, scenario.prune, layer_types)
     trainable = [p for p in program.parameters if p.trainable]
+    casts = np.arange(len(ctx.blocks)) >= traced_blocks
     if scenario.frozen:
-        trainable = freeze(ctx, scenario.frozen, layer_types)
+        trainable = freeze(ctx, scenario.frozen, layer_types, casts)
     if scenario.lora is not None or scenario.low_rank is not None:
         pure = scenario.precision in (Precision.BF16, Precision.FP16)
         act_itemsize = 2 if scenario.precision in HALF or nf4 else traced_itemsize
@@ -172,6 +174,8 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
                 adapter_itemsize=2 if pure else traced_itemsize,
                 act_itemsize=act_itemsize,
                 batch_scale=batch_scale,
+                casts=casts,
+                autocast=scenario.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED),
             )
         if scenario.low_rank is not None:
             trainable, applied.low_rank = apply_low_rank(

@@ -24,8 +24,11 @@ WEIGHT_LAYERS = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D", 
 NORMALISED_OPS = {"aten::mul", "aten::to", "aten::_to_copy"}
 
 
-def freeze(ctx: Context, names: tuple[str, ...], layer_types: dict[str, str]) -> list[ParamInfo]:
-    """Apply ``frozen`` module names; returns the parameters that stay trainable."""
+def freeze(
+    ctx: Context, names: tuple[str, ...], layer_types: dict[str, str], casts: np.ndarray | None = None
+) -> list[ParamInfo]:
+    """Apply ``frozen`` module names; returns the parameters that stay trainable. ``casts`` marks the
+    blocks an earlier lever added for autocast's 16-bit weight copies (see :func:`drop_frozen`)."""
     if ctx.profile.mode != Mode.TRAIN.value:
         raise UsageError("--frozen applies to training profiles")
     unknown = [n for n in names if n not in layer_types]
@@ -45,7 +48,7 @@ def freeze(ctx: Context, names: tuple[str, ...], layer_types: dict[str, str]) ->
 
     trainable = [p for p in program.parameters if p.trainable and not is_frozen(p.module)]
     trainable_modules = {module_index[p.module] for p in trainable if p.module in module_index}
-    drop_frozen(ctx, frozen_module, trainable_modules, layer_types)
+    drop_frozen(ctx, frozen_module, trainable_modules, layer_types, casts=casts)
     ctx.note(
         "frozen layers save no input for weight gradients; "
         "layers before the first trainable one build no graph"
@@ -59,11 +62,17 @@ def drop_frozen(
     trainable_modules: set[int],
     layer_types: dict[str, str],
     keep_inputs: np.ndarray | None = None,
+    casts: np.ndarray | None = None,
 ) -> None:
     """Drop what frozen modules no longer need: their gradients and optimizer state; the saved
     activations and backward work of the frozen modules that run before the first trainable one (no
     graph is built there); the saved inputs of frozen weight layers, except those in ``keep_inputs``
-    (per module-table entry). ``trainable_modules`` index the program's module table."""
+    (per module-table entry). ``trainable_modules`` index the program's module table.
+
+    ``casts`` (per block) marks autocast's 16-bit copies of the weights: a frozen weight is not in
+    autocast's cache (it caches leaves that require grad), but a layer that passes gradients back
+    still saves its cast weight for that, so the copy lives as long; only before the first trainable
+    layer is it gone (a moment inside the call, not counted)."""
     program = ctx.program
     blocks = ctx.blocks
     per_param = blocks.is_category(Category.GRADIENTS) | blocks.is_category(Category.OPTIMIZER_STATE)
@@ -86,7 +95,10 @@ def drop_frozen(
     weight_layer = np.array([layer_types.get(m, "") in WEIGHT_LAYERS for m in program.modules], dtype=bool)
     if keep_inputs is not None:
         weight_layer &= ~keep_inputs
-    drop |= activations & frozen_module[blocks.module] & weight_layer[blocks.module]
+    saved_input = activations & frozen_module[blocks.module] & weight_layer[blocks.module]
+    if casts is not None:
+        saved_input &= ~casts
+    drop |= saved_input
     drop |= _normalised_for_weight(ctx, frozen_module, layer_types) & activations
     blocks.drop(drop)
 

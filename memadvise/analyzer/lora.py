@@ -228,8 +228,14 @@ def apply_lora(
     adapter_itemsize: int,
     act_itemsize: int,
     batch_scale: float,
+    casts: np.ndarray | None = None,
+    autocast: bool = False,
 ) -> tuple[list[ParamInfo], LoraReport]:
-    """Freeze the base model, add the adapters; returns the adapters (the trainable parameters)."""
+    """Freeze the base model, add the adapters; returns the adapters (the trainable parameters).
+
+    ``casts`` marks autocast's weight copies among the blocks; under ``autocast`` each adapter casts
+    its input to 16 bits and saves that copy (the base layer's input is then not saved at all), and
+    its two weights' 16-bit copies live until its backward."""
     profile = ctx.profile
     if profile.mode != Mode.TRAIN.value:
         raise UsageError("--lora applies to training profiles")
@@ -243,12 +249,19 @@ def apply_lora(
     grad_times = {layer.name: _grad_times(ctx, index[layer.name]) for layer in layers}
     rows: list[tuple[float, float, float, int, int]] = []
     no_grad_input = _first_inputs(ctx, layers, index)
-    if spec.dropout > 0:
-        # The dropped-out copy is saved instead of the input.
-        blocks.drop(blocks.is_category(Category.ACTIVATIONS) & adapted[blocks.module])
+    own_input = spec.dropout > 0 or autocast
+    if own_input:
+        # Each adapter saves its own copy (dropped out, or cast to 16 bits) instead of the input.
+        inputs = blocks.is_category(Category.ACTIVATIONS) & adapted[blocks.module]
+        if casts is not None:
+            inputs &= ~casts
+            casts = casts[~inputs]
+        blocks.drop(inputs)
     trainable: list[ParamInfo] = []
     r = spec.rank
-    mask_itemsize = act_itemsize if not profile.device.startswith("cuda") else 1
+    # A dropout mask has the input's dtype on CPU (fp32 under autocast: dropout is not autocast) and
+    # one byte per element on CUDA.
+    mask_itemsize = 1 if profile.device.startswith("cuda") else adapter_itemsize if autocast else act_itemsize
     for layer in layers:
         m = index[layer.name]
         a = ParamInfo(
@@ -265,13 +278,19 @@ def apply_lora(
         for _step, start, until in _calls(ctx, m):
             at = start + 0.5
             rows.append((at, until - 0.5, tokens * r * act_itemsize, CAT[Category.ACTIVATIONS.value], m))
-            if spec.dropout > 0:
-                width = tokens * layer.cols
+            width = tokens * layer.cols
+            if own_input:
                 rows.append((at, until - 0.5, width * act_itemsize, CAT[Category.ACTIVATIONS.value], m))
-                if layer.name not in no_grad_input:  # dropout saves its mask for a grad-requiring input
-                    rows.append((at, until - 0.5, width * mask_itemsize, CAT[Category.ACTIVATIONS.value], m))
+            if spec.dropout > 0 and layer.name not in no_grad_input:
+                # dropout saves its mask only for an input that requires grad
+                rows.append((at, until - 0.5, width * mask_itemsize, CAT[Category.ACTIVATIONS.value], m))
+            if autocast:
+                copies = (a.nbytes + b.nbytes) * act_itemsize / adapter_itemsize
+                rows.append((at, until - 0.5, copies, CAT[Category.ACTIVATIONS.value], m))
     frozen = np.array([not name.startswith("<") for name in program.modules], dtype=bool)
-    drop_frozen(ctx, frozen, {index[layer.name] for layer in layers}, layer_types, keep_inputs=adapted)
+    drop_frozen(
+        ctx, frozen, {index[layer.name] for layer in layers}, layer_types, keep_inputs=adapted, casts=casts
+    )
     blocks.add(Blocks.from_rows(rows))
     base = sum(math.prod(p.shape) for p in program.parameters)
     adapter_params = sum(math.prod(p.shape) for p in trainable)

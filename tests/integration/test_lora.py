@@ -15,11 +15,13 @@ from typing import Any
 
 import groundtruth as gt  # tests/ is on sys.path (tests/conftest.py)
 import pytest
+import torch
 from torch import nn
 
 from memadvise.analyzer import Lora, LowRank, Scenario, estimate
 from memadvise.api import profile_file
 from memadvise.model.profile import Profile
+from memadvise.model.scenario import parse_precision
 
 pytest.importorskip("peft")
 
@@ -42,9 +44,10 @@ def _full(name: str) -> Profile:
 
 
 @functools.cache
-def _lora_truth(name: str, targets: str, dropout: float = 0.0) -> int:
+def _lora_truth(name: str, targets: str, dropout: float = 0.0, precision: str = "fp32") -> int:
     transform = functools.partial(PEFT.lora, targets=_targets(targets), dropout=dropout)
-    return gt.measure_peak(ZOO / f"{name}.py", BATCH, transform=transform).peak_bytes
+    path = ZOO / f"{name}.py"
+    return gt.measure_peak(path, BATCH, transform=transform, precision=precision).peak_bytes
 
 
 def _check(label: str, predicted: int, truth: int, tolerance: float) -> None:
@@ -76,21 +79,29 @@ def test_peft_model_fake_trace_on_cpu_kernels() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "targets", "dropout"),
+    ("name", "targets", "dropout", "precision"),
     [
-        ("gpt2", "c_attn", 0.0),
-        ("gpt2", "all-linear", 0.0),
-        ("llama_gqa", "q_proj,v_proj", 0.0),
-        ("llama_gqa", "all-linear", 0.0),
-        ("llama_gqa", "q_proj,v_proj", 0.1),
+        ("gpt2", "c_attn", 0.0, "fp32"),
+        ("gpt2", "all-linear", 0.0, "fp32"),
+        ("llama_gqa", "q_proj,v_proj", 0.0, "fp32"),
+        ("llama_gqa", "all-linear", 0.0, "fp32"),
+        ("llama_gqa", "q_proj,v_proj", 0.1, "fp32"),
+        ("gpt2", "all-linear", 0.1, "fp32"),
+        ("gpt2", "c_attn", 0.0, "bf16-mixed"),
+        ("llama_gqa", "all-linear", 0.0, "bf16-mixed"),
+        ("llama_gqa", "all-linear", 0.0, "bf16"),
     ],
 )
-def test_lora_estimate_from_the_full_profile(name: str, targets: str, dropout: float) -> None:
-    result = estimate(_full(name), Scenario(lora=Lora.parse(8, targets, dropout)))
-    truth = _lora_truth(name, targets, dropout)
-    _check(f"{name} --lora 8 {targets} dropout {dropout:g}", result.peak_bytes, truth, 0.03)
-    # The adapters' bytes are those of the real PEFT model's lora_A and lora_B weights.
+def test_lora_estimate_from_the_full_profile(name: str, targets: str, dropout: float, precision: str) -> None:
+    scenario = Scenario(lora=Lora.parse(8, targets, dropout), precision=parse_precision(precision))
+    result = estimate(_full(name), scenario)
+    truth = _lora_truth(name, targets, dropout, precision)
+    _check(f"{name} --lora 8 {targets} dropout {dropout:g} {precision}", result.peak_bytes, truth, 0.03)
+    # The adapters' bytes are those of the real PEFT model's lora_A and lora_B weights (cast with the
+    # model in a pure 16-bit run, fp32 master weights under autocast).
     real = PEFT.lora(gt.load_model_file(ZOO / f"{name}.py").build_model(), _targets(targets), dropout)
+    if precision == "bf16":
+        real = real.to(torch.bfloat16)
     assert result.lora is not None
     assert result.lora.adapter_param_bytes == sum(
         p.numel() * p.element_size() for n, p in real.named_parameters() if "lora_" in n
