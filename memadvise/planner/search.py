@@ -465,11 +465,18 @@ def _flags(result: Estimate, scenario: Scenario) -> str:
     parts.append(f"--optimizer {result.optimizer}")
     if scenario.grad_accum > 1:
         parts.append(f"--grad-accum {scenario.grad_accum}")
+    if scenario.lora is not None:
+        parts.append(f"--lora {scenario.lora.rank} --lora-targets {','.join(scenario.lora.targets)}")
     return " ".join(parts)
 
 
 def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
     lines = []
+    if scenario.lora is not None:
+        targets = scenario.lora.targets
+        names = repr(targets[0]) if targets == ("all-linear",) else repr(list(targets))
+        config = f"peft.LoraConfig(r={scenario.lora.rank}, target_modules={names})"
+        lines.append(f"model = peft.get_peft_model(model, {config})")
     if scenario.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED):
         dtype = "bfloat16" if scenario.precision is Precision.BF16_MIXED else "float16"
         lines.append(f'with torch.autocast("cuda", dtype=torch.{dtype}): loss = loss_fn(model(x), y)')

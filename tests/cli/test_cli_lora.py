@@ -70,6 +70,9 @@ def test_qlora_nf4_table(saved: Path) -> None:
 def test_plan_takes_lora(saved: Path) -> None:
     result = invoke("plan", str(saved), "--gpu", "1GB", "--reserve", "0", "--lora", "4", "--format", "json")
     assert result.exit_code == 0, result.stderr
+    best = json.loads(result.stdout)["options"][0]
+    assert "--lora 4 --lora-targets all-linear" in best["flags"]
+    assert any("get_peft_model" in line for line in best["code"])
 
 
 @pytest.mark.parametrize(
