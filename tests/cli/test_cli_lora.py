@@ -67,6 +67,24 @@ def test_qlora_nf4_table(saved: Path) -> None:
     assert "nf4" in result.stdout
 
 
+def test_qlora_weights_follow_the_bitsandbytes_nf4_layout(saved: Path) -> None:
+    data = _json(saved, "--lora", "4", "--precision", "nf4")
+
+    def nf4(n: int) -> int:  # bitsandbytes quantize_4bit, blocksize 64, compress_statistics=True
+        blocks = math.ceil(n / 64)
+        packed, absmax, nested_absmax, offset = math.ceil(n / 2), blocks, 4 * math.ceil(blocks / 256), 4
+        codes = 16 * 4 + 256 * 4  # the NF4 code and the nested state's dynamic code, fp32
+        return packed + absmax + nested_absmax + offset + codes
+
+    weights = sum(nf4(out * inp) for out, inp in LAYERS)
+    biases = sum(out for out, _ in LAYERS) * 2  # bf16
+    adapters = sum(4 * (out + inp) for out, inp in LAYERS) * 4  # fp32, as PEFT keeps them
+    assert data["param_bytes"] == weights + biases + adapters
+    assert data["grad_bytes"] == adapters
+    # A 4096×4096 weight: 8,388,608 packed + 262,144 absmax + 4,096 nested absmax + 4 + 1,088 bytes.
+    assert nf4(4096 * 4096) == 8_655_940
+
+
 def test_plan_takes_lora(saved: Path) -> None:
     result = invoke("plan", str(saved), "--gpu", "1GB", "--reserve", "0", "--lora", "4", "--format", "json")
     assert result.exit_code == 0, result.stderr
