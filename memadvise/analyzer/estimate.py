@@ -24,7 +24,7 @@ from memadvise.analyzer.checkpointing import (
 )
 from memadvise.analyzer.context import Context
 from memadvise.analyzer.distributed import shard
-from memadvise.analyzer.finetune import accumulate, freeze
+from memadvise.analyzer.finetune import accumulate, freeze, traced_weight_casts
 from memadvise.analyzer.lora import LoraReport, LowRankReport, apply_lora, apply_low_rank, quantize_nf4
 from memadvise.analyzer.optimizers import change_optimizer
 from memadvise.analyzer.precision import HALF, change_precision, compute_itemsize, is_matmul_layer
@@ -157,7 +157,7 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     if scenario.prune is not None:
         applied.pruning = prune(ctx, scenario.prune, layer_types)
     trainable = [p for p in program.parameters if p.trainable]
-    casts = np.arange(len(ctx.blocks)) >= traced_blocks
+    casts = (np.arange(len(ctx.blocks)) >= traced_blocks) | traced_weight_casts(ctx, layer_types)
     if scenario.frozen:
         trainable = freeze(ctx, scenario.frozen, layer_types, casts)
     if scenario.lora is not None or scenario.low_rank is not None:

@@ -125,6 +125,45 @@ def _normalised_for_weight(
     return mask
 
 
+HALF_DTYPES = {"bfloat16", "float16"}
+
+
+def traced_weight_casts(ctx: Context, layer_types: dict[str, str]) -> np.ndarray:
+    """Per block: autocast's 16-bit copy of a weight layer's weight in a trace made under autocast — a
+    16-bit block the layer saved, of exactly its weight's size, at most one per forward call (made by
+    ``aten::_to_copy`` on CUDA, inside the autocast-wrapped operator on CPU). Should the layer's input
+    copy be as large, either one is taken: their bytes are the same."""
+    program = ctx.program
+    blocks = ctx.blocks
+    mask = np.zeros(len(blocks), dtype=bool)
+    if not ctx.profile.precision.endswith("-mixed"):
+        return mask
+    index = {m: i for i, m in enumerate(program.modules)}
+    sizes: dict[int, set[int]] = {}
+    for p in program.parameters:
+        if p.name == "weight":
+            for user in p.users or (p.module,):
+                if user in index and layer_types.get(user, "") in WEIGHT_LAYERS:
+                    sizes.setdefault(index[user], set()).add(2 * p.nbytes // p.itemsize)
+    if not sizes:
+        return mask
+    half = np.array([d in HALF_DTYPES for d in program.dtypes] + [False], dtype=bool)
+    candidates = (
+        blocks.is_category(Category.ACTIVATIONS) & half[np.minimum(blocks.dtype, len(program.dtypes))]
+    )
+    for module, _, start, end in program.forward_calls:
+        if module not in sizes:
+            continue
+        inside = np.flatnonzero(
+            candidates & (blocks.module == module) & (blocks.alloc >= start) & (blocks.alloc < end)
+        )
+        for i in inside:
+            if int(round(blocks.size[i])) in sizes[module]:
+                mask[i] = True
+                break
+    return mask
+
+
 def accumulate(ctx: Context, micro_batches: int) -> None:
     """Gradients alive through a whole later micro-batch; each new gradient a short temporary."""
     if micro_batches <= 1:

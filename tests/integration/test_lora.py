@@ -39,8 +39,9 @@ def _targets(text: str) -> Any:
 
 
 @functools.cache
-def _full(name: str) -> Profile:
-    return profile_file(str(ZOO / f"{name}.py"), batch_size=BATCH, device="cpu", scaling=False)
+def _full(name: str, precision: str = "fp32") -> Profile:
+    path = str(ZOO / f"{name}.py")
+    return profile_file(path, batch_size=BATCH, device="cpu", scaling=False, precision=precision)
 
 
 @functools.cache
@@ -90,13 +91,21 @@ def test_peft_model_fake_trace_on_cpu_kernels() -> None:
         ("gpt2", "c_attn", 0.0, "bf16-mixed"),
         ("llama_gqa", "all-linear", 0.0, "bf16-mixed"),
         ("llama_gqa", "all-linear", 0.0, "bf16"),
+        ("gpt2", "c_attn", 0.0, "traced bf16-mixed"),
+        ("llama_gqa", "q_proj,v_proj", 0.0, "traced bf16-mixed"),
     ],
 )
 def test_lora_estimate_from_the_full_profile(name: str, targets: str, dropout: float, precision: str) -> None:
-    scenario = Scenario(lora=Lora.parse(8, targets, dropout), precision=parse_precision(precision))
-    result = estimate(_full(name), scenario)
+    """From an fp32 profile (the precision estimated too), or from one traced under autocast."""
+    traced = precision.startswith("traced ")
+    precision = precision.removeprefix("traced ")
+    scenario = Scenario(
+        lora=Lora.parse(8, targets, dropout), precision=None if traced else parse_precision(precision)
+    )
+    result = estimate(_full(name, precision if traced else "fp32"), scenario)
     truth = _lora_truth(name, targets, dropout, precision)
-    _check(f"{name} --lora 8 {targets} dropout {dropout:g} {precision}", result.peak_bytes, truth, 0.03)
+    label = f"{name} --lora 8 {targets} dropout {dropout:g} {'traced ' if traced else ''}{precision}"
+    _check(label, result.peak_bytes, truth, 0.03)
     # The adapters' bytes are those of the real PEFT model's lora_A and lora_B weights (cast with the
     # model in a pure 16-bit run, fp32 master weights under autocast).
     real = PEFT.lora(gt.load_model_file(ZOO / f"{name}.py").build_model(), _targets(targets), dropout)
