@@ -239,6 +239,11 @@ def apply_lora(
     profile = ctx.profile
     if profile.mode != Mode.TRAIN.value:
         raise UsageError("--lora applies to training profiles")
+    if any(".lora_A" in name for name in ctx.program.modules):
+        raise UsageError(
+            "this profile traced a model with LoRA adapters already; "
+            "estimate --lora from the full model's profile"
+        )
     layers = resolve_targets(ctx, spec.targets, layer_types, "--lora-targets")
     index = _module_index(ctx)
     program = ctx.program

@@ -85,6 +85,34 @@ def test_qlora_weights_follow_the_bitsandbytes_nf4_layout(saved: Path) -> None:
     assert nf4(4096 * 4096) == 8_655_940
 
 
+PEFT_MLP = """
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+
+def build_model():
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    return get_peft_model(model, LoraConfig(r=2, target_modules=["0"]))
+
+
+def example_inputs(batch_size):
+    return torch.randn(batch_size, 8)
+"""
+
+
+def test_lora_on_a_profile_with_adapters_already(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    model_file = tmp_path / "peft_mlp.py"
+    model_file.write_text(PEFT_MLP)
+    saved = tmp_path / "peft.json"
+    traced = invoke("profile", str(model_file), "-b", "1", "--device", "cpu", "-o", str(saved))
+    assert traced.exit_code == 0, traced.stderr
+    result = invoke("estimate", str(saved), "--lora", "4")
+    assert result.exit_code == 2
+    assert "LoRA adapters already" in result.stderr
+
+
 def test_plan_takes_lora(saved: Path) -> None:
     result = invoke("plan", str(saved), "--gpu", "1GB", "--reserve", "0", "--lora", "4", "--format", "json")
     assert result.exit_code == 0, result.stderr

@@ -17,6 +17,7 @@ import groundtruth as gt  # tests/ is on sys.path (tests/conftest.py)
 import pytest
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from memadvise.analyzer import Lora, LowRank, Scenario, estimate
 from memadvise.api import profile_file
@@ -118,14 +119,18 @@ def test_lora_estimate_from_the_full_profile(name: str, targets: str, dropout: f
 
 
 def _factorise(model: nn.Module, suffixes: tuple[str, ...] | None, rank: float) -> nn.Module:
-    """Every chosen ``nn.Linear`` (all but ``lm_head`` when ``suffixes`` is None) as two ``nn.Linear``."""
+    """Every chosen ``nn.Linear`` or transformers ``Conv1D`` (all but ``lm_head`` when ``suffixes`` is
+    None) as two ``nn.Linear``."""
     for parent_name, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
             full = f"{parent_name}.{name}" if parent_name else name
             chosen = name != "lm_head" if suffixes is None else full.endswith(suffixes)
-            if type(child) is not nn.Linear or not chosen:
+            if type(child) is Conv1D and chosen:
+                n, m = child.weight.shape  # Conv1D stores (in, out)
+            elif type(child) is nn.Linear and chosen:
+                m, n = child.out_features, child.in_features
+            else:
                 continue
-            m, n = child.out_features, child.in_features
             r = int(rank) if rank >= 1 else max(1, round(rank * min(m, n)))
             factors = nn.Sequential(nn.Linear(n, r, bias=False), nn.Linear(r, m, bias=child.bias is not None))
             setattr(parent, name, factors)
@@ -134,17 +139,21 @@ def _factorise(model: nn.Module, suffixes: tuple[str, ...] | None, rank: float) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("suffixes", "text", "rank"),
-    [(None, "all-linear", "0.25"), (("q_proj", "v_proj"), "q_proj,v_proj", "8")],
+    ("name", "suffixes", "text", "rank"),
+    [
+        ("llama_gqa", None, "all-linear", "0.25"),
+        ("llama_gqa", ("q_proj", "v_proj"), "q_proj,v_proj", "8"),
+        ("gpt2", ("c_fc",), "c_fc", "0.25"),
+    ],
 )
 def test_low_rank_estimate_against_a_factorised_model(
-    suffixes: tuple[str, ...] | None, text: str, rank: str
+    name: str, suffixes: tuple[str, ...] | None, text: str, rank: str
 ) -> None:
-    path = ZOO / "llama_gqa.py"
+    path = ZOO / f"{name}.py"
     transform = functools.partial(_factorise, suffixes=suffixes, rank=float(rank))
     truth = gt.measure_peak(path, BATCH, transform=transform).peak_bytes
-    result = estimate(_full("llama_gqa"), Scenario(low_rank=LowRank.parse(rank, text)))
-    _check(f"llama_gqa --low-rank {rank} {text}", result.peak_bytes, truth, 0.03)
+    result = estimate(_full(name), Scenario(low_rank=LowRank.parse(rank, text)))
+    _check(f"{name} --low-rank {rank} {text}", result.peak_bytes, truth, 0.03)
     # Factor weights as counted in the really factorised model.
     real = transform(gt.load_model_file(path).build_model())
     factors = [
