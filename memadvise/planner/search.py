@@ -505,6 +505,7 @@ def _what_would_fit(profile: Profile, budget: Budget, pins: Pins, closest: list[
         optimizer=pins.optimizer,
         gpus=pins.gpus,
         strategy=pins.strategy,
+        lora=pins.lora,
     )
     need = min((o.predicted_peak_bytes for o in closest), default=0)
     for gpu in sorted(load_catalog(), key=lambda g: g.memory_bytes):
