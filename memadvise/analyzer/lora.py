@@ -192,6 +192,24 @@ def _calls(ctx: Context, module: int) -> list[tuple[int, float, float]]:
     return calls
 
 
+def _output_sized(ctx: Context, module: int, nbytes: float) -> list[tuple[float, float, float, int, int]]:
+    """The adapter path's output-sized temporaries: ``B(A(x))`` and its scaled copy before they are
+    added to the base layer's output (in each forward call), and the scaled incoming gradient while the
+    adapters' backward runs (in the module's first backward node of each step)."""
+    temp = CAT[Category.TEMPORARIES.value]
+    rows = []
+    for m, _, start, end in ctx.program.forward_calls:
+        if m == module:
+            rows.append((start + 0.5, max(end - 0.5, start + 0.5), 2 * nbytes, temp, module))
+    first: dict[int, tuple[int, int]] = {}
+    for m, step, start, end in ctx.program.backward_nodes:
+        if m == module and (step not in first or start < first[step][0]):
+            first[step] = (start, end)
+    for start, end in first.values():
+        rows.append((start - 0.25, end - 0.25, nbytes, temp, module))
+    return rows
+
+
 def _tokens(ctx: Context, layer: Layer, layer_stats: dict[str, tuple[int, int]], scale: float) -> float:
     """Rows of the layer's input per call (batch × sequence), from the output bytes it recorded."""
     output_bytes, calls = layer_stats.get(layer.name, (0, 0))
@@ -202,7 +220,9 @@ def _tokens(ctx: Context, layer: Layer, layer_stats: dict[str, tuple[int, int]],
 
 
 def _grad_times(ctx: Context, module: int) -> dict[int, tuple[float, float]]:
-    """When the module's gradients appeared and were freed, per step (before they are dropped)."""
+    """When the module's gradients appeared and were freed, per step (before they are dropped). A
+    module whose weight's gradient was recorded elsewhere (a tied weight) gets its first backward node
+    and the end of that step's optimizer phase (``zero_grad``)."""
     blocks = ctx.blocks
     grads = np.flatnonzero(blocks.is_category(Category.GRADIENTS) & (blocks.module == module))
     times: dict[int, tuple[float, float]] = {}
@@ -212,6 +232,15 @@ def _grad_times(ctx: Context, module: int) -> dict[int, tuple[float, float]]:
         if step in times:
             a, f = min(a, times[step][0]), max(f, times[step][1])
         times[step] = (a, f)
+    if times:
+        return times
+    for m, step, start, _ in ctx.program.backward_nodes:
+        if m != module:
+            continue
+        optimizer = ctx.phase_span(Phase.OPTIMIZER, step)
+        until = float(optimizer[1]) - 0.5 if optimizer is not None else np.inf
+        begin = min(float(start) + 0.5, times.get(step, (np.inf, 0.0))[0])
+        times[step] = (begin, until)
     return times
 
 
@@ -292,6 +321,7 @@ def apply_lora(
             if autocast:
                 copies = (a.nbytes + b.nbytes) * act_itemsize / adapter_itemsize
                 rows.append((at, until - 0.5, copies, CAT[Category.ACTIVATIONS.value], m))
+        rows.extend(_output_sized(ctx, m, tokens * layer.rows * act_itemsize))
     frozen = np.array([not name.startswith("<") for name in program.modules], dtype=bool)
     drop_frozen(
         ctx, frozen, {index[layer.name] for layer in layers}, layer_types, keep_inputs=adapted, casts=casts

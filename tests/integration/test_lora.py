@@ -89,6 +89,7 @@ def test_peft_model_fake_trace_on_cpu_kernels() -> None:
         ("llama_gqa", "all-linear", 0.0, "fp32"),
         ("llama_gqa", "q_proj,v_proj", 0.1, "fp32"),
         ("gpt2", "all-linear", 0.1, "fp32"),
+        ("gpt2", "c_attn,lm_head", 0.0, "fp32"),  # the output head, its weight tied to the embedding
         ("gpt2", "c_attn", 0.0, "bf16-mixed"),
         ("llama_gqa", "all-linear", 0.0, "bf16-mixed"),
         ("llama_gqa", "all-linear", 0.0, "bf16"),
