@@ -1,7 +1,8 @@
 """``estimate(profile, scenario) -> Estimate``: replay a profile's blocks with the scenario's changes.
 
 Levers apply in a fixed order, each editing the same block set: batch size (resizes every block),
-precision, pruning, frozen modules, optimizer, gradient accumulation, checkpointing. The replay then
+precision (nf4: bf16, then QLoRA's 4-bit linear weights), pruning, frozen modules, LoRA or low-rank
+factorisation, optimizer, gradient accumulation, checkpointing. The replay then
 finds the new peak and what is alive at it. Nothing here runs a model; a saved profile is enough.
 """
 

@@ -167,6 +167,8 @@ class Scenario:
     ``batch_size`` is the micro-batch (samples per forward pass, per GPU); with ``grad_accum = K`` the
     effective batch is ``K * batch_size * gpus``. ``frozen`` names modules whose parameters are not
     trained. ``gpus`` and ``strategy`` (default DDP) give one GPU's share of data-parallel training.
+    ``lora`` trains adapters on a frozen base (with ``precision=NF4``: QLoRA); ``low_rank`` trains the
+    chosen weights as two factors.
     """
 
     batch_size: int | None = None
