@@ -172,7 +172,7 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
                 scenario.lora,
                 layer_types,
                 layer_stats,
-                adapter_itemsize=2 if pure else traced_itemsize,
+                adapter_itemsize=4 if nf4 else 2 if pure else traced_itemsize,  # PEFT: fp32 over 4-bit
                 act_itemsize=act_itemsize,
                 batch_scale=batch_scale,
                 casts=casts,

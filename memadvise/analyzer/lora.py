@@ -283,7 +283,11 @@ def apply_lora(
     grad_times = {layer.name: _grad_times(ctx, index[layer.name]) for layer in layers}
     rows: list[tuple[float, float, float, int, int]] = []
     no_grad_input = _first_inputs(ctx, layers, index)
-    own_input = spec.dropout > 0 or autocast
+    # Adapters in another dtype than the activations (fp32 over QLoRA's bf16): PEFT casts each
+    # adapter's input to the adapters' dtype, and the adapter path computes in it.
+    cast_input = adapter_itemsize != act_itemsize and not autocast
+    lora_itemsize = adapter_itemsize if cast_input else act_itemsize
+    own_input = spec.dropout > 0 or autocast or cast_input
     if own_input:
         # Each adapter saves its own copy (dropped out, or cast to 16 bits) instead of the input.
         inputs = blocks.is_category(Category.ACTIVATIONS) & adapted[blocks.module]
@@ -311,17 +315,17 @@ def apply_lora(
         tokens = _tokens(ctx, layer, layer_stats, batch_scale)
         for _step, start, until in _calls(ctx, m):
             at = start + 0.5
-            rows.append((at, until - 0.5, tokens * r * act_itemsize, CAT[Category.ACTIVATIONS.value], m))
+            rows.append((at, until - 0.5, tokens * r * lora_itemsize, CAT[Category.ACTIVATIONS.value], m))
             width = tokens * layer.cols
             if own_input:
-                rows.append((at, until - 0.5, width * act_itemsize, CAT[Category.ACTIVATIONS.value], m))
+                rows.append((at, until - 0.5, width * lora_itemsize, CAT[Category.ACTIVATIONS.value], m))
             if spec.dropout > 0 and layer.name not in no_grad_input:
                 # dropout saves its mask only for an input that requires grad
                 rows.append((at, until - 0.5, width * mask_itemsize, CAT[Category.ACTIVATIONS.value], m))
             if autocast:
                 copies = (a.nbytes + b.nbytes) * act_itemsize / adapter_itemsize
                 rows.append((at, until - 0.5, copies, CAT[Category.ACTIVATIONS.value], m))
-        rows.extend(_output_sized(ctx, m, tokens * layer.rows * act_itemsize))
+        rows.extend(_output_sized(ctx, m, tokens * layer.rows * lora_itemsize))
     frozen = np.array([not name.startswith("<") for name in program.modules], dtype=bool)
     drop_frozen(
         ctx, frozen, {index[layer.name] for layer in layers}, layer_types, keep_inputs=adapted, casts=casts
