@@ -26,9 +26,9 @@ from memadvise.analyzer.checkpointing import (
 from memadvise.analyzer.context import Context
 from memadvise.analyzer.distributed import shard
 from memadvise.analyzer.finetune import accumulate, freeze, traced_weight_casts
-from memadvise.analyzer.lora import LoraReport, LowRankReport, apply_lora, apply_low_rank, quantize_nf4
+from memadvise.analyzer.lora import LoraReport, LowRankReport, adapt, quantize_nf4
 from memadvise.analyzer.optimizers import change_optimizer
-from memadvise.analyzer.precision import HALF, change_precision, compute_itemsize, is_matmul_layer
+from memadvise.analyzer.precision import change_precision, is_matmul_layer
 from memadvise.analyzer.pruning import PruneReport, prune
 from memadvise.analyzer.sharding import ShardedStates, Strategy
 from memadvise.errors import UsageError
@@ -143,18 +143,13 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     if scenario.batch_size is not None:
         scale_batch(ctx, scenario.batch_size)
     nf4 = scenario.precision is Precision.NF4
-    if nf4 and profile.mode == Mode.TRAIN.value and scenario.lora is None:
-        raise UsageError("nf4 weights cannot be trained; combine --precision nf4 with --lora (QLoRA)")
-    if nf4 and scenario.low_rank is not None:
-        raise UsageError("--low-rank trains the factorised weights, which nf4 cannot hold")
-    traced_itemsize = compute_itemsize(program.parameters)
     traced_blocks = len(ctx.blocks)  # later rows: a lever's, such as autocast's weight copies
     if scenario.precision is not None:
         matmul = {name for name, kind in layer_types.items() if is_matmul_layer(kind)}
         transposed = {name for name, kind in layer_types.items() if kind == "Conv1D"}
         change_precision(ctx, Precision.BF16 if nf4 else scenario.precision, matmul, transposed, layer_types)
         if nf4:
-            quantize_nf4(ctx, layer_types)
+            quantize_nf4(ctx, scenario, layer_types)
     if scenario.prune is not None:
         applied.pruning = prune(ctx, scenario.prune, layer_types)
     trainable = [p for p in program.parameters if p.trainable]
@@ -162,33 +157,7 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     if scenario.frozen:
         trainable = freeze(ctx, scenario.frozen, layer_types, casts)
     if scenario.lora is not None or scenario.low_rank is not None:
-        pure = scenario.precision in (Precision.BF16, Precision.FP16)
-        act_itemsize = 2 if scenario.precision in HALF or nf4 else traced_itemsize
-        layer_stats = {layer.name: (layer.output_bytes, layer.calls) for layer in profile.layers}
-        batch_scale = (scenario.batch_size or profile.batch_size) / max(profile.batch_size, 1)
-        if scenario.lora is not None:
-            trainable, applied.lora = apply_lora(
-                ctx,
-                scenario.lora,
-                layer_types,
-                layer_stats,
-                adapter_itemsize=4 if nf4 else 2 if pure else traced_itemsize,  # PEFT: fp32 over 4-bit
-                act_itemsize=act_itemsize,
-                batch_scale=batch_scale,
-                casts=casts,
-                autocast=scenario.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED),
-            )
-        if scenario.low_rank is not None:
-            trainable, applied.low_rank = apply_low_rank(
-                ctx,
-                scenario.low_rank,
-                layer_types,
-                layer_stats,
-                trainable,
-                param_scale=2 / traced_itemsize if pure else 1.0,
-                act_itemsize=act_itemsize,
-                batch_scale=batch_scale,
-            )
+        trainable, applied.lora, applied.low_rank = adapt(ctx, scenario, layer_types, trainable, casts)
     resized = applied.pruning is not None and bool(applied.pruning.new_shapes)
     resized |= scenario.lora is not None or scenario.low_rank is not None
     if scenario.optimizer is not None or scenario.frozen or resized:

@@ -42,10 +42,11 @@ import numpy as np
 from memadvise.analyzer.blocks import CAT, Blocks
 from memadvise.analyzer.context import Context
 from memadvise.analyzer.finetune import drop_frozen
+from memadvise.analyzer.precision import HALF, compute_itemsize
 from memadvise.errors import UsageError
 from memadvise.model.profile import Category, Mode, Phase
 from memadvise.model.program import ParamInfo
-from memadvise.model.scenario import ALL_LINEAR, Lora, LowRank
+from memadvise.model.scenario import ALL_LINEAR, Lora, LowRank, Precision, Scenario
 
 LINEAR_TYPES = {"Linear", "LazyLinear", "Conv1D", "NonDynamicallyQuantizableLinear"}
 HEAD_NAMES = {"lm_head", "embed_out", "output", "classifier", "score", "head", "output_layer"}
@@ -250,6 +251,50 @@ def _module_index(ctx: Context) -> dict[str, int]:
     return {m: i for i, m in enumerate(ctx.program.modules)}
 
 
+def adapt(
+    ctx: Context,
+    scenario: Scenario,
+    layer_types: dict[str, str],
+    trainable: list[ParamInfo],
+    casts: np.ndarray,
+) -> tuple[list[ParamInfo], LoraReport | None, LowRankReport | None]:
+    """Apply the scenario's LoRA or low-rank factorisation (after its batch size and precision);
+    returns the trainable parameters and the reports. ``casts`` marks autocast's weight copies."""
+    profile = ctx.profile
+    precision = scenario.precision
+    nf4 = precision is Precision.NF4
+    pure = precision in (Precision.BF16, Precision.FP16)
+    traced_itemsize = compute_itemsize(ctx.program.parameters)
+    act_itemsize = 2 if precision in HALF or nf4 else traced_itemsize
+    layer_stats = {layer.name: (layer.output_bytes, layer.calls) for layer in profile.layers}
+    batch_scale = (scenario.batch_size or profile.batch_size) / max(profile.batch_size, 1)
+    lora_report = low_rank_report = None
+    if scenario.lora is not None:
+        trainable, lora_report = apply_lora(
+            ctx,
+            scenario.lora,
+            layer_types,
+            layer_stats,
+            adapter_itemsize=4 if nf4 else 2 if pure else traced_itemsize,  # PEFT: fp32 over 4-bit
+            act_itemsize=act_itemsize,
+            batch_scale=batch_scale,
+            casts=casts,
+            autocast=precision in (Precision.BF16_MIXED, Precision.FP16_MIXED),
+        )
+    if scenario.low_rank is not None:
+        trainable, low_rank_report = apply_low_rank(
+            ctx,
+            scenario.low_rank,
+            layer_types,
+            layer_stats,
+            trainable,
+            param_scale=2 / traced_itemsize if pure else 1.0,
+            act_itemsize=act_itemsize,
+            batch_scale=batch_scale,
+        )
+    return trainable, lora_report, low_rank_report
+
+
 def apply_lora(
     ctx: Context,
     spec: Lora,
@@ -386,9 +431,15 @@ def nf4_bytes(n: int) -> int:
     )
 
 
-def quantize_nf4(ctx: Context, layer_types: dict[str, str], compute_itemsize: int = 2) -> int:
+def quantize_nf4(
+    ctx: Context, scenario: Scenario, layer_types: dict[str, str], compute_itemsize: int = 2
+) -> int:
     """Linear weights (all but the output head) as NF4, with the dequantised weight alive in each
     layer's forward and backward; runs after the model was taken to bf16. Returns the bytes saved."""
+    if ctx.profile.mode == Mode.TRAIN.value and scenario.lora is None:
+        raise UsageError("nf4 weights cannot be trained; combine --precision nf4 with --lora (QLoRA)")
+    if scenario.low_rank is not None:
+        raise UsageError("--low-rank trains the factorised weights, which nf4 cannot hold")
     layers = linear_layers(ctx, layer_types)
     head = output_head(ctx, layers, layer_types)
     layers = [layer for layer in layers if layer.name != head]
