@@ -272,6 +272,8 @@ def load_or_profile(
     if scenario.precision is not None and scenario.precision not in by_formula:
         traced_precision = scenario.precision.value
         scenario = replace(scenario, precision=None)
+    if scenario.precision is Precision.NF4:
+        traced_precision = "bf16"  # QLoRA computes in bf16: trace that, quantise by formula
     traced_optimizer = OptimizerName.ADAMW
     if scenario.optimizer is not None and scenario.optimizer not in BY_FORMULA:
         traced_optimizer = scenario.optimizer
