@@ -434,9 +434,10 @@ def _build(spec: ModelSpec, dev: torch.device, target_device: str | None, batch_
     """The model and its batch on ``dev`` (fake CPU tensors, meta tensors or real ones)."""
     if dev.type == "meta" and target_device == "cpu":
         # Fake CPU tensors: CPU-only code paths (RNN kernels, fused linear) are taken as on a CPU.
-        from memadvise.capture.fake import AssumeScalars, new_fake_mode
+        from memadvise.capture.fake import AssumeScalars, new_fake_mode, swappable_parameters
 
-        with new_fake_mode(), AssumeScalars():
+        mode = new_fake_mode()
+        with mode, AssumeScalars(), swappable_parameters(mode):
             model = spec.build()
             inputs = spec.inputs(batch_size)
         return model, inputs

@@ -7,6 +7,6 @@
 from __future__ import annotations
 
 from memadvise.analyzer.estimate import Estimate, estimate
-from memadvise.model.scenario import AUTO, Precision, PruneKind, Pruning, Scenario
+from memadvise.model.scenario import AUTO, Lora, LowRank, Precision, PruneKind, Pruning, Scenario
 
-__all__ = ["AUTO", "Estimate", "Precision", "PruneKind", "Pruning", "Scenario", "estimate"]
+__all__ = ["AUTO", "Estimate", "Lora", "LowRank", "Precision", "PruneKind", "Pruning", "Scenario", "estimate"]

@@ -1,7 +1,8 @@
 """``estimate(profile, scenario) -> Estimate``: replay a profile's blocks with the scenario's changes.
 
 Levers apply in a fixed order, each editing the same block set: batch size (resizes every block),
-precision, pruning, frozen modules, optimizer, gradient accumulation, checkpointing. The replay then
+precision (nf4: bf16, then QLoRA's 4-bit linear weights), pruning, frozen modules, LoRA or low-rank
+factorisation, optimizer, gradient accumulation, checkpointing. The replay then
 finds the new peak and what is alive at it. Nothing here runs a model; a saved profile is enough.
 """
 
@@ -24,7 +25,8 @@ from memadvise.analyzer.checkpointing import (
 )
 from memadvise.analyzer.context import Context
 from memadvise.analyzer.distributed import shard
-from memadvise.analyzer.finetune import accumulate, freeze
+from memadvise.analyzer.finetune import accumulate, freeze, traced_weight_casts
+from memadvise.analyzer.lora import LoraReport, LowRankReport, adapt, quantize_nf4
 from memadvise.analyzer.offload import OffloadReport, offload
 from memadvise.analyzer.optimizers import change_optimizer
 from memadvise.analyzer.precision import change_precision, is_matmul_layer
@@ -41,7 +43,7 @@ from memadvise.model.profile import (
     Phase,
     Profile,
 )
-from memadvise.model.scenario import Scenario
+from memadvise.model.scenario import Precision, Scenario
 
 CUDA_BLOCK = 512
 TOP_HOLDERS = 8
@@ -71,6 +73,8 @@ class Estimate(MemoryFigures):
     offload: OffloadReport | None = None
     notes: tuple[str, ...] = ()
     why: str = ""
+    lora: LoraReport | None = None
+    low_rank: LowRankReport | None = None
     baseline: Profile | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +94,8 @@ class _Applied:
     optimizer: str = ""
     sharding: ShardedStates | None = None
     offload: OffloadReport | None = None
+    lora: LoraReport | None = None
+    low_rank: LowRankReport | None = None
 
 
 def estimate(profile: Profile, scenario: Scenario | None = None, **changes: Any) -> Estimate:
@@ -139,16 +145,24 @@ def _apply(profile: Profile, scenario: Scenario, checkpoint: tuple[str, ...] | N
     applied = _Applied(ctx=ctx, optimizer=profile.optimizer)
     if scenario.batch_size is not None:
         scale_batch(ctx, scenario.batch_size)
+    nf4 = scenario.precision is Precision.NF4
+    traced_blocks = len(ctx.blocks)  # later rows: a lever's, such as autocast's weight copies
     if scenario.precision is not None:
         matmul = {name for name, kind in layer_types.items() if is_matmul_layer(kind)}
         transposed = {name for name, kind in layer_types.items() if kind == "Conv1D"}
-        change_precision(ctx, scenario.precision, matmul, transposed, layer_types)
+        change_precision(ctx, Precision.BF16 if nf4 else scenario.precision, matmul, transposed, layer_types)
+        if nf4:
+            quantize_nf4(ctx, scenario, layer_types)
     if scenario.prune is not None:
         applied.pruning = prune(ctx, scenario.prune, layer_types)
     trainable = [p for p in program.parameters if p.trainable]
+    casts = (np.arange(len(ctx.blocks)) >= traced_blocks) | traced_weight_casts(ctx, layer_types)
     if scenario.frozen:
-        trainable = freeze(ctx, scenario.frozen, layer_types)
+        trainable = freeze(ctx, scenario.frozen, layer_types, casts)
+    if scenario.lora is not None or scenario.low_rank is not None:
+        trainable, applied.lora, applied.low_rank = adapt(ctx, scenario, layer_types, trainable, casts)
     resized = applied.pruning is not None and bool(applied.pruning.new_shapes)
+    resized |= scenario.lora is not None or scenario.low_rank is not None
     if scenario.optimizer is not None or scenario.frozen or resized:
         if profile.mode != Mode.TRAIN.value:
             if scenario.optimizer is not None and scenario.optimizer.value != profile.optimizer:
@@ -283,6 +297,8 @@ def _summarise(profile: Profile, scenario: Scenario, applied: _Applied, result: 
         pruning=applied.pruning,
         sharding=applied.sharding,
         offload=applied.offload,
+        lora=applied.lora,
+        low_rank=applied.low_rank,
         notes=tuple(ctx.notes),
         baseline=profile,
     )

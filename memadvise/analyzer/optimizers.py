@@ -9,7 +9,8 @@ dtype, plus a 4-byte fp32 ``step`` tensor on the host for Adam-style optimizers)
   matrix (``(rows + cols)·s`` per matrix slice), the full ``n·s`` for vectors;
 * adamw-8bit (bitsandbytes ``AdamW8bit``, GPU only, by formula): two ``uint8`` buffers plus one fp32
   absmax per 256-element block each (``2·n + 8·⌈n/256⌉``); parameters under 4096 elements keep
-  fp32 state (``8·n``).
+  fp32 state (``8·n``). paged-adamw-8bit (``PagedAdamW8bit``) holds the same bytes in CUDA unified
+  memory, which the driver can page out to host RAM.
 
 Temporaries of the step, measured on PyTorch's single-tensor (for-loop) path, which CPU training
 takes: Adam/AdamW hold two parameter-sized temporaries for the parameter being updated plus the
@@ -51,7 +52,9 @@ RULES: dict[OptimizerName, Rule] = {
     OptimizerName.RMSPROP: Rule(1, True, 1, 1, 1),
     OptimizerName.ADAFACTOR: Rule(0, True, 1, 1, 1),
     OptimizerName.ADAMW_8BIT: Rule(0, False, 0, 0, 0),
+    OptimizerName.PAGED_ADAMW_8BIT: Rule(0, False, 0, 0, 0),
 }
+EIGHT_BIT = (OptimizerName.ADAMW_8BIT, OptimizerName.PAGED_ADAMW_8BIT)
 
 
 def state_bytes(name: OptimizerName, p: ParamInfo, on_host_counts: bool) -> int:
@@ -65,7 +68,7 @@ def state_bytes(name: OptimizerName, p: ParamInfo, on_host_counts: bool) -> int:
             total += slices * (p.shape[-2] + p.shape[-1]) * p.itemsize
         else:
             total += n * p.itemsize
-    if name is OptimizerName.ADAMW_8BIT:
+    if name in EIGHT_BIT:
         total += 2 * n + 8 * math.ceil(n / 256) if n >= 4096 else 8 * n
     if rule.step_tensor and on_host_counts:
         total += 4
@@ -132,9 +135,15 @@ def change_optimizer(ctx: Context, name: OptimizerName, trainable: list[ParamInf
                 )
             )
     blocks.add(Blocks.from_rows(rows))
-    if name is OptimizerName.ADAMW_8BIT:
+    if name in EIGHT_BIT:
         ctx.note(
-            "adamw-8bit (bitsandbytes, CUDA only) by formula: 2 bytes per element plus block-wise fp32 scales"
+            f"{name.value} (bitsandbytes, CUDA only) by formula: "
+            "2 bytes per element plus block-wise fp32 scales"
+        )
+    if name is OptimizerName.PAGED_ADAMW_8BIT:
+        ctx.note(
+            "paged-adamw-8bit keeps its state in CUDA unified memory, outside PyTorch's allocator: "
+            "the driver pages it out to host RAM when the GPU runs short; counted here as GPU memory"
         )
     if on_cuda and RULES[name].foreach:
         ctx.note(

@@ -120,6 +120,32 @@ def new_fake_mode() -> Any:
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
+@contextmanager
+def swappable_parameters(mode: Any) -> Iterator[None]:
+    """Let ``module.to(...)`` run on a model being built in ``mode``.
+
+    ``Module._apply`` swaps fake parameters for their converted copies with ``torch.utils.swap_tensors``,
+    which refuses tensors that something holds a weak reference to — and the fake mode's converter memo
+    holds one to every fake tensor it made. PEFT's ``get_peft_model`` moves each adapter to its base
+    layer's device this way. While the model is built, a swap first drops the two tensors from the memo
+    (a cache: nothing is lost but a later lookup).
+    """
+    original = torch.utils.swap_tensors
+    memo = mode.fake_tensor_converter.meta_converter.tensor_memo
+
+    def swap(t1: torch.Tensor, t2: torch.Tensor) -> None:
+        for key, value in list(memo.items()):
+            if value is t1 or value is t2:
+                del memo[key]
+        original(t1, t2)
+
+    torch.utils.swap_tensors = swap
+    try:
+        yield
+    finally:
+        torch.utils.swap_tensors = original
+
+
 class _CompositeLikeReal(TorchFunctionMode):
     """Keep composite operators on the path a real tensor takes.
 

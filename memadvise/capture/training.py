@@ -107,10 +107,10 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter]) -> torch.opt
     choice = OptimizerName(name)
     if choice is OptimizerName.NONE or not trainable:
         return None
-    if choice is OptimizerName.ADAMW_8BIT:
+    if choice in (OptimizerName.ADAMW_8BIT, OptimizerName.PAGED_ADAMW_8BIT):
         raise UsageError(
-            "adamw-8bit (bitsandbytes) is not traced; profile with adamw and ask "
-            "'memadvise estimate --optimizer adamw-8bit' for its memory"
+            f"{choice.value} (bitsandbytes) is not traced; profile with adamw and ask "
+            f"'memadvise estimate --optimizer {choice.value}' for its memory"
         )
     builders: dict[OptimizerName, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]] = {
         OptimizerName.ADAMW: lambda ps: torch.optim.AdamW(ps, lr=1e-3),

@@ -180,6 +180,31 @@ class TextFormat(str, Enum):
 
 
 FormatOpt = Annotated[TextFormat, typer.Option("--format", "-f", help="table or json.")]
+LoraOpt = Annotated[
+    int | None,
+    typer.Option("--lora", min=1, metavar="RANK", help="LoRA adapters of this rank on a frozen base model."),
+]
+LoraTargetsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lora-targets",
+        help="Linear layers to adapt: module-name suffixes (q_proj,v_proj) or all-linear (the default).",
+    ),
+]
+LoraDropoutOpt = Annotated[
+    float, typer.Option("--lora-dropout", min=0.0, max=0.99, help="Dropout on the adapters' input.")
+]
+
+
+def lora_of(rank: int | None, targets: str | None, dropout: float) -> Any:
+    """The ``Lora`` scenario of ``--lora``/``--lora-targets``/``--lora-dropout`` (``None`` without --lora)."""
+    from memadvise.model.scenario import Lora
+
+    if rank is None:
+        if targets is not None or dropout:
+            raise UsageError("--lora-targets and --lora-dropout need --lora RANK")
+        return None
+    return Lora.parse(rank, targets, dropout)
 
 
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
@@ -263,6 +288,9 @@ def progress(message: str) -> Iterator[None]:
         yield
 
 
+BY_FORMULA = (OptimizerName.ADAMW_8BIT, OptimizerName.PAGED_ADAMW_8BIT)  # estimated, never traced
+
+
 def load_or_profile(
     target: str,
     scenario: Scenario,
@@ -294,11 +322,14 @@ def load_or_profile(
     from memadvise.api import profile_file  # torch: only when a model file is profiled
 
     traced_precision = "fp32"
-    if scenario.precision is not None and scenario.precision not in (Precision.INT8, Precision.INT4):
+    by_formula = (Precision.INT8, Precision.INT4, Precision.NF4)
+    if scenario.precision is not None and scenario.precision not in by_formula:
         traced_precision = scenario.precision.value
         scenario = replace(scenario, precision=None)
+    if scenario.precision is Precision.NF4:
+        traced_precision = "bf16"  # QLoRA computes in bf16: trace that, quantise by formula
     traced_optimizer = OptimizerName.ADAMW
-    if scenario.optimizer is not None and scenario.optimizer is not OptimizerName.ADAMW_8BIT:
+    if scenario.optimizer is not None and scenario.optimizer not in BY_FORMULA:
         traced_optimizer = scenario.optimizer
         scenario = replace(scenario, optimizer=None)
     where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]

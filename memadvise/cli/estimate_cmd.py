@@ -12,6 +12,9 @@ from memadvise.cli.common import (
     FakeOpt,
     FormatOpt,
     GpusOpt,
+    LoraDropoutOpt,
+    LoraOpt,
+    LoraTargetsOpt,
     MemoryLimitOpt,
     ModeOpt,
     NodesOpt,
@@ -27,6 +30,7 @@ from memadvise.cli.common import (
     TrainLoopOpt,
     handles_errors,
     load_or_profile,
+    lora_of,
     module_names,
     resolve_target,
     show,
@@ -45,7 +49,10 @@ traced (everything else is estimated from that trace).
 Levers combine: --batch-size (samples per forward pass; with --grad-accum K the effective batch is
 K times that), --precision, --checkpoint (module names, comma-separated or repeated, or 'auto' to
 let memadvise pick the set with the lowest peak for the least recompute), --prune
-SPARSITY[:unstructured|:structured], --optimizer, --frozen (modules not trained, LoRA-style).
+SPARSITY[:unstructured|:structured], --optimizer, --frozen (modules not trained), --lora RANK
+(PEFT-style adapters on a frozen base; --lora-targets q_proj,v_proj or all-linear, --lora-dropout P),
+--precision nf4 with --lora (QLoRA), --low-rank RANK or FRACTION (weights trained as two factors;
+--low-rank-targets as for --lora).
 --seq-len traces the model file at another sequence length (its example_inputs must take seq_len).
 --gpus N [--nodes M] --strategy ddp|zero1|zero2|zero3|fsdp gives one GPU's share of data-parallel
 training; --offload optimizer|optimizer+params moves state to host memory and says what that costs.
@@ -58,6 +65,9 @@ Examples:
   memadvise estimate gpt2.json -b 16 --precision bf16-mixed --checkpoint auto
   memadvise estimate gpt2.json --optimizer adamw-8bit --grad-accum 4
   memadvise estimate gpt2.json --frozen transformer.wte,transformer.h.0
+  memadvise estimate gpt2.json --lora 8 --lora-targets c_attn
+  memadvise estimate gpt2.json --lora 16 --precision nf4 --optimizer paged-adamw-8bit
+  memadvise estimate gpt2.json --low-rank 0.25 --low-rank-targets c_fc,c_proj
   memadvise estimate sample_models/mlp.py --prune 0.5:structured
   memadvise estimate gpt2.json --gpus 8 --strategy zero3 --offload optimizer
   memadvise estimate sample_models/gpt2.py --seq-len 64 --format json
@@ -83,7 +93,8 @@ def estimate_command(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="fp32, bf16-mixed, fp16-mixed, bf16, fp16 (training) or int8, int4 (weight-only inference)."
+            help="fp32, bf16-mixed, fp16-mixed, bf16, fp16 (training), nf4 (QLoRA, with --lora) "
+            "or int8, int4 (weight-only inference)."
         ),
     ] = None,
     checkpoint: Annotated[
@@ -105,6 +116,21 @@ def estimate_command(
     nodes: NodesOpt = 1,
     strategy: StrategyOpt = None,
     offload: OffloadOpt = None,
+    lora: LoraOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    lora_dropout: LoraDropoutOpt = 0.0,
+    low_rank: Annotated[
+        str | None,
+        typer.Option(
+            "--low-rank",
+            metavar="RANK",
+            help="Train weights as two factors: a rank (16) or a fraction (0.25).",
+        ),
+    ] = None,
+    low_rank_targets: Annotated[
+        str | None,
+        typer.Option("--low-rank-targets", help="Weights to factorise, as for --lora-targets."),
+    ] = None,
     trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,
     device: DeviceOpt = None,
@@ -128,7 +154,8 @@ def estimate_command(
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
-    from memadvise.model.scenario import parse_offload, parse_precision, parse_strategy
+    from memadvise.errors import UsageError
+    from memadvise.model.scenario import LowRank, parse_offload, parse_precision, parse_strategy
 
     generation = (new_tokens, prompt_len, kv_dtype, cache)
     if mode is Mode.GENERATE or any(v is not None for v in generation):
@@ -147,7 +174,11 @@ def estimate_command(
         gpus=gpus * nodes,
         strategy=parse_strategy(strategy) if strategy is not None else None,
         offload=parse_offload(offload),
+        lora=lora_of(lora, lora_targets, lora_dropout),
+        low_rank=LowRank.parse(low_rank, low_rank_targets) if low_rank is not None else None,
     )
+    if low_rank is None and low_rank_targets is not None:
+        raise UsageError("--low-rank-targets needs --low-rank RANK")
     profile, scenario = load_or_profile(
         resolve_target(target),
         scenario,

@@ -14,6 +14,9 @@ from memadvise.cli.common import (
     FakeOpt,
     FormatOpt,
     GpusOpt,
+    LoraDropoutOpt,
+    LoraOpt,
+    LoraTargetsOpt,
     MemoryLimitOpt,
     ModeOpt,
     NodesOpt,
@@ -29,6 +32,7 @@ from memadvise.cli.common import (
     TrainLoopOpt,
     handles_errors,
     load_or_profile,
+    lora_of,
     module_names,
     resolve_target,
     show,
@@ -72,6 +76,7 @@ Examples:
   memadvise plan gpt2.json --list-gpus --goal cheapest
   memadvise plan gpt2.json --gpu 24GB --offload optimizer
   memadvise plan gpt2.json --gpu A10 --format json
+  memadvise plan gpt2.json --gpu 8GB --lora 8 --lora-targets c_attn
 """
 
 
@@ -118,6 +123,9 @@ def plan_command(
     grad_accum: Annotated[
         int | None, typer.Option("--grad-accum", min=1, max=MAX_GRAD_ACCUM, help="Pin the accumulation.")
     ] = None,
+    lora: LoraOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    lora_dropout: LoraDropoutOpt = 0.0,
     reserve: Annotated[
         str | None, typer.Option(help="Memory not available to tensors (default: CUDA context + workspace).")
     ] = None,
@@ -191,6 +199,7 @@ def plan_command(
         gpus=gpus * nodes,
         strategy=strategy,
         offload=parse_offload(offload),
+        lora=lora_of(lora, lora_targets, lora_dropout),
     )
     if strategy is not None:
         parse_strategy(strategy)  # a clear error before any model runs

@@ -39,7 +39,8 @@ class Mode(str, Enum):
 
 
 class OptimizerName(str, Enum):
-    """Optimizers memadvise traces or estimates (``adamw-8bit``, bitsandbytes', by formula only)."""
+    """Optimizers memadvise traces or estimates (``adamw-8bit`` and ``paged-adamw-8bit``, bitsandbytes',
+    by formula only)."""
 
     ADAMW = "adamw"
     ADAM = "adam"
@@ -49,6 +50,7 @@ class OptimizerName(str, Enum):
     RMSPROP = "rmsprop"
     ADAFACTOR = "adafactor"
     ADAMW_8BIT = "adamw-8bit"
+    PAGED_ADAMW_8BIT = "paged-adamw-8bit"  # bitsandbytes' PagedAdamW8bit: state in CUDA unified memory
     NONE = "none"
 
 

@@ -67,6 +67,7 @@ class Precision(str, Enum):
     FP16 = "fp16"
     INT8 = "int8"
     INT4 = "int4"
+    NF4 = "nf4"  # QLoRA: bitsandbytes 4-bit NormalFloat linear weights, bf16 compute
 
 
 def parse_precision(text: str | None) -> Precision | None:
@@ -111,6 +112,73 @@ class Pruning:
         return cls(sparsity=sparsity, kind=prune_kind)
 
 
+ALL_LINEAR = "all-linear"
+
+
+def _targets(text: str | tuple[str, ...] | None, option: str) -> tuple[str, ...]:
+    """Module-name suffixes from ``q_proj,v_proj`` (or a tuple); ``all-linear`` stands alone."""
+    if text is None:
+        return (ALL_LINEAR,)
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = tuple(dict.fromkeys(n.strip() for n in items if n.strip()))
+    if not names:
+        raise UsageError(f"{option} needs module-name suffixes such as q_proj,v_proj, or all-linear")
+    if ALL_LINEAR in names and len(names) > 1:
+        raise UsageError(f"{option} all-linear cannot be combined with module names")
+    return names
+
+
+@dataclass(frozen=True)
+class Lora:
+    """LoRA adapters of ``rank`` on the linear layers whose names end with one of ``targets`` (module-name
+    suffixes as PEFT matches them, or ``all-linear``: every linear layer but the output head); the base
+    model is frozen. ``dropout`` is the adapters' input dropout probability."""
+
+    rank: int
+    targets: tuple[str, ...] = (ALL_LINEAR,)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise UsageError(f"--lora rank must be at least 1, not {self.rank}")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"--lora-dropout must be at least 0 and below 1, not {self.dropout}")
+
+    @classmethod
+    def parse(cls, rank: int, targets: str | None = None, dropout: float = 0.0) -> Lora:
+        return cls(rank=rank, targets=_targets(targets, "--lora-targets"), dropout=dropout)
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """Every chosen weight ``W`` (m×n) trained as two factors (m×r)(r×n). ``rank`` is an integer rank, or a
+    fraction below 1 of each matrix's full rank ``min(m, n)``; ``targets`` as for :class:`Lora`."""
+
+    rank: float
+    targets: tuple[str, ...] = (ALL_LINEAR,)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.rank < 1 or (self.rank >= 1 and float(self.rank).is_integer())):
+            raise UsageError(
+                f"--low-rank takes an integer rank or a fraction between 0 and 1, not {self.rank:g}"
+            )
+
+    @classmethod
+    def parse(cls, text: str, targets: str | None = None) -> LowRank:
+        """``16`` (rank 16) or ``0.25`` / ``25%`` (a quarter of each matrix's full rank)."""
+        try:
+            rank = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise UsageError(f"--low-rank takes a rank (16) or a fraction (0.25), not {text!r}") from None
+        return cls(rank=rank, targets=_targets(targets, "--low-rank-targets"))
+
+    def rank_of(self, rows: int, cols: int) -> int:
+        """The factors' inner width for an ``rows × cols`` matrix."""
+        if self.rank < 1:
+            return max(1, round(self.rank * min(rows, cols)))
+        return int(self.rank)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """What to change. ``checkpoint`` is a tuple of module names, or ``("auto",)`` to let memadvise choose.
@@ -118,6 +186,8 @@ class Scenario:
     ``batch_size`` is the micro-batch (samples per forward pass, per GPU); with ``grad_accum = K`` the
     effective batch is ``K * batch_size * gpus``. ``frozen`` names modules whose parameters are not
     trained. ``gpus`` and ``strategy`` (default DDP) give one GPU's share of data-parallel training.
+    ``lora`` trains adapters on a frozen base (with ``precision=NF4``: QLoRA); ``low_rank`` trains the
+    chosen weights as two factors.
     """
 
     batch_size: int | None = None
@@ -130,6 +200,8 @@ class Scenario:
     gpus: int = 1
     strategy: Strategy | None = None
     offload: Offload | None = None
+    lora: Lora | None = None
+    low_rank: LowRank | None = None
 
     def __post_init__(self) -> None:
         if self.gpus < 1:
@@ -140,6 +212,10 @@ class Scenario:
             raise UsageError(f"gradient accumulation steps must be at least 1, not {self.grad_accum}")
         if AUTO in self.checkpoint and len(self.checkpoint) > 1:
             raise UsageError("--checkpoint auto cannot be combined with module names")
+        if self.lora is not None and self.frozen:
+            raise UsageError("--lora freezes the whole base model already; drop --frozen")
+        if self.lora is not None and self.low_rank is not None:
+            raise UsageError("--lora and --low-rank are two ways to shrink training; choose one")
 
     @property
     def auto_checkpoint(self) -> bool:
@@ -159,6 +235,9 @@ class Scenario:
         data["prune"] = (
             None if self.prune is None else {"sparsity": self.prune.sparsity, "kind": self.prune.kind.value}
         )
+        for key in ("lora", "low_rank"):
+            if data[key] is not None:
+                data[key]["targets"] = list(data[key]["targets"])
         return data
 
     def describe(self) -> str:
@@ -178,6 +257,13 @@ class Scenario:
             parts.append("frozen " + ",".join(self.frozen))
         if self.prune is not None:
             parts.append(f"prune {self.prune.sparsity:.0%} {self.prune.kind.value}")
+        if self.lora is not None:
+            dropout = f" dropout {self.lora.dropout:g}" if self.lora.dropout else ""
+            parts.append(f"LoRA r={self.lora.rank} on {','.join(self.lora.targets)}{dropout}")
+        if self.low_rank is not None:
+            rank = self.low_rank.rank
+            width = f"rank {rank:g}" if rank >= 1 else f"rank {rank:g} of full"
+            parts.append(f"low {width} on {','.join(self.low_rank.targets)}")
         if self.gpus > 1 or self.strategy is not None:
             parts.append(f"{self.gpus} GPUs {(self.strategy or Strategy.DDP).value}")
         if self.offload is not None:

@@ -34,7 +34,7 @@ from memadvise.analyzer import AUTO, Estimate, Precision, Scenario, estimate
 from memadvise.analyzer.estimate import estimate_blocks, peak_bytes
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName, Profile
-from memadvise.model.scenario import Offload, Strategy, parse_strategy
+from memadvise.model.scenario import Lora, Offload, Strategy, parse_strategy
 from memadvise.planner.budget import Budget, budget_for
 from memadvise.planner.gpus import load_catalog
 from memadvise.planner.hardware import RamAdvice, ram_for
@@ -133,6 +133,7 @@ class Pins:
     gpus: int = 1
     strategy: str | None = None
     offload: Offload | None = None
+    lora: Lora | None = None  # LoRA adapters on a frozen base, in every option
 
 
 def fsdp_trace_ranks(pins: Pins, fake_cpu: bool) -> int | None:
@@ -306,6 +307,7 @@ def search(
             gpus=pins.gpus,
             strategy=strategy,
             offload=pins.offload,
+            lora=pins.lora,
         )
         if checkpoint == (AUTO,):
             if not auto:
@@ -657,11 +659,18 @@ def _flags(result: Estimate, scenario: Scenario) -> str:
             parts.append(f"--strategy {scenario.strategy.value}")
     if scenario.offload is not None:
         parts.append(f"--offload {scenario.offload.value}")
+    if scenario.lora is not None:
+        parts.append(f"--lora {scenario.lora.rank} --lora-targets {','.join(scenario.lora.targets)}")
     return " ".join(parts)
 
 
 def _code(result: Estimate, scenario: Scenario) -> tuple[str, ...]:
     lines = []
+    if scenario.lora is not None:
+        targets = scenario.lora.targets
+        names = repr(targets[0]) if targets == ("all-linear",) else repr(list(targets))
+        config = f"peft.LoraConfig(r={scenario.lora.rank}, target_modules={names})"
+        lines.append(f"model = peft.get_peft_model(model, {config})")
     if scenario.precision in (Precision.BF16_MIXED, Precision.FP16_MIXED):
         dtype = "bfloat16" if scenario.precision is Precision.BF16_MIXED else "float16"
         lines.append(f'with torch.autocast("cuda", dtype=torch.{dtype}): loss = loss_fn(model(x), y)')
@@ -697,6 +706,7 @@ def _what_would_fit(
         gpus=pins.gpus,
         strategy=pins.strategy,
         offload=pins.offload,
+        lora=pins.lora,
     )
     need = min((o.predicted_peak_bytes for o in closest), default=0)
     for gpu in sorted(load_catalog(), key=lambda g: g.memory_bytes):

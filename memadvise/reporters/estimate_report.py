@@ -80,10 +80,38 @@ def render_estimate(estimate: Estimate, profile: Profile | None = None) -> Rende
         )
 
     parts: list[RenderableType] = [head, table, holders]
+    if estimate.low_rank is not None:
+        parts.append(_low_rank_table(estimate))
     extra = _details(estimate)
     if extra.plain:
         parts.append(extra)
     return Group(*parts)
+
+
+def _low_rank_table(estimate: Estimate) -> Table:
+    """Factorised weights grouped by name suffix and shape, with their break-even rank."""
+    assert estimate.low_rank is not None
+    groups: dict[tuple[str, int, int, int], list[Any]] = {}
+    for layer in estimate.low_rank.layers:
+        groups.setdefault((layer.name.rsplit(".", 1)[-1], layer.rows, layer.cols, layer.rank), []).append(
+            layer
+        )
+    table = Table(title="Low-rank factors (weights only)", title_justify="left")
+    for column in ("layers", "matrix", "rank", "break-even rank", "weights", "as factors"):
+        table.add_column(column, justify="left" if column == "layers" else "right")
+    for (suffix, rows, cols, rank), layers in groups.items():
+        first = layers[0]
+        name = first.name if len(layers) == 1 else f"{suffix} ×{len(layers)}"
+        shrinks = rank < first.break_even
+        table.add_row(
+            name,
+            f"{rows}×{cols}",
+            str(rank),
+            f"< {first.break_even:,.1f}",
+            format_bytes(sum(x.weight_bytes for x in layers)),
+            Text(format_bytes(sum(x.factor_bytes for x in layers)), style="green" if shrinks else "red"),
+        )
+    return table
 
 
 def _details(estimate: Estimate) -> Text:
@@ -119,6 +147,14 @@ def _details(estimate: Estimate) -> Text:
         text.append(
             f"{o.offload} saves {format_bytes(o.gpu_saving_bytes)} of GPU peak; needs "
             f"{format_bytes(o.host_bytes)} of host RAM per GPU, {format_bytes(o.pinned_bytes)} of it pinned\n"
+        )
+    lora = estimate.lora
+    if lora is not None:
+        text.append("LoRA: ", style="bold")
+        text.append(
+            f"r={lora.rank} on {len(lora.layers)} layers; adapters {format_bytes(lora.adapter_param_bytes)} "
+            f"({lora.adapter_params:,} weights, {lora.adapter_params / max(lora.base_params, 1):.2%} of the "
+            "base model), trained; the base model frozen\n"
         )
     for note in estimate.notes:
         text.append(f"note: {note}\n", style="dim")
