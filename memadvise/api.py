@@ -12,7 +12,8 @@ import torch
 
 from memadvise.capture.cuda_target import CudaTarget
 from memadvise.capture.host_memory import estimate_host_memory, loader_settings
-from memadvise.capture.loader import ModelSpec, load_model_file, user_code_error
+from memadvise.capture.loader import ModelSpec, user_code_error
+from memadvise.capture.targets import load_target
 from memadvise.capture.tracer import Tracer
 from memadvise.capture.training import (
     MIXED_DTYPES,
@@ -132,8 +133,14 @@ def profile_file(
     fsdp: int | None = None,
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
+    task: str | None = None,
+    image_size: int | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
+
+    ``target`` may also be a Hugging Face config folder or Hub name, ``timm:NAME`` or
+    ``torchvision:NAME`` (see :mod:`memadvise.capture.targets`; ``task`` picks a Hugging Face head,
+    ``image_size`` the side of their images).
 
     ``device="meta"`` traces fake: the model and its batch are built on the meta device, nothing is
     allocated, and memory follows ``target_device``'s kernels (default ``cuda``). The file's
@@ -169,7 +176,7 @@ def profile_file(
         raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
-    spec = load_model_file(target).with_seq_len(seq_len)
+    spec = load_target(target, task=task, image_size=image_size).with_seq_len(seq_len)
     with sharding as mesh:
         profile, inputs = _traced(
             spec,
@@ -187,7 +194,7 @@ def profile_file(
             train_loop=train_loop,
             gpu=gpu,
         )
-    profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
+    profile = replace(profile, seq_len=spec.seq_len, fsdp_ranks=fsdp or 0)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
     if host is not None:
         return replace(profile, host_memory=host)
