@@ -345,7 +345,12 @@ def vision_spec(library: str, name: str, image_size: int | None) -> ModelSpec:
         side = image_size or _timm_size(name)
 
         def build_timm() -> Any:
-            return timm.create_model(name, pretrained=False)
+            if image_size is None:
+                return timm.create_model(name, pretrained=False)
+            try:  # vision transformers size their position embeddings by the image
+                return timm.create_model(name, pretrained=False, img_size=side)
+            except TypeError:  # convolutional networks take any size and no img_size
+                return timm.create_model(name, pretrained=False)
 
         build = build_timm
     else:
