@@ -15,6 +15,7 @@ from memadvise.capture.host_memory import estimate_host_memory, loader_settings
 from memadvise.capture.loader import ModelSpec, user_code_error
 from memadvise.capture.targets import load_target
 from memadvise.capture.tracer import Tracer
+from memadvise.capture.track import track as track
 from memadvise.capture.training import (
     MIXED_DTYPES,
     BadStepResult,
