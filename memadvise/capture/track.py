@@ -82,6 +82,7 @@ class LiveSession:
         self._boundary = False
         self._backward_seen = False
         self._stack = ExitStack()
+        self.original_backward: Callable[..., Any] = torch.autograd.backward
 
     # -- phases ------------------------------------------------------------------------------------------
     def switch(self, to: Phase) -> None:
@@ -114,7 +115,7 @@ class LiveSession:
     def begin(self) -> None:
         from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-        original_backward = torch.autograd.backward
+        original_backward = self.original_backward = torch.autograd.backward
 
         def backward(*args: Any, **kwargs: Any) -> Any:
             self.switch(Phase.BACKWARD)

@@ -16,6 +16,8 @@ from memadvise.cli.profile_cmd import HELP as PROFILE_HELP
 from memadvise.cli.profile_cmd import profile_command
 from memadvise.cli.report_cmd import HELP as REPORT_HELP
 from memadvise.cli.report_cmd import report_command
+from memadvise.cli.run_cmd import HELP as RUN_HELP
+from memadvise.cli.run_cmd import RUN_SETTINGS, run_command
 
 app = typer.Typer(
     name="memadvise",
@@ -30,6 +32,7 @@ app.command("plan", help=PLAN_HELP)(plan_command)
 app.command("check", help=CHECK_HELP)(check_command)
 app.command("report", help=REPORT_HELP)(report_command)
 app.command("init", help=INIT_HELP)(init_command)
+app.command("run", help=RUN_HELP, context_settings=RUN_SETTINGS)(run_command)
 
 
 def _version(value: bool) -> None:
