@@ -208,6 +208,8 @@ def hf_spec(
             raise UsageError(f"--image-size: {label} ({config.model_type}) takes no images")
         config.image_size = image_size
     builder, head = _hf_builder(transformers, config, label, task)
+    if head == "seq-cls" and getattr(config, "pad_token_id", 0) is None:
+        config.pad_token_id = 0  # sequence classifiers find each row's last token by the padding id
     inputs, seq_len = _hf_inputs(config, head, label)
 
     def build_model() -> Any:
@@ -215,6 +217,9 @@ def hf_spec(
             model = builder(config)
         if head in _LOSS_TYPES and hasattr(model, "loss_type"):
             model.loss_type = _LOSS_TYPES[head]
+        for part in model.modules():  # the batch has no padding (see token_inputs), hence no mask
+            if hasattr(part, "warn_if_padding_and_no_attention_mask"):
+                part.warn_if_padding_and_no_attention_mask = _no_padding
         return model
 
     return ModelSpec(
@@ -227,6 +232,10 @@ def hf_spec(
         module=types.ModuleType(f"memadvise_target_{label}"),
         seq_len=seq_len,
     )
+
+
+def _no_padding(*args: Any, **kwargs: Any) -> None:
+    """transformers' padding check, for batches memadvise made without padding."""
 
 
 def hidden_state_loss(output: Any, inputs: Any) -> Any:
@@ -284,12 +293,17 @@ def _hf_inputs(config: Any, head: str, label: str) -> tuple[Callable[..., Any], 
     num_labels = max(int(getattr(config, "num_labels", 2) or 2), 1)
     if isinstance(vocab, int) and vocab > 0 and head != "image-cls":
         positions = _max_positions(text)
+        pad = getattr(config, "pad_token_id", None)
         default_len = min(positions or 512, MAX_DEFAULT_SEQ_LEN)
 
         def token_inputs(batch_size: int, seq_len: int = default_len) -> dict[str, Any]:
             if positions is not None and seq_len > positions:
                 raise UsageError(f"--seq-len {seq_len} is longer than {label}'s {positions} positions")
-            ids = torch.randint(0, vocab, (batch_size, seq_len))
+            if isinstance(pad, int) and 0 <= pad < vocab and vocab > 1:  # no padding: no mask is needed
+                ids = torch.randint(0, vocab - 1, (batch_size, seq_len))
+                ids = ids + (ids >= pad).long()
+            else:
+                ids = torch.randint(0, vocab, (batch_size, seq_len))
             batch: dict[str, Any] = {"input_ids": ids}
             if head in ("causal-lm", "masked-lm", "seq2seq-lm"):
                 batch["labels"] = ids

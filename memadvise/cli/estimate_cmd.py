@@ -25,6 +25,7 @@ from memadvise.cli.common import (
     module_names,
     show,
 )
+from memadvise.cli.target_opts import ImageSizeOpt, TaskOpt
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
@@ -90,6 +91,8 @@ def estimate_command(
     target_device: TargetDeviceOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
+    task: TaskOpt = None,
+    image_size: ImageSizeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
@@ -106,6 +109,16 @@ def estimate_command(
         frozen=module_names(frozen),
     )
     profile, scenario = load_or_profile(
-        target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop=train_loop
+        target,
+        scenario,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        train_loop=train_loop,
+        task=task,
+        image_size=image_size,
     )
     show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")

@@ -26,6 +26,7 @@ from memadvise.cli.common import (
     module_names,
     show,
 )
+from memadvise.cli.target_opts import ImageSizeOpt, TaskOpt
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
@@ -110,6 +111,8 @@ def plan_command(
     target_device: TargetDeviceOpt = None,
     fmt: FormatOpt = TextFormat.table,
     output: OutputOpt = None,
+    task: TaskOpt = None,
+    image_size: ImageSizeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
@@ -138,7 +141,18 @@ def plan_command(
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     profile = _profile(
-        target, pins, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop, gpu
+        target,
+        pins,
+        trace_batch_size,
+        mode,
+        device,
+        fake,
+        target_device,
+        seq_len,
+        train_loop,
+        gpu,
+        task=task,
+        image_size=image_size,
     )
     if budget is None:
         result: object = rank_gpus(profile, pins, Goal(goal.value), reserve)
@@ -172,6 +186,8 @@ def _profile(
     seq_len: int | None,
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
+    task: object = None,
+    image_size: int | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
     from memadvise.planner import fsdp_trace_ranks
@@ -193,5 +209,7 @@ def _profile(
         fsdp,
         train_loop=train_loop,
         gpu=_catalog_name(gpu),
+        task=task,
+        image_size=image_size,
     )
     return profile

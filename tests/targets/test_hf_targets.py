@@ -92,7 +92,7 @@ def test_without_architectures_the_base_model_is_traced(bert_folder: Path) -> No
 @pytest.mark.parametrize("command", ["estimate", "plan"])
 def test_estimate_and_plan_take_a_config_folder(gpt2_folder: Path, command: str) -> None:
     args = [command, str(gpt2_folder), "--fake", "--format", "json"]
-    args += ["--batch-size", "4"] if command == "estimate" else ["--gpu", "24GB"]
+    args += ["--batch-size", "4"] if command == "estimate" else ["--gpu", "24GB", "--task", "seq-cls"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
 
@@ -142,6 +142,16 @@ def test_bad_config_json(tmp_path: Path, content: str, fragment: str) -> None:
 def test_target_options_on_a_model_file(args: list[str], fragment: str) -> None:
     model = Path(__file__).resolve().parents[1] / "models" / "tiny_mlp.py"
     assert fragment in one_line_error(CliRunner().invoke(app, ["profile", str(model), "--fake", *args]))
+
+
+def test_task_needs_a_model_not_a_saved_profile(tmp_path: Path) -> None:
+    from hand_built import hand_built_profile
+
+    hand_built_profile().save(tmp_path / "p.json")
+    line = one_line_error(
+        CliRunner().invoke(app, ["estimate", str(tmp_path / "p.json"), "--task", "seq-cls"])
+    )
+    assert "--task needs the model" in line
 
 
 def test_seq_len_beyond_the_positions(gpt2_folder: Path) -> None:
