@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from memadvise.capture.loader import TARGET_HINT, ModelSpec, load_model_file
+from memadvise.capture.loader import DEFAULT_FACTORY, TARGET_HINT, ModelSpec, load_model_file
+from memadvise.capture.loader import split_target as split_file_target
 from memadvise.errors import ModelFileError, UsageError
 
 #: ``--task`` → the ``transformers`` Auto class it builds.
@@ -78,6 +79,8 @@ def load_target(target: str | Path, *, task: str | None = None, image_size: int 
     """The model spec for a model file, a Hugging Face config folder or Hub name, ``timm:NAME`` or
     ``torchvision:NAME`` (``task`` and ``image_size`` apply to the last three)."""
     text = str(target)
+    if text.endswith(f":{DEFAULT_FACTORY}") and is_model_target(text[: -len(DEFAULT_FACTORY) - 1]):
+        text = text[: -len(DEFAULT_FACTORY) - 1]  # ``target:build_model``, as memadvise check writes targets
     if task is not None and task not in TASKS:
         raise UsageError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     if image_size is not None and image_size < 1:
@@ -103,6 +106,31 @@ def load_target(target: str | Path, *, task: str | None = None, image_size: int 
             "a model file builds its own model"
         )
     return load_model_file(target)
+
+
+def is_named_target(text: str) -> bool:
+    """``timm:NAME``, ``torchvision:NAME`` or a Hub name (no file or folder of that name here)."""
+    if text.startswith(_VISION_PREFIXES):
+        return text.count(":") == 1
+    return not Path(text).exists() and bool(_HUB_NAME.match(text)) and not text.endswith((".py", ".json"))
+
+
+def is_model_target(text: str) -> bool:
+    """A target that is not a model file: a named one, or a Hugging Face config folder or file."""
+    path = Path(text)
+    return (
+        is_named_target(text)
+        or (path.is_dir() and (path / "config.json").is_file())
+        or (path.name == "config.json" and path.is_file())
+    )
+
+
+def split_target(target: str) -> tuple[Path, str]:
+    """``model.py:factory`` → (path, factory), as :func:`memadvise.capture.loader.split_target`; the
+    other targets (see :func:`is_model_target`) keep their whole text and use ``build_model``."""
+    if is_model_target(str(target)):
+        return Path(target), DEFAULT_FACTORY
+    return split_file_target(target)
 
 
 # -- Hugging Face --------------------------------------------------------------------------------------
