@@ -65,17 +65,8 @@ def test_default_seq_len_is_the_models_positions(gpt2_folder: Path) -> None:
 
 def test_task_chooses_the_head(bert_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.json"
-    args = [
-        "profile",
-        str(bert_folder),
-        "--task",
-        "seq-cls",
-        "--fake",
-        "--target-device",
-        "cpu",
-        "-o",
-        str(out),
-    ]
+    args = ["profile", str(bert_folder), "--task", "seq-cls", "--fake", "--mode", "inference"]
+    args += ["--no-scaling", "-o", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     from memadvise.model.profile import load_profile
