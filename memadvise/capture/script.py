@@ -158,7 +158,7 @@ class ScriptRun:
             tracer.stop()
         tracer.steps = max(min(session.steps_seen, session.optimizer_steps or 1), 1)
         tracer.batch_size = session.batch_size
-        self.profile = tracer.finish(None, train_step=True)
+        self.profile = tracer.finish(None, train_step=True, more_baseline=session.inputs_made_before)
 
     # -- running -------------------------------------------------------------------------------------------
     def run(self) -> Profile:

@@ -397,12 +397,17 @@ class Tracer:
         *,
         train_step: bool = False,
         release: Callable[[], None] | None = None,
+        more_baseline: Callable[[Events], list[BaselineBlock]] | None = None,
     ) -> Profile:
         """Build the profile of the recorded steps (``self.steps`` of them); ``sources`` finds the
-        source lines of leaks (real traces only)."""
+        source lines of leaks (real traces only); ``more_baseline(events)`` adds storages found alive
+        before the recording only once it has ended."""
         recorder = self.recorder
         baseline = self._baseline
         events = recorder.events()
+        if more_baseline is not None:
+            known = {b.ptr for b in baseline}
+            baseline = baseline + [b for b in more_baseline(events) if b.ptr not in known]
         extra: dict[str, Any] = {"steps": self.steps}
         if self.steps >= MIN_LEAK_STEPS:
             scan = scan_leaks(events, self.steps, baseline)

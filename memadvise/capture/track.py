@@ -83,6 +83,7 @@ class LiveSession:
         self._backward_seen = False
         self._stack = ExitStack()
         self.original_backward: Callable[..., Any] = torch.autograd.backward
+        self.inputs_seen: dict[int, tuple[int, str]] = {}
 
     # -- phases ------------------------------------------------------------------------------------------
     def switch(self, to: Phase) -> None:
@@ -103,6 +104,11 @@ class LiveSession:
         """The model's forward pass starts: a new step when an optimizer step ended the last one."""
         if not self.batch_size:
             self.batch_size = batch_size_of(args, kwargs)
+        recorder = self.tracer.recorder
+        for t in iter_tensors((list(args), dict(kwargs or {}))):
+            key = recorder.key(t)
+            if key is not None and key[1] and t.device.type == recorder.device.type:
+                self.inputs_seen.setdefault(key[0], (self.tracer.sizes.round(key[1]), str(t.dtype)))
         if self._boundary or (self.optimizer_steps == 0 and self._no_optimizer() and self._backward_seen):
             self.step += 1
             self._boundary = self._backward_seen = False
@@ -153,6 +159,21 @@ class LiveSession:
             self.close_phase()
         finally:
             self._stack.close()
+
+    def inputs_made_before(self, events: Any) -> list[BaselineBlock]:
+        """The model's inputs whose memory no recorded event allocated: made before the recording."""
+        allocated = {ptr for ptr, size in zip(events.ptr, events.size, strict=True) if size > 0}
+        return [
+            BaselineBlock(
+                ptr=ptr,
+                nbytes=nbytes,
+                category=Category.INPUTS.value,
+                module="<inputs>",
+                dtype=dtype.removeprefix("torch."),
+            )
+            for ptr, (nbytes, dtype) in self.inputs_seen.items()
+            if ptr not in allocated
+        ]
 
     @property
     def steps_seen(self) -> int:
@@ -274,7 +295,7 @@ class Track:
         tracer.steps = max(session.steps_seen, 1)
         tracer.batch_size = self.batch_size if self.batch_size is not None else session.batch_size
         tracer.train_loop = "train_step"
-        self._profile = tracer.finish(None, train_step=True)
+        self._profile = tracer.finish(None, train_step=True, more_baseline=session.inputs_made_before)
 
     @property
     def profile(self) -> Profile:

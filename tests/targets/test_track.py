@@ -37,9 +37,16 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
-def plain_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, module: object, steps: int) -> None:
-    """PyTorch's tutorial loop, as a user writes it (the batch made inside, as a data loader would)."""
-    x = module.example_inputs(BATCH)  # type: ignore[attr-defined]
+def plain_loop(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    module: object,
+    steps: int,
+    x: torch.Tensor | None = None,
+) -> None:
+    """PyTorch's tutorial loop, as a user writes it (the batch ``x``, else one made here)."""
+    if x is None:
+        x = module.example_inputs(BATCH)  # type: ignore[attr-defined]
     for _ in range(steps):
         out = model(x)
         loss = module.loss_fn(out, x)  # type: ignore[attr-defined]
@@ -48,14 +55,17 @@ def plain_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, module: objec
         opt.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("batch_made", ["inside", "before"])
 @pytest.mark.usefixtures("one_thread")
-def test_track_peak_matches_the_ground_truth(model_file: Path) -> None:
+def test_track_peak_matches_the_ground_truth(model_file: Path, batch_made: str) -> None:
+    """The batch made inside the block, or before it (then found alive as the model's input)."""
     truth = groundtruth.measure_peak(model_file, BATCH)  # two steps of the same loop, adamw
     module = groundtruth.load_model_file(model_file)
     model = module.build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = module.example_inputs(BATCH) if batch_made == "before" else None
     with memadvise.track(model, opt) as t:
-        plain_loop(model, opt, module, steps=2)
+        plain_loop(model, opt, module, steps=2, x=x)
     prof = t.profile
     error = abs(prof.peak_bytes - truth.peak_bytes) / truth.peak_bytes
     assert error <= 0.02, (prof.peak_bytes, truth.peak_bytes)
@@ -63,6 +73,7 @@ def test_track_peak_matches_the_ground_truth(model_file: Path) -> None:
     assert prof.param_bytes == params and prof.grad_bytes == params
     assert prof.steps == 2 and prof.batch_size == BATCH and prof.optimizer == "adamw"
     assert prof.peak_phase == truth.peak_phase
+    assert prof.input_bytes == (4 * BATCH * 64 if batch_made == "before" else 0)  # inside: a new tensor
 
 
 def test_track_leaves_the_users_training_alone(model_file: Path) -> None:
