@@ -97,6 +97,8 @@ def load_target(target: str | Path, *, task: str | None = None, image_size: int 
         return hf_spec(path / "config.json", path.resolve().name or text, path, task, image_size)
     if path.name == "config.json" and path.is_file():
         return hf_spec(path, path.resolve().parent.name, path, task, image_size)
+    if not path.exists() and Path(f"{text}.py").is_file():
+        raise ModelFileError(f"'{text}' not found; did you mean the model file {text}.py?")
     if not path.exists() and _HUB_NAME.match(text) and not text.endswith((".py", ".json")):
         return hf_spec(hub_config(text), text, Path(text), task, image_size)
     if task is not None or image_size is not None:

@@ -145,6 +145,14 @@ def test_task_needs_a_model_not_a_saved_profile(tmp_path: Path) -> None:
     assert "--task needs the model" in line
 
 
+def test_a_model_file_name_without_py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.py").write_text("")
+    assert "did you mean the model file model.py" in one_line_error(
+        CliRunner().invoke(app, ["profile", "model"])
+    )
+
+
 def test_seq_len_beyond_the_positions(gpt2_folder: Path) -> None:
     line = one_line_error(CliRunner().invoke(app, ["profile", str(gpt2_folder), "--fake", "--seq-len", "64"]))
     assert "32 positions" in line
