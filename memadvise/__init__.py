@@ -16,7 +16,7 @@ from memadvise.model.profile import Category, Holder, LayerStats, Phase, Profile
 
 if TYPE_CHECKING:
     from memadvise.analyzer import Estimate, Scenario, estimate
-    from memadvise.api import profile_file, profile_model
+    from memadvise.api import profile_file, profile_model, track
     from memadvise.reporters.tables import to_dataframe
 
 
@@ -38,12 +38,13 @@ __all__ = [
     "profile_file",
     "profile_model",
     "to_dataframe",
+    "track",
 ]
 
 
 def __getattr__(name: str) -> object:
     """Import torch-heavy parts lazily so ``import memadvise`` stays cheap for offline work."""
-    if name in ("profile_file", "profile_model"):
+    if name in ("profile_file", "profile_model", "track"):
         from memadvise import api
 
         return getattr(api, name)

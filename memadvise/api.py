@@ -22,11 +22,12 @@ from memadvise.capture.hygiene import (
 from memadvise.capture.loader import (
     USER_MODULE_PREFIX,
     ModelSpec,
-    load_model_file,
     split_target,
     user_code_error,
 )
+from memadvise.capture.targets import load_target
 from memadvise.capture.tracer import Tracer
+from memadvise.capture.track import track as track
 from memadvise.capture.training import (
     MIXED_DTYPES,
     BadStepResult,
@@ -184,8 +185,14 @@ def profile_file(
     memory_limit: int | str | None = None,
     new_tokens: int | None = None,
     cache: str = "dynamic",
+    task: str | None = None,
+    image_size: int | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
+
+    ``target`` may also be a Hugging Face config folder or Hub name, ``timm:NAME`` or
+    ``torchvision:NAME`` (see :mod:`memadvise.capture.targets`; ``task`` picks a Hugging Face head,
+    ``image_size`` the side of their images).
 
     ``device="meta"`` traces fake: the model and its batch are built on the meta device, nothing is
     allocated, and memory follows ``target_device``'s kernels (default ``cuda``). The file's
@@ -249,6 +256,8 @@ def profile_file(
             memory_limit=memory_limit,
             new_tokens=new_tokens,
             cache=cache,
+            task=task,
+            image_size=image_size,
         )
 
 
@@ -287,10 +296,12 @@ def _profile_file(
     memory_limit: int | str | None,
     new_tokens: int | None,
     cache: str,
+    task: str | None,
+    image_size: int | None,
 ) -> Profile:
     watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
     with sharding as mesh, watch or nullcontext():
-        spec = load_model_file(target).with_seq_len(seq_len)
+        spec = load_target(target, task=task, image_size=image_size).with_seq_len(seq_len)
         generate = _generate_settings(spec, mode, new_tokens, cache)
         profile, inputs = _traced(
             spec,
@@ -309,7 +320,7 @@ def _profile_file(
             gpu=gpu,
             generate=generate,
         )
-    profile = replace(profile, seq_len=seq_len, fsdp_ranks=fsdp or 0)
+    profile = replace(profile, seq_len=spec.seq_len, fsdp_ranks=fsdp or 0)
     host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
     if host is not None:
         return replace(profile, host_memory=host)

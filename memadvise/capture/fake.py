@@ -104,13 +104,25 @@ class AssumeScalars(TorchDispatchMode):
 
 
 def fake_mode_of(model: torch.nn.Module) -> Any:
-    """The FakeTensorMode that made ``model``'s tensors, or ``None`` for a real (or meta) model."""
+    """The FakeTensorMode that made ``model``'s tensors, or ``None`` for a real (or meta) model.
+
+    ``copy.deepcopy`` of a fake tensor copies its ``__dict__``, and with it its mode: a module cloned
+    while the model was built (``nn.TransformerEncoder`` clones its layer) holds tensors of a mode of
+    its own, which the model's mode treats as foreign — every view of them (each ``weight.t()``) got a
+    new storage and counted as a new allocation. Such tensors are given the first tensor's mode here.
+    """
     from torch._subclasses.fake_tensor import FakeTensor
 
+    mode = None
     for t in list(model.parameters()) + list(model.buffers()):
         t = getattr(t, "_local_tensor", t)  # a DTensor (FSDP2) holds its shard
-        return t.fake_mode if isinstance(t, FakeTensor) else None
-    return None
+        if not isinstance(t, FakeTensor):
+            return mode
+        if mode is None:
+            mode = t.fake_mode
+        elif t.fake_mode is not mode:
+            t.fake_mode = mode
+    return mode
 
 
 def new_fake_mode() -> Any:

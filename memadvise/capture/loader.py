@@ -26,6 +26,11 @@ from memadvise.errors import ModelFileError
 
 DEFAULT_FACTORY = "build_model"
 USER_MODULE_PREFIX = "memadvise_user_model_"
+#: Where every "not a model file" error points: the template, and the targets that need no model file.
+TARGET_HINT = (
+    "write one with `memadvise init model.py`, or give a Hugging Face config folder or Hub name, "
+    "timm:NAME or torchvision:NAME"
+)
 
 
 @dataclass(frozen=True)
@@ -157,17 +162,17 @@ def load_model_file(target: str | Path) -> ModelSpec:
     """Import a model file (``file.py`` or ``file.py:factory``) and check what it defines."""
     path, factory_name = split_target(str(target))
     if not path.exists():
-        raise ModelFileError(f"model file '{path}' not found")
+        raise ModelFileError(f"model file '{path}' not found; {TARGET_HINT}")
     if path.is_dir():
-        raise ModelFileError(f"'{path}' is a directory; give the path of a Python model file")
+        raise ModelFileError(f"'{path}' is a directory without a config.json; {TARGET_HINT}")
     module = _import_file(path)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         hint = "" if factory_name != DEFAULT_FACTORY else " returning a torch.nn.Module"
-        raise ModelFileError(f"{path}: defines no function {factory_name}(){hint}")
+        raise ModelFileError(f"{path}: defines no function {factory_name}(){hint}; {TARGET_HINT}")
     example_inputs = getattr(module, "example_inputs", None)
     if not callable(example_inputs):
-        raise ModelFileError(f"{path}: defines no function example_inputs(batch_size)")
+        raise ModelFileError(f"{path}: defines no function example_inputs(batch_size); {TARGET_HINT}")
     loss_fn = getattr(module, "loss_fn", None)
     if loss_fn is not None and not callable(loss_fn):
         raise ModelFileError(f"{path}: loss_fn is defined but is not a function")

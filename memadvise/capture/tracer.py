@@ -22,7 +22,7 @@ gradients and the RNG state, so the model computes exactly what it did before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -221,14 +221,19 @@ class Tracer:
         self._state: _ModelState | None = None
         self._profile: Profile | None = None
         self._health = HealthMonitor() if health else None
+        self._generation: GenerationRun | None = None
 
     # -- context management ----------------------------------------------------------------------
     def __enter__(self) -> Tracer:
         self._state = _ModelState.save(self.model, copy_values=self.preserve_state)
+        self.install_hooks()
+        return self
+
+    def install_hooks(self) -> None:
+        """Forward pre/post hooks on every module of the model (removed by ``__exit__``)."""
         for mod_name, module in self.model.named_modules():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(mod_name)))
             self._handles.append(module.register_forward_hook(self._post_hook(mod_name)))
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         for handle in self._handles:
@@ -317,71 +322,112 @@ class Tracer:
 
         ``train_step(model, inputs, optimizer)`` replaces the default training step.
         """
-        recorder = self.recorder
-        owners = _owner_names(self.model)
-        baseline = baseline_blocks(self.model, inputs, recorder, self.sizes)
         optimizer: torch.optim.Optimizer | None = None
-        param_names = {id(p): owners.get(id(p), "") for p in self.model.parameters()}
-
-        def remember(category: Category, step: int, p: torch.Tensor, t: torch.Tensor) -> None:
-            by_step = self._capture.grads if category is Category.GRADIENTS else self._capture.optimizer_state
-            into = by_step[step]
-            key = recorder.key(t)
-            if key is not None and t.device.type == recorder.device.type and key[0] not in into:
-                into[key[0]] = (param_names.get(id(p), ""), self.sizes.round(key[1]))
-                self._capture.dtypes[(category.value, step, key[0])] = dtype_name(t)
-
-        def after_backward(step: int) -> None:
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    remember(Category.GRADIENTS, step, p, p.grad)
-            if self._health is not None:
-                self._health.gradients(step, self.model)
-
-        def after_optimizer(step: int, opt: torch.optim.Optimizer) -> None:
-            for p, state in opt.state.items():
-                for t in iter_tensors(dict(state)):
-                    remember(Category.OPTIMIZER_STATE, step, p, t)
-
         phase: PhaseContext = self._phase
-        generation: GenerationRun | None = None
+        self.start(inputs)
         try:
-            with recorder.session(), torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
-                # Built inside the recording: some optimizers (Adagrad) allocate their state here.
-                if self.mode == "train":
-                    optimizer = make_optimizer(self.optimizer_name, self.model.parameters())
-                if self.mode == Mode.GENERATE.value:
-                    generation = self._generate(inputs, phase)
-                else:
-                    run_steps(
-                        self.model,
-                        inputs,
-                        mode=self.mode,
-                        optimizer=optimizer,
-                        loss_fn=loss_fn,
-                        steps=self.steps,
-                        phase=phase,
-                        after_backward=after_backward,
-                        after_optimizer=after_optimizer,
-                        train_step=train_step,
-                        autocast=self._autocast,
-                        loop=self.train_loop,
-                    )
+            # Built inside the recording: some optimizers (Adagrad) allocate their state here.
+            if self.mode == "train":
+                optimizer = make_optimizer(self.optimizer_name, self.model.parameters())
+            if self.mode == Mode.GENERATE.value:
+                self._generation = self._generate(inputs, phase)
+            else:
+                run_steps(
+                    self.model,
+                    inputs,
+                    mode=self.mode,
+                    optimizer=optimizer,
+                    loss_fn=loss_fn,
+                    steps=self.steps,
+                    phase=phase,
+                    after_backward=self.after_backward,
+                    after_optimizer=self.after_optimizer,
+                    train_step=train_step,
+                    autocast=self._autocast,
+                    loop=self.train_loop,
+                )
+        finally:
+            self.stop()
+
+        held = [optimizer]  # released once the leak sources are found: no optimizer state beyond that
+
+        def sources(leaks: tuple[Leak, ...]) -> tuple[Leak, ...]:
+            return self._leak_sources(leaks, inputs, held[0], loss_fn, train_step)
+
+        optimizer = None
+        return self.finish(sources, train_step=train_step is not None, release=held.clear)
+
+    # -- the recording, in parts (``run`` above, and code that runs its own steps between them) --------
+    def start(self, inputs: Any, extra_baseline: list[BaselineBlock] | None = None) -> None:
+        """Note what is alive (parameters, buffers, ``inputs``, ``extra_baseline``) and start recording."""
+        self._owners = _owner_names(self.model)
+        self._param_names = {id(p): self._owners.get(id(p), "") for p in self.model.parameters()}
+        self._baseline = baseline_blocks(self.model, inputs, self.recorder, self.sizes)
+        known = {b.ptr for b in self._baseline}
+        self._baseline += [b for b in extra_baseline or [] if b.ptr not in known]
+        self._recording = ExitStack()
+        self._recording.enter_context(self.recorder.session())
+        self._recording.enter_context(torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack))
+
+    def stop(self) -> None:
+        """Stop recording (the events stay with the recorder until :meth:`finish`)."""
+        try:
+            self._recording.close()
         finally:
             self._close_ranges()
+
+    def _remember(self, category: Category, step: int, p: torch.Tensor, t: torch.Tensor) -> None:
+        by_step = self._capture.grads if category is Category.GRADIENTS else self._capture.optimizer_state
+        into = by_step[step]
+        key = self.recorder.key(t)
+        if key is not None and t.device.type == self.recorder.device.type and key[0] not in into:
+            into[key[0]] = (self._param_names.get(id(p), ""), self.sizes.round(key[1]))
+            self._capture.dtypes[(category.value, step, key[0])] = dtype_name(t)
+
+    def after_backward(self, step: int) -> None:
+        """Note the gradients alive after a backward pass of ``step``."""
+        for p in self.model.parameters():
+            if p.grad is not None:
+                self._remember(Category.GRADIENTS, step, p, p.grad)
+        if self._health is not None:
+            self._health.gradients(step, self.model)
+
+    def after_optimizer(self, step: int, opt: torch.optim.Optimizer) -> None:
+        """Note the optimizer state alive after ``opt.step()`` of ``step``."""
+        for p, state in opt.state.items():
+            for t in iter_tensors(dict(state)):
+                self._remember(Category.OPTIMIZER_STATE, step, p, t)
+
+    def finish(
+        self,
+        sources: Callable[[tuple[Leak, ...]], tuple[Leak, ...]] | None = None,
+        *,
+        train_step: bool = False,
+        release: Callable[[], None] | None = None,
+        more_baseline: Callable[[Events], list[BaselineBlock]] | None = None,
+    ) -> Profile:
+        """Build the profile of the recorded steps (``self.steps`` of them); ``sources`` finds the
+        source lines of leaks (real traces only); ``more_baseline(events)`` adds storages found alive
+        before the recording only once it has ended."""
+        recorder = self.recorder
+        baseline = self._baseline
         events = recorder.events()
+        if more_baseline is not None:
+            known = {b.ptr for b in baseline}
+            baseline = baseline + [b for b in more_baseline(events) if b.ptr not in known]
         extra: dict[str, Any] = {"steps": self.steps}
         if self.steps >= MIN_LEAK_STEPS:
             scan = scan_leaks(events, self.steps, baseline)
             leaks = scan.leaks
-            if leaks and not recorder.fake:
-                leaks = self._leak_sources(leaks, inputs, optimizer, loss_fn, train_step)
+            if leaks and not recorder.fake and sources is not None:
+                leaks = sources(leaks)
             extra.update(
                 live_after_step=scan.live_after_step, leaks=leaks, leak_bytes_per_step=scan.bytes_per_step
             )
+        if release is not None:
+            release()
         if self._health is not None:
             extra["health"] = self._health.report()
-        optimizer = None  # the trace holds no optimizer state beyond this point
         assumptions = getattr(recorder, "assumptions", {})
         profile = build_profile(
             first_steps(events, PEAK_STEPS),
@@ -404,9 +450,9 @@ class Tracer:
             },
         )
         if profile.program is not None:
-            extra["program"] = replace(profile.program, parameters=_parameters(self.model, owners))
-        if generation is not None:
-            extra.update(self._generation_figures(generation, events, baseline))
+            extra["program"] = replace(profile.program, parameters=_parameters(self.model, self._owners))
+        if self._generation is not None:
+            extra.update(self._generation_figures(self._generation, events, baseline))
         from memadvise.capture.moe import moe_note
 
         note = moe_note(self.model, profile)

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from memadvise.capture.loader import split_target
+from memadvise.capture.targets import is_model_target, is_named_target, split_target
 from memadvise.check.config import (
     CheckConfig,
     Settings,
@@ -94,7 +94,7 @@ class CheckTarget:
 
     def key(self, base: Path) -> str:
         """The baseline key, with the model path relative to the baseline's folder ``base``."""
-        model = relative_to(self.path, base)
+        model = str(self.path) if is_named_target(str(self.path)) else relative_to(self.path, base)
         return entry_key(model, self.factory, self.batch_size, self.mode, self.optimizer, self.device_key)
 
     @property
@@ -434,7 +434,7 @@ def plan_checks(
     targets: dict[tuple[Any, ...], CheckTarget] = {}
     for model, own in models:
         path, factory = split_target(model)
-        if not path.is_file():
+        if not path.is_file() and not is_model_target(str(path)):
             raise ModelFileError(f"model file '{path}' not found")
         s = cli.over(own).over(config.settings).over(builtin)
         assert s.batch_sizes and s.modes and s.optimizer and s.tolerance

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memadvise.capture.loader import split_target
+from memadvise.capture.targets import is_named_target, split_target
 from memadvise.errors import CheckConfigError, UsageError
 from memadvise.model.limits import MAX_BATCH_SIZE
 from memadvise.model.profile import Mode, OptimizerName
@@ -173,7 +173,8 @@ def load_config(path: Path) -> CheckConfig:
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             raise CheckConfigError(f'{item_where}: give a path string or a table with path = "model.py"')
         model_path, factory = split_target(item["path"])
-        target = f"{path.parent / model_path}:{factory}"
+        named = is_named_target(item["path"]) and not (path.parent / item["path"]).exists()
+        target = f"{model_path if named else path.parent / model_path}:{factory}"
         models.append((target, _settings(item, _MODEL_KEYS, item_where)))
     try:  # the types and bounds of every value (the checks above give the friendlier messages first)
         validate(check, CHECK_CONFIG)

@@ -8,12 +8,16 @@ from memadvise.cli.check_cmd import HELP as CHECK_HELP
 from memadvise.cli.check_cmd import check_command
 from memadvise.cli.estimate_cmd import HELP as ESTIMATE_HELP
 from memadvise.cli.estimate_cmd import estimate_command
+from memadvise.cli.init_cmd import HELP as INIT_HELP
+from memadvise.cli.init_cmd import init_command
 from memadvise.cli.plan_cmd import HELP as PLAN_HELP
 from memadvise.cli.plan_cmd import plan_command
 from memadvise.cli.profile_cmd import HELP as PROFILE_HELP
 from memadvise.cli.profile_cmd import profile_command
 from memadvise.cli.report_cmd import HELP as REPORT_HELP
 from memadvise.cli.report_cmd import report_command
+from memadvise.cli.run_cmd import HELP as RUN_HELP
+from memadvise.cli.run_cmd import RUN_SETTINGS, run_command
 from memadvise.cli.usage import OneLineErrors
 
 app = typer.Typer(
@@ -29,6 +33,8 @@ app.command("estimate", help=ESTIMATE_HELP)(estimate_command)
 app.command("plan", help=PLAN_HELP)(plan_command)
 app.command("check", help=CHECK_HELP)(check_command)
 app.command("report", help=REPORT_HELP)(report_command)
+app.command("init", help=INIT_HELP)(init_command)
+app.command("run", help=RUN_HELP, context_settings=RUN_SETTINGS)(run_command)
 
 
 def _version(value: bool) -> None:

@@ -304,6 +304,8 @@ def load_or_profile(
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
     memory_limit: str | None = None,
+    task: Any = None,
+    image_size: int | None = None,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -312,8 +314,9 @@ def load_or_profile(
     from memadvise.analyzer import Precision
 
     if target.endswith(".json"):
-        if seq_len is not None:
-            raise UsageError("--seq-len needs the model file: a profile holds one sequence length")
+        if seq_len is not None or task is not None or image_size is not None:
+            option = "--seq-len" if seq_len is not None else "--task" if task is not None else "--image-size"
+            raise UsageError(f"{option} needs the model file: a profile holds the model it traced")
         refuse_trace_options(device, fake, target_device)
         from memadvise.model.profile import load_profile
 
@@ -350,6 +353,8 @@ def load_or_profile(
             train_loop=train_loop.value,
             gpu=cuda_target(gpu) if fake_cuda else None,
             memory_limit=memory_limit,
+            task=task.value if task is not None else None,
+            image_size=image_size,
         )
     return profile, scenario
 

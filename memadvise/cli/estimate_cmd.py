@@ -35,6 +35,7 @@ from memadvise.cli.common import (
     resolve_target,
     show,
 )
+from memadvise.cli.target_opts import ImageSizeOpt, TaskOpt
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GRAD_ACCUM
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
@@ -151,6 +152,8 @@ def estimate_command(
     cache: Annotated[
         str | None, typer.Option("--cache", help="Generation profiles: dynamic or static KV cache.")
     ] = None,
+    task: TaskOpt = None,
+    image_size: ImageSizeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
@@ -190,6 +193,8 @@ def estimate_command(
         seq_len,
         train_loop=train_loop,
         memory_limit=memory_limit,
+        task=task,
+        image_size=image_size,
     )
     show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")
 

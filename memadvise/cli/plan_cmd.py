@@ -37,6 +37,7 @@ from memadvise.cli.common import (
     resolve_target,
     show,
 )
+from memadvise.cli.target_opts import ImageSizeOpt, TaskOpt
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GRAD_ACCUM
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
@@ -159,6 +160,8 @@ def plan_command(
     kv_dtype: Annotated[
         str | None, typer.Option("--kv-dtype", help="--mode generate: KV cache dtype (default bf16).")
     ] = None,
+    task: TaskOpt = None,
+    image_size: ImageSizeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
@@ -234,6 +237,8 @@ def plan_command(
         train_loop,
         gpu,
         memory_limit,
+        task=task,
+        image_size=image_size,
     )
     source, setup = _source(target, profile, trace_batch_size, device, fake, target_device, seq_len, gpu)
     if budget is None:
@@ -313,6 +318,8 @@ def _profile(
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
     memory_limit: str | None = None,
+    task: object = None,
+    image_size: int | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
     from memadvise.planner import fsdp_trace_ranks
@@ -335,5 +342,7 @@ def _profile(
         train_loop=train_loop,
         gpu=_catalog_name(gpu),
         memory_limit=memory_limit,
+        task=task,
+        image_size=image_size,
     )
     return profile

@@ -26,6 +26,7 @@ from memadvise.cli.common import (
     show,
     step_progress,
 )
+from memadvise.cli.target_opts import TARGETS_HELP, ImageSizeOpt, TaskOpt
 from memadvise.model.limits import MAX_DEPTH, MAX_GPUS, MAX_ROWS, MAX_SEQ_LEN, MAX_STEPS, MAX_WORKERS
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
@@ -33,11 +34,17 @@ from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
 if TYPE_CHECKING:
     from memadvise.model.profile import Profile
 
-HELP = """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
+HELP = (
+    """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
 
 MODEL_FILE is a Python file defining build_model() and example_inputs(batch_size) (and optionally
 loss_fn(output, inputs), train_step(model, inputs, optimizer) to replace the whole training step, and
-make_dataloader()); use FILE.py:factory to call another factory than build_model.
+make_dataloader()); use FILE.py:factory to call another factory than build_model ('memadvise init
+model.py' writes a template).
+
+"""
+    + TARGETS_HELP
+    + """
 
 --steps K (K >= 3) traces K steps and reports memory that grows from step to step as a leak, with
 where the surviving tensors were created; the peak stays the max over the first two steps.
@@ -77,12 +84,17 @@ Examples:
   memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
   memadvise profile sample_models/gpt2.py --precision bf16-mixed --seq-len 64
   memadvise profile sample_models/llama2_7b.py --fake --target-device cpu --fsdp 8   # one rank's memory
+  memadvise profile path/to/hf-model/ --fake --seq-len 512   # a folder with a Hugging Face config.json
+  memadvise profile meta-llama/Llama-3.1-8B --fake --precision bf16-mixed   # a Hub name: config only
+  memadvise profile timm:convnext_tiny --fake -b 32
+  memadvise profile torchvision:resnet50 --image-size 160 -b 8
   memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 32 -b 2 -o gen.json
 
 --mode generate traces greedy model.generate(max_new_tokens=N, min_new_tokens=N, do_sample=False) under
 no_grad (or the file's own generate(model, inputs, new_tokens)): the peak, whether it falls in the
 prefill or in decoding, and the KV cache (kv_cache_bytes) and its growth per decode step.
 """
+)
 
 FormatOpt = Annotated[
     Format | None,
@@ -199,7 +211,8 @@ def profile_command(
         str | None,
         typer.Argument(
             metavar="MODEL_FILE",
-            help="model.py or model.py:factory (default: the model key of tool.memadvise in pyproject.toml).",
+            help="model.py[:factory], a Hugging Face config folder or Hub name, timm:NAME, torchvision:NAME "
+            "(default: the model key of tool.memadvise in pyproject.toml).",
             show_default=False,
         ),
     ] = None,
@@ -228,6 +241,8 @@ def profile_command(
     memory_limit: MemoryLimitOpt = None,
     new_tokens: NewTokensOpt = None,
     cache: CacheOpt = "dynamic",
+    task: TaskOpt = None,
+    image_size: ImageSizeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.api import profile_file
@@ -270,6 +285,8 @@ def profile_command(
             memory_limit=memory_limit,
             new_tokens=new_tokens,
             cache=cache,
+            task=task.value if task else None,
+            image_size=image_size,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

@@ -1,0 +1,103 @@
+"""``memadvise.track(model, optimizer)``: the steps of the user's own loop, against the ground truth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import memadvise
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import groundtruth  # noqa: E402
+
+MODEL_FILE = """\
+import torch
+from torch import nn
+
+def build_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 10))
+
+def example_inputs(batch_size):
+    return torch.randn(batch_size, 64)
+
+def loss_fn(output, inputs):
+    return nn.functional.cross_entropy(output, torch.zeros(output.shape[0], dtype=torch.long))
+"""
+BATCH = 16
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mlp_for_track.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def plain_loop(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    module: object,
+    steps: int,
+    x: torch.Tensor | None = None,
+) -> None:
+    """PyTorch's tutorial loop, as a user writes it (the batch ``x``, else one made here)."""
+    if x is None:
+        x = module.example_inputs(BATCH)  # type: ignore[attr-defined]
+    for _ in range(steps):
+        out = model(x)
+        loss = module.loss_fn(out, x)  # type: ignore[attr-defined]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("batch_made", ["inside", "before"])
+@pytest.mark.usefixtures("one_thread")
+def test_track_peak_matches_the_ground_truth(model_file: Path, batch_made: str) -> None:
+    """The batch made inside the block, or before it (then found alive as the model's input)."""
+    truth = groundtruth.measure_peak(model_file, BATCH)  # two steps of the same loop, adamw
+    module = groundtruth.load_model_file(model_file)
+    model = module.build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = module.example_inputs(BATCH) if batch_made == "before" else None
+    with memadvise.track(model, opt) as t:
+        plain_loop(model, opt, module, steps=2, x=x)
+    prof = t.profile
+    error = abs(prof.peak_bytes - truth.peak_bytes) / truth.peak_bytes
+    assert error <= 0.02, (prof.peak_bytes, truth.peak_bytes)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert prof.param_bytes == params and prof.grad_bytes == params
+    assert prof.steps == 2 and prof.batch_size == BATCH and prof.optimizer == "adamw"
+    assert prof.peak_phase == truth.peak_phase
+    assert prof.input_bytes == (4 * BATCH * 64 if batch_made == "before" else 0)  # inside: a new tensor
+
+
+def test_track_leaves_the_users_training_alone(model_file: Path) -> None:
+    module = groundtruth.load_model_file(model_file)
+    model = module.build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    backward = torch.autograd.backward
+    with memadvise.track(model) as t:
+        plain_loop(model, opt, module, steps=3)
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))  # trained
+    assert opt.state and all("momentum_buffer" in s for s in opt.state.values())
+    assert torch.autograd.backward is backward
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+    assert t.profile.steps == 3 and t.profile.optimizer == "sgd-momentum"
+    assert t.profile.leaks == ()  # a plain loop holds nothing from step to step
+
+
+def test_an_error_in_the_loop_propagates(model_file: Path) -> None:
+    module = groundtruth.load_model_file(model_file)
+    model = module.build_model()
+    with pytest.raises(ZeroDivisionError), memadvise.track(model) as t:
+        model(module.example_inputs(2))
+        _ = 1 / 0
+    assert all(not m._forward_pre_hooks for m in model.modules())
+    with pytest.raises(memadvise.UsageError, match="ended without an error"):
+        _ = t.profile
