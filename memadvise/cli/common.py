@@ -107,6 +107,37 @@ def chosen_device(device: DeviceChoice | None, fake: bool, target: TargetDeviceC
     return name
 
 
+def cuda_visible() -> bool:
+    """Whether a GPU may be there for torch, found without importing torch (which takes seconds): NVML sees
+    an NVIDIA device, or a ROCm device node exists. Only a clear "no" lets the command line refuse early;
+    torch has the last word."""
+    import os
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if os.path.exists("/dev/kfd"):  # ROCm builds of torch call AMD GPUs cuda
+        return True
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount()) > 0
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return False
+
+
+def precheck(target: str, device: str | None) -> None:
+    """What can be checked before torch is imported: the model file's path and a cuda device."""
+    from memadvise.capture.loader import check_model_path
+
+    check_model_path(target)
+    if device == "cuda" and not cuda_visible():
+        raise UsageError("device cuda was asked for, but this machine has no CUDA device available to torch")
+
+
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
@@ -237,6 +268,8 @@ def load_or_profile(
 
         return load_profile(target), scenario
 
+    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+    precheck(target, where)
     from memadvise.api import profile_file  # torch: only when a model file is profiled
 
     traced_precision = "fp32"
@@ -247,7 +280,6 @@ def load_or_profile(
     if scenario.optimizer is not None and scenario.optimizer is not OptimizerName.ADAMW_8BIT:
         traced_optimizer = scenario.optimizer
         scenario = replace(scenario, optimizer=None)
-    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
     fake_cuda = where == "meta" and getattr(target_device, "value", "cuda") == "cuda"
     phases = 3 if mode is Mode.TRAIN else 1
     with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:

@@ -21,6 +21,7 @@ from memadvise.cli.common import (
     chosen_device,
     cuda_target,
     handles_errors,
+    precheck,
     show,
     step_progress,
 )
@@ -29,6 +30,12 @@ from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
 
 if TYPE_CHECKING:
     from memadvise.model.profile import Profile
+
+#: The fewest traced steps that tell a leak from warm-up (memadvise.capture.leaks.MIN_LEAK_STEPS, which
+#: imports torch; tests/cli checks they agree).
+MIN_LEAK_STEPS = 3
+#: The precisions a trace runs in (memadvise.capture.training.TRACED_PRECISIONS, likewise).
+TRACED_PRECISIONS = ("fp32", "bf16", "fp16", "bf16-mixed", "fp16-mixed")
 
 HELP = """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
 
@@ -181,8 +188,6 @@ def profile_command(
     gpu: GpuKernelsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    from memadvise.api import profile_file
-    from memadvise.capture.leaks import MIN_LEAK_STEPS
     from memadvise.errors import UsageError
 
     if steps is not None and steps < MIN_LEAK_STEPS:
@@ -193,6 +198,16 @@ def profile_command(
     where = chosen_device(device, fake, target_device)
     if health and where == "meta":
         raise UsageError("--health needs real values; it cannot be combined with --fake")
+    if precision not in TRACED_PRECISIONS:
+        choices = ", ".join(TRACED_PRECISIONS)
+        raise UsageError(f"precision {precision!r} cannot be traced; use one of {choices}")
+    fake_target = target_device.value if target_device else None
+    if fsdp is not None and (where != "meta" or fake_target == "cuda"):
+        raise UsageError("--fsdp traces one rank fake on CPU kernels: add --fake --target-device cpu")
+    if gpu is not None and (where != "meta" or fake_target == "cpu" or fsdp is not None):
+        raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
+    precheck(model_file, where)
+    from memadvise.api import profile_file  # imports torch: only once the arguments are checked
     kind = ", fake" if where == "meta" else ""
     n_steps = steps or 2
     phases = 3 if mode is Mode.TRAIN else 1
