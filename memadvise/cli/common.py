@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.profile import Mode, OptimizerName
@@ -72,7 +74,7 @@ DeviceOpt = Annotated[
     ),
 ]
 FakeOpt = Annotated[
-    bool, typer.Option("--fake", help="Trace fake on the meta device (same as --device meta).")
+    bool, typer.Option("--fake", metavar="", help="Trace fake on the meta device (same as --device meta).")
 ]
 TargetDeviceOpt = Annotated[
     TargetDeviceChoice | None,
@@ -138,7 +140,7 @@ def precheck(target: str, device: str | None) -> None:
         raise UsageError("device cuda was asked for, but this machine has no CUDA device available to torch")
 
 
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
     str, typer.Argument(metavar="TARGET", help="profile.json, model.py or model.py:factory")
@@ -160,6 +162,34 @@ class TextFormat(str, Enum):
 
 
 FormatOpt = Annotated[TextFormat, typer.Option("--format", "-f", help="table or json.")]
+
+
+def help_text(text: str) -> str:
+    """A command's help as rich should wrap it: the source keeps its lines short, but a line break inside a
+    paragraph would otherwise show as one (mid-sentence, at every width). A ``\\b`` paragraph (the
+    examples) keeps its lines."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs
+    )
+
+
+class _NoFlagMetavar:
+    """``--help`` is a switch: no ``<bool>`` beside it (typer shows the type of every option)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_NoFlagMetavar, TyperCommand):
+    """The class of every memadvise command."""
+
+
+class Group(_NoFlagMetavar, TyperGroup):
+    """The class of the memadvise command group."""
 
 
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:

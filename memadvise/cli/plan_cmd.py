@@ -53,8 +53,9 @@ model file, --fake --target-device cpu and fsdp/zero3, one rank of the real FSDP
 Examples:
   memadvise plan gpt2.json --gpu 24GB
   memadvise plan gpt2.json --gpu "RTX 4090" --min-batch 64 --goal fastest
-  memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 --strategy zero3
-  memadvise plan gpt2.json --gpu 16GiB --precision fp32 --checkpoint none --reserve 0
+  memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 \\
+      --strategy zero3
+  memadvise plan gpt2.json --gpu 16GiB --precision fp32 --reserve 0
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
   memadvise plan gpt2.json --gpu A10 --format json
 """
@@ -101,7 +102,7 @@ def plan_command(
         str | None, typer.Option(help="Memory not available to tensors (default: CUDA context + workspace).")
     ] = None,
     list_gpus: Annotated[
-        bool, typer.Option("--list-gpus", help="Rank the catalog's GPUs for this model.")
+        bool, typer.Option("--list-gpus", metavar="", help="Rank the catalog's GPUs for this model.")
     ] = False,
     trace_batch_size: TraceBatchSizeOpt = 2,
     mode: ModeOpt = Mode.TRAIN,

@@ -70,17 +70,16 @@ Examples:
   memadvise profile sample_models/gpt2.py --tree --depth 3
   memadvise profile sample_models/gpt2.py --output report.html
   memadvise profile sample_models/resnet.py --mode inference --format json
-  memadvise profile model.py:build_large --optimizer sgd --output profile.json
+  memadvise profile sample_models/lstm_lm.py --output profile.json
   memadvise profile sample_models/bert.py --format csv --output layers.csv
-  memadvise profile sample_models/llama2_7b.py --fake --gpu A100-80GB --precision bf16-mixed
-  memadvise profile sample_models/bert.py --format csv --table timeline -o timeline.csv
-  memadvise profile sample_models/llama2_7b.py --fake          # meta device: nothing allocated
-  memadvise profile sample_models/resnet.py --fake --target-device cpu
-  memadvise profile sample_models/mlp.py --steps 5             # leak check over 5 steps
+  memadvise profile sample_models/bert.py --table timeline -o timeline.csv
+  memadvise profile sample_models/mlp.py --steps 5
   memadvise profile sample_models/gpt2.py --health
-  memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
   memadvise profile sample_models/gpt2.py --precision bf16-mixed --seq-len 64
-  memadvise profile sample_models/llama2_7b.py --fake --target-device cpu --fsdp 8   # one rank's memory
+  memadvise profile sample_models/mlp.py --dataloader-workers 4 --pin-memory
+  memadvise profile sample_models/llama2_7b.py --fake
+  memadvise profile sample_models/llama2_7b.py --fake --gpu A100-80GB
+  memadvise profile sample_models/resnet.py --fake --target-device cpu
 """
 
 FormatOpt = Annotated[
@@ -93,7 +92,8 @@ FormatOpt = Annotated[
 ]
 TopOpt = Annotated[int, typer.Option("--top", min=1, help="Rows in the layer and holder tables.")]
 TreeOpt = Annotated[
-    bool, typer.Option("--tree", help="Add memory at the peak by module hierarchy (table format).")
+    bool,
+    typer.Option("--tree", metavar="", help="Add memory at the peak by module hierarchy (table format)."),
 ]
 DepthOpt = Annotated[
     int | None,
@@ -108,7 +108,9 @@ StepsOpt = Annotated[
 ]
 HealthOpt = Annotated[
     bool,
-    typer.Option("--health", help="Gather numerical health: activation ranges, gradient norms, NaN/Inf."),
+    typer.Option(
+        "--health", metavar="", help="Gather numerical health: activation ranges, gradient norms, NaN/Inf."
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
@@ -116,7 +118,11 @@ WorkersOpt = Annotated[
 ]
 PinOpt = Annotated[
     bool | None,
-    typer.Option("--pin-memory/--no-pin-memory", help="DataLoader pin_memory, for the host-memory estimate."),
+    typer.Option(
+        "--pin-memory/--no-pin-memory",
+        metavar="",
+        help="DataLoader pin_memory, for the host-memory estimate.",
+    ),
 ]
 PrecisionOpt = Annotated[
     str,
@@ -148,6 +154,7 @@ ScalingOpt = Annotated[
     bool | None,
     typer.Option(
         "--scaling/--no-scaling",
+        metavar="",
         help="Trace once more at twice the batch so 'memadvise estimate' can change the batch size "
         "(default: on for JSON output).",
     ),
@@ -208,6 +215,7 @@ def profile_command(
         raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
     precheck(model_file, where)
     from memadvise.api import profile_file  # imports torch: only once the arguments are checked
+
     kind = ", fake" if where == "meta" else ""
     n_steps = steps or 2
     phases = 3 if mode is Mode.TRAIN else 1
