@@ -34,8 +34,11 @@ REPORT_WIDTH = 120  # when output is a file or a pipe, rich would otherwise wrap
 
 
 def stdout_console() -> Console:
+    """The terminal's width; into a file or a pipe, $COLUMNS when set, else 120 columns."""
+    import os
+
     console = Console(soft_wrap=False)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
         console = Console(soft_wrap=False, width=REPORT_WIDTH)
     return console
 
