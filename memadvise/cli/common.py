@@ -287,6 +287,7 @@ def load_or_profile(
     fsdp: int | None = None,
     train_loop: TrainLoop = TrainLoop.tutorial,
     gpu: str | None = None,
+    scaling: bool = True,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -329,6 +330,7 @@ def load_or_profile(
             fsdp=fsdp,
             train_loop=train_loop.value,
             gpu=cuda_target(gpu) if fake_cuda else None,
+            scaling=scaling,
         )
     return profile, scenario
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,10 @@ from memadvise.cli.common import (
 )
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
+
+if TYPE_CHECKING:
+    from memadvise.analyzer import Estimate, Scenario
+    from memadvise.model.profile import Profile
 
 HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
 
@@ -105,7 +109,45 @@ def estimate_command(
         grad_accum=grad_accum,
         frozen=module_names(frozen),
     )
+    asked = scenario
     profile, scenario = load_or_profile(
         target, scenario, trace_batch_size, mode, device, fake, target_device, seq_len, train_loop=train_loop
     )
-    show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")
+    result = estimate(profile, scenario)
+    if not target.endswith(".json") and (seq_len is not None or scenario != asked):
+        # What was asked was traced (another sequence length, precision or optimizer): the baseline is the
+        # model file as it is, traced once more, so that the report shows the change.
+        baseline, _ = load_or_profile(
+            target,
+            Scenario(),
+            trace_batch_size,
+            mode,
+            device,
+            fake,
+            target_device,
+            None,
+            train_loop=train_loop,
+            scaling=False,
+        )
+        result = against(result, baseline, asked, seq_len)
+    show(reporter_for(fmt.value), result, output, f"{fmt.value} estimate")
+
+
+def against(result: Estimate, baseline: Profile, asked: Scenario, seq_len: int | None) -> Estimate:
+    """``result`` set against ``baseline`` (another trace of the same model file), described by what was
+    asked (its traced levers included)."""
+    from dataclasses import replace
+
+    text = asked.describe()
+    if seq_len is not None:
+        text = f"seq {seq_len}" if text == "as profiled" else f"seq {seq_len}, {text}"
+    base = baseline.peak_bytes
+    return replace(
+        result,
+        scenario={**asked.to_dict(), "seq_len": seq_len},
+        scenario_text=text,
+        baseline=baseline,
+        baseline_peak_bytes=base,
+        change_bytes=result.peak_bytes - base,
+        change_ratio=(result.peak_bytes / base) if base else 1.0,
+    )

@@ -44,6 +44,16 @@ def _profile_of(estimate: Estimate, profile: Profile | None) -> Profile:
     return found
 
 
+def _configuration(profile: Profile) -> str:
+    """``batch 2``, ``batch 2, seq 64, bf16-mixed``: what the baseline was traced with."""
+    parts = [f"batch {profile.batch_size}"]
+    if profile.seq_len is not None:
+        parts.append(f"seq {profile.seq_len}")
+    if profile.precision != "fp32":
+        parts.append(profile.precision)
+    return ", ".join(parts)
+
+
 def render_estimate(estimate: Estimate, profile: Profile | None = None) -> RenderableType:
     """The estimate next to the profiled baseline, what holds the new peak, and the notes."""
     profile = _profile_of(estimate, profile)
@@ -61,7 +71,7 @@ def render_estimate(estimate: Estimate, profile: Profile | None = None) -> Rende
 
     table = Table(title="Against the profiled run", title_justify="left")
     table.add_column("")
-    table.add_column(f"profiled (batch {profile.batch_size})", justify="right")
+    table.add_column(f"profiled ({_configuration(profile)})", justify="right")
     table.add_column("estimate", justify="right")
     table.add_column("change", justify="right")
     for label, key in ROWS:
@@ -126,6 +136,7 @@ def estimate_dict(estimate: Estimate, profile: Profile | None = None) -> dict[st
     data = estimate.to_dict()
     data["baseline"] = {
         "batch_size": profile.batch_size,
+        "seq_len": profile.seq_len,
         "precision": profile.precision,
         "optimizer": profile.optimizer,
         "peak_bytes": profile.peak_bytes,
