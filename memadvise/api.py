@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from memadvise.capture.cuda_target import CudaTarget
-from memadvise.capture.host_memory import estimate_host_memory, loader_settings
+from memadvise.capture.host_memory import estimate_host_memory, loader_settings, ram_warning
 from memadvise.capture.loader import ModelSpec, load_model_file, user_code_error
 from memadvise.capture.tracer import Tracer
 from memadvise.capture.training import (
@@ -132,6 +132,7 @@ def profile_file(
     fsdp: int | None = None,
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -150,7 +151,8 @@ def profile_file(
     default: output and loss alive through ``step()`` and ``zero_grad()``) or ``lean`` (freed after
     ``backward()``); a model file's ``train_step()`` replaces both. ``gpu`` is the GPU whose kernels a
     fake CUDA-target trace follows (a :class:`~memadvise.capture.cuda_target.CudaTarget`; default: an
-    H100, compute capability 9.0).
+    H100, compute capability 9.0). ``warn`` is called with one sentence before a real CPU run that may
+    not fit in the RAM available (see :func:`~memadvise.capture.host_memory.ram_warning`).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -170,6 +172,10 @@ def profile_file(
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
     spec = load_model_file(target).with_seq_len(seq_len)
+    if warn is not None and dev.type == "cpu":
+        _check_ram(
+            spec, warn, precision, mode=mode, optimizer=optimizer, batch_size=batch_size, scaling=scaling
+        )
     with sharding as mesh:
         profile, inputs = _traced(
             spec,
@@ -192,6 +198,36 @@ def profile_file(
     if host is not None:
         return replace(profile, host_memory=host)
     return profile
+
+
+def _check_ram(
+    spec: ModelSpec,
+    warn: Callable[[str], None],
+    precision: str,
+    *,
+    mode: str,
+    optimizer: str,
+    batch_size: int,
+    scaling: bool,
+) -> None:
+    """Count the parameters on the meta device (nothing allocated) and warn when RAM may run short."""
+    import psutil
+
+    try:
+        torch.manual_seed(0)
+        with torch.device("meta"):
+            model = spec.build()
+        params = {id(p): p for p in model.parameters()}.values()
+        param_bytes = sum(
+            p.numel() * (2 if precision in ("bf16", "fp16") else p.element_size()) for p in params
+        )
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is simply not checked
+        return
+    message = ram_warning(
+        param_bytes, mode, optimizer, batch_size, scaling, int(psutil.virtual_memory().available)
+    )
+    if message:
+        warn(message)
 
 
 def _traced(

@@ -195,6 +195,11 @@ class Group(_NoFlagMetavar, TyperGroup):
     """The class of the memadvise command group."""
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (the run goes on)."""
+    print(f"memadvise: warning: {message}", file=sys.stderr, flush=True)
+
+
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
     """Print one line on stderr and return the Exit to raise."""
     print(f"memadvise: error: {message}", file=sys.stderr)
@@ -226,17 +231,78 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Seconds between two progress lines when stderr is not a terminal (a CI log, a notebook, nohup).
+PROGRESS_INTERVAL = 10.0
+
+
+class ProgressLines:
+    """Plain progress lines on stderr for long runs when there is no terminal to draw a bar on: nothing for
+    the first :data:`PROGRESS_INTERVAL` seconds, then at most one line per interval, saying which step
+    and phase runs and for how long the run has taken — so a log shows that a run is alive and where it is.
+    """
+
+    def __init__(self, message: str, steps: int, interval: float | None = None) -> None:
+        import threading
+        import time
+
+        self.message = message
+        self.steps = steps
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
+        self.status = "building the model"
+        self.printed = 0
+        self._clock = time.monotonic
+        self._start = self._last = self._clock()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="memadvise-progress", daemon=True)
+
+    def __enter__(self) -> ProgressLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.printed and exc[0] is None:
+            self._line(f"done in {self._clock() - self._start:.0f} s")
+
+    def phase(self, phase: str, step: int) -> None:
+        """The tracer's callback as each phase starts."""
+        with self._lock:
+            self.status = f"step {step + 1}/{self.steps} {phase}"
+        self._maybe_print()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, max(self.interval / 4, 0.01))):
+            self._maybe_print()
+
+    def _maybe_print(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+            status = self.status
+        self._line(f"{status} ({now - self._start:.0f} s so far)")
+
+    def _line(self, text: str) -> None:
+        self.printed += 1
+        print(f"memadvise: {self.message}: {text}", file=sys.stderr, flush=True)
+
+
 @contextmanager
 def step_progress(
     message: str, steps: int, phases_per_step: int
 ) -> Iterator[Callable[[str, int], None] | None]:
-    """A progress bar on stderr over the traced steps' phases (only when stderr is a terminal).
+    """A progress bar on stderr over the traced steps' phases when stderr is a terminal; plain lines
+    (:class:`ProgressLines`) for long runs when it is not.
 
-    Yields the callback the tracer calls as each phase starts (``None`` when nothing is shown).
+    Yields the callback the tracer calls as each phase starts.
     """
     console = stderr_console()
     if not console.is_terminal:
-        yield None
+        with ProgressLines(message, steps) as lines:
+            yield lines.phase
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -331,6 +397,7 @@ def load_or_profile(
             train_loop=train_loop.value,
             gpu=cuda_target(gpu) if fake_cuda else None,
             scaling=scaling,
+            warn=warn,
         )
     return profile, scenario
 

@@ -24,6 +24,7 @@ from memadvise.cli.common import (
     precheck,
     show,
     step_progress,
+    warn,
 )
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
@@ -238,6 +239,7 @@ def profile_command(
             gpu=cuda_target(gpu),
             scaling=scaling if scaling is not None else chosen is Format.JSON,
             fsdp=fsdp,
+            warn=warn,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 
