@@ -16,6 +16,9 @@ from memadvise.model.units import format_bytes, format_share
 from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
 from memadvise.reporters.timeline import PHASE_SHORT, column_maxima
 
+#: Category names where a table has no room for the long ones.
+CATEGORY_SHORT_LABELS = {"activations": "activations"}
+
 CATEGORY_LABELS = {
     "parameters": "parameters",
     "buffers": "buffers",
@@ -155,6 +158,22 @@ class LayersTable:
                 "(a wider terminal, --format csv or the HTML report shows them).",
                 style="dim",
             )
+
+
+class Fitted:
+    """The first of several renderings (widest first) that fits the console without wrapping; the last
+    one where none does."""
+
+    def __init__(self, *choices: RenderableType) -> None:
+        self.choices = choices
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update(max_width=1 << 16)
+        for choice in self.choices[:-1]:
+            if Measurement.get(console, unbounded, choice).maximum <= options.max_width:
+                yield choice
+                return
+        yield self.choices[-1]
 
 
 def layers_table(profile: Profile, top: int = 10) -> LayersTable:

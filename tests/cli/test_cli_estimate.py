@@ -151,3 +151,20 @@ def test_seq_len_is_set_against_the_model_file_as_it_is() -> None:
     assert data["change_bytes"] == longer - as_is
     assert data["scenario"]["seq_len"] == 128
     assert data["scenario_text"] == "seq 128"  # the report's header, not "as profiled"
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_tables_do_not_wrap_rows(saved: Path, columns: int) -> None:
+    """Where the long category name does not fit, a short one takes its place instead of a row wrapping."""
+    result = CliRunner().invoke(app, ["estimate", str(saved), "-b", "64"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for title in ("Against the profiled run", "Alive at the estimated peak"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
+        body = next(i for i in range(start, len(lines)) if lines[i].startswith("┡"))
+        end = next(i for i in range(body, len(lines)) if lines[i].startswith("└"))
+        for row in lines[body + 1 : end]:
+            assert max(len(line) for line in lines[start:end]) <= columns
+            assert row.strip("│ ").split("│")[0].strip(), f"a wrapped row at {columns} columns: {row!r}"
+    if columns == 200:
+        assert "activations (saved for backward)" in result.stdout  # the long name where there is room

@@ -71,7 +71,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     GPT-2 (same module names as the sample's: transformer.wte, transformer.h.0, …)."""
     where = tmp_path_factory.mktemp("readme")
     first = where / SAVED[0]
-    result = CliRunner().invoke(app, ["profile", str(TINY_GPT2), "-b", "2", "--device", "cpu", "-o", str(first)])
+    result = CliRunner().invoke(
+        app, ["profile", str(TINY_GPT2), "-b", "2", "--device", "cpu", "-o", str(first)]
+    )
     assert result.exit_code == 0, result.stderr
     for name in SAVED[1:]:
         (where / name).write_bytes(first.read_bytes())

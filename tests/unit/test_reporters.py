@@ -176,3 +176,21 @@ def test_layer_table_is_sorted_and_limited(profile: Profile) -> None:
     assert "Top 2 layers" in text
     assert text.index("encoder") < text.index("head")
     assert "encoder.norm" not in text and ROOT_LABEL not in text
+
+
+def test_fitted_takes_the_widest_rendering_that_fits() -> None:
+    from rich.table import Table
+
+    from memadvise.reporters.console import Fitted
+
+    def table(label: str) -> Table:
+        t = Table()
+        t.add_column("category")
+        t.add_column("size", justify="right")
+        t.add_row(label, "1.0 MiB")
+        return t
+
+    fitted = Fitted(table("activations (saved for backward)"), table("activations"))
+    assert "(saved for backward)" in render(fitted, width=80)
+    narrow = render(fitted, width=30)
+    assert "(saved" not in narrow and "activations" in narrow
