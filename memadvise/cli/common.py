@@ -382,7 +382,7 @@ def load_or_profile(
         scenario = replace(scenario, optimizer=None)
     fake_cuda = where == "meta" and getattr(target_device, "value", "cuda") == "cuda"
     phases = 3 if mode is Mode.TRAIN else 1
-    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:
+    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 2, phases) as on_phase:
         profile = profile_file(
             target,
             batch_size=trace_batch_size,

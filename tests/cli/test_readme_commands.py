@@ -33,11 +33,14 @@ SAVED = ("gpt2.json", "profile.json")
 
 
 def readme_commands() -> list[str]:
-    """``memadvise …`` lines of the README's bash blocks (a leading ``$ `` dropped)."""
+    """``memadvise …`` lines of the README's bash blocks, and the ``$ memadvise …`` prompts of its console
+    blocks (their other lines are output)."""
     text = README.read_text(encoding="utf-8")
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+    for kind, block in re.findall(r"```(bash|console)\n(.*?)```", text, re.S):
         for line in block.splitlines():
+            if kind == "console" and not line.startswith("$ "):
+                continue
             line = line.removeprefix("$ ").strip()
             if line.startswith("memadvise ") or line == "memadvise":
                 lines.append(line)
