@@ -72,6 +72,7 @@ Examples:
   memadvise profile sample_models/gpt2.py --output report.html
   memadvise profile sample_models/resnet.py --mode inference --format json
   memadvise profile sample_models/lstm_lm.py --output profile.json
+  memadvise profile model.py:build_large --optimizer sgd
   memadvise profile sample_models/bert.py --format csv --output layers.csv
   memadvise profile sample_models/bert.py --table timeline -o timeline.csv
   memadvise profile sample_models/mlp.py --steps 5
