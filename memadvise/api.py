@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from memadvise.capture.cuda_target import CudaTarget
-from memadvise.capture.host_memory import estimate_host_memory, loader_settings
+from memadvise.capture.host_memory import estimate_host_memory, loader_settings, ram_warning
 from memadvise.capture.hygiene import (
     check_grad_mode,
     preserved_input_grads,
@@ -187,6 +187,7 @@ def profile_file(
     cache: str = "dynamic",
     task: str | None = None,
     image_size: int | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -214,6 +215,8 @@ def profile_file(
     default: what the machine has available, less a margin) it stops with a ``MemoryLimitError``.
     ``mode="generate"`` traces greedy generation of ``new_tokens``
     tokens with a ``dynamic`` or ``static`` KV ``cache`` (see :mod:`memadvise.capture.generate`).
+    ``warn`` is called with one sentence before a real CPU run that may not fit in the RAM available
+    (see :func:`~memadvise.capture.host_memory.ram_warning`).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -258,6 +261,7 @@ def profile_file(
             cache=cache,
             task=task,
             image_size=image_size,
+            warn=warn,
         )
 
 
@@ -298,10 +302,15 @@ def _profile_file(
     cache: str,
     task: str | None,
     image_size: int | None,
+    warn: Callable[[str], None] | None,
 ) -> Profile:
     watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
     with sharding as mesh, watch or nullcontext():
         spec = load_target(target, task=task, image_size=image_size).with_seq_len(seq_len)
+        if warn is not None and dev.type == "cpu":
+            _check_ram(
+                spec, warn, precision, mode=mode, optimizer=optimizer, batch_size=batch_size, scaling=scaling
+            )
         generate = _generate_settings(spec, mode, new_tokens, cache)
         profile, inputs = _traced(
             spec,
@@ -325,6 +334,36 @@ def _profile_file(
     if host is not None:
         return replace(profile, host_memory=host)
     return profile
+
+
+def _check_ram(
+    spec: ModelSpec,
+    warn: Callable[[str], None],
+    precision: str,
+    *,
+    mode: str,
+    optimizer: str,
+    batch_size: int,
+    scaling: bool,
+) -> None:
+    """Count the parameters on the meta device (nothing allocated) and warn when RAM may run short."""
+    import psutil
+
+    try:
+        torch.manual_seed(0)
+        with torch.device("meta"):
+            model = spec.build()
+        params = {id(p): p for p in model.parameters()}.values()
+        param_bytes = sum(
+            p.numel() * (2 if precision in ("bf16", "fp16") else p.element_size()) for p in params
+        )
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is simply not checked
+        return
+    message = ram_warning(
+        param_bytes, mode, optimizer, batch_size, scaling, int(psutil.virtual_memory().available)
+    )
+    if message:
+        warn(message)
 
 
 def _traced(

@@ -42,6 +42,7 @@ from memadvise.model.profile import (
     OptimizerName,
     Phase,
     Profile,
+    module_label,
 )
 from memadvise.model.scenario import Precision, Scenario
 
@@ -342,5 +343,17 @@ def _why(e: Estimate) -> str:
     category, nbytes = max(e.peak_breakdown.items(), key=lambda kv: kv[1])
     mods = [h.module for h in e.peak_holders if h.category == category][:3]
     share = nbytes / e.peak_bytes
-    where = f" (mostly {', '.join(m or '<model>' for m in mods)})" if mods else ""
-    return f"peak in {e.peak_phase} of step {e.peak_step + 1}: {category} are {share:.0%} of it{where}"
+    types = {layer.name: layer.type for layer in e.baseline.layers} if e.baseline is not None else {}
+    where = f" (mostly {', '.join(_named(m, types) for m in mods)})" if mods else ""
+    what = category.replace("_", " ")
+    verb = "is" if category == "optimizer_state" else "are"
+    return f"peak in {e.peak_phase} of step {e.peak_step + 1}: {what} {verb} {share:.0%} of it{where}"
+
+
+def _named(module: str, types: dict[str, str]) -> str:
+    """A module as a sentence names it: ``(model)`` for the root, and with its type when its own name is a
+    number (``0 (Linear)``: children of ``nn.Sequential`` or ``nn.ModuleList``)."""
+    label = module_label(module)
+    if module.rpartition(".")[2].isdigit() and module in types:
+        return f"{label} ({types[module]})"
+    return label

@@ -33,7 +33,7 @@ import numpy as np
 from memadvise.analyzer.blocks import CAT, Blocks
 from memadvise.analyzer.context import Context
 from memadvise.errors import UsageError
-from memadvise.model.profile import Category, Mode, Phase
+from memadvise.model.profile import Category, Mode, Phase, module_label
 from memadvise.model.program import ParamInfo
 from memadvise.model.scenario import Precision
 
@@ -234,7 +234,7 @@ def _health_notes(ctx: Context, precision: Precision) -> None:
     flags = [f for f in health.flags if f.dtype == dtype]
     for flag in flags[:5]:
         ctx.note(
-            f"{precision.value}: {flag.kind.replace('_', ' ')} in {flag.module or '<model>'} ({flag.detail})"
+            f"{precision.value}: {flag.kind.replace('_', ' ')} in {module_label(flag.module)} ({flag.detail})"
         )
     if dtype == "float16" and any(f.kind == "overflow" for f in flags):
         ctx.note("fp16 would overflow; prefer bf16, or keep the flagged layers in fp32")

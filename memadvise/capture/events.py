@@ -21,8 +21,9 @@ import torch
 
 from memadvise.capture.allocations import Events
 
-# Kineto logs its own start/stop lines on stderr; keep the user's terminal clean.
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+# Kineto logs its own lines on stderr ("USDT: ... profiler_start" at level 5, errors at 4): above its
+# highest level, nothing. A level the user set is kept.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 MODULE_RANGE = "memadvise.module::"
 PHASE_RANGE = "memadvise.phase::"
@@ -45,14 +46,21 @@ def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
 
 @contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Silence C++ log lines written straight to file descriptor 2 (profiler start/stop)."""
+    """Silence C++ log lines written straight to file descriptor 2 (profiler start/stop).
+
+    Always descriptor 2, whatever ``sys.stderr`` is: under pytest's capture, in a notebook or with a
+    replaced ``sys.stderr``, Python's stream is not descriptor 2, but native code still writes there.
+    """
+    fd = 2
     try:
-        fd = sys.stderr.fileno()
+        sys.stderr.flush()
     except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(fd)
+    except OSError:  # descriptor 2 is closed: nothing to silence
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     try:

@@ -66,3 +66,43 @@ def loader_settings(loader: Any) -> tuple[int, bool, int | None]:
         ) from None
     prefetch = getattr(loader, "prefetch_factor", None)
     return workers, pin, int(prefetch) if prefetch is not None else None
+
+
+#: Copies of the parameters a step keeps besides the weights: gradients and the optimizer's state.
+STATE_COPIES = {
+    "adamw": 3,
+    "adam": 3,
+    "sgd": 1,
+    "sgd-momentum": 2,
+    "adagrad": 2,
+    "rmsprop": 2,
+    "adafactor": 1,
+    "none": 1,
+    "adamw-8bit": 3,
+}
+
+
+def ram_warning(
+    param_bytes: int, mode: str, optimizer: str, batch_size: int, scaling: bool, available: int
+) -> str | None:
+    """A warning when a real CPU run may not fit in the RAM ``available`` now, from the parameters alone.
+
+    Training keeps the weights, their gradients and the optimizer's state (AdamW: two moments), so about
+    ``param_bytes x (1 + STATE_COPIES[optimizer])`` before any activation; inference the weights. Activations
+    and temporaries grow with the batch and often match that again, so the warning comes once the
+    parameters' share is more than half of what is available. This is a rule of thumb, not a trace: a run
+    whose activations alone overflow RAM is not caught.
+    """
+    copies = 1 + STATE_COPIES.get(optimizer, 3) if mode == "train" else 1
+    need = param_bytes * copies
+    if need <= available // 2:
+        return None
+    from memadvise.model.units import format_bytes
+
+    what = f"weights, gradients and {optimizer} state" if mode == "train" else "the weights"
+    bigger = f", and the batch-scaling trace runs batch {2 * batch_size}" if scaling else ""
+    return (
+        f"this run may not fit in RAM: {what} alone take about {format_bytes(need)} of the "
+        f"{format_bytes(available)} available now; activations at batch {batch_size} come on top{bigger}. "
+        "A fake trace allocates nothing: add --fake (--target-device cpu for this CPU's kernels)"
+    )

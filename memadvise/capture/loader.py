@@ -158,13 +158,20 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def load_model_file(target: str | Path) -> ModelSpec:
-    """Import a model file (``file.py`` or ``file.py:factory``) and check what it defines."""
+def check_model_path(target: str | Path) -> tuple[Path, str]:
+    """The model file's path and factory name, checked without importing anything (so that the command
+    line can refuse a wrong path before torch is imported, which takes seconds)."""
     path, factory_name = split_target(str(target))
     if not path.exists():
         raise ModelFileError(f"model file '{path}' not found; {TARGET_HINT}")
     if path.is_dir():
         raise ModelFileError(f"'{path}' is a directory without a config.json; {TARGET_HINT}")
+    return path, factory_name
+
+
+def load_model_file(target: str | Path) -> ModelSpec:
+    """Import a model file (``file.py`` or ``file.py:factory``) and check what it defines."""
+    path, factory_name = check_model_path(target)
     module = _import_file(path)
     factory = getattr(module, factory_name, None)
     if not callable(factory):

@@ -97,10 +97,8 @@ def load_target(target: str | Path, *, task: str | None = None, image_size: int 
         return hf_spec(path / "config.json", path.resolve().name or text, path, task, image_size)
     if path.name == "config.json" and path.is_file():
         return hf_spec(path, path.resolve().parent.name, path, task, image_size)
-    if not path.exists() and Path(f"{text}.py").is_file():
-        raise ModelFileError(f"'{text}' not found; did you mean the model file {text}.py?")
     if not path.exists() and _HUB_NAME.match(text) and not text.endswith((".py", ".json")):
-        return hf_spec(hub_config(text), text, Path(text), task, image_size)
+        return hf_spec(hub_name_config(text), text, Path(text), task, image_size)
     if task is not None or image_size is not None:
         option = "--task" if task is not None else "--image-size"
         raise UsageError(
@@ -149,6 +147,14 @@ def _hub_cache() -> str | None:
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_name_config(text: str) -> Path:
+    """The ``config.json`` of the Hub name ``text`` — unless ``text.py`` is a model file here, which is
+    what was meant. Needs no torch (the command line calls it before importing torch)."""
+    if Path(f"{text}.py").is_file():
+        raise ModelFileError(f"'{text}' not found; did you mean the model file {text}.py?")
+    return hub_config(text)
 
 
 def hub_config(name: str) -> Path:

@@ -70,13 +70,28 @@ def check_step_result(result: Any) -> None:
     )
 
 
-def call_model(model: torch.nn.Module, inputs: Any) -> Any:
-    """A tensor is passed as is, a tuple/list positionally, a dict as keyword arguments."""
+def model_arguments(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """How ``example_inputs()``'s value is passed to ``model(...)``: a dict as keyword arguments; a tuple of
+    exactly two elements whose first is a tuple or list and whose second is a dict as ``(args, kwargs)``;
+    any other tuple or list positionally; anything else as the one argument."""
     if isinstance(inputs, dict):
-        return model(**inputs)
+        return (), dict(inputs)
+    if (
+        isinstance(inputs, tuple)
+        and len(inputs) == 2
+        and isinstance(inputs[0], (tuple, list))
+        and isinstance(inputs[1], dict)
+    ):
+        return tuple(inputs[0]), dict(inputs[1])
     if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
+        return tuple(inputs), {}
+    return (inputs,), {}
+
+
+def call_model(model: torch.nn.Module, inputs: Any) -> Any:
+    """``model(*args, **kwargs)`` with the arguments :func:`model_arguments` finds in ``inputs``."""
+    args, kwargs = model_arguments(inputs)
+    return model(*args, **kwargs)
 
 
 def default_loss(output: Any) -> torch.Tensor:

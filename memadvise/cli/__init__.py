@@ -6,6 +6,7 @@ import typer
 
 from memadvise.cli.check_cmd import HELP as CHECK_HELP
 from memadvise.cli.check_cmd import check_command
+from memadvise.cli.common import Command, Group, help_text
 from memadvise.cli.estimate_cmd import HELP as ESTIMATE_HELP
 from memadvise.cli.estimate_cmd import estimate_command
 from memadvise.cli.init_cmd import HELP as INIT_HELP
@@ -18,23 +19,34 @@ from memadvise.cli.report_cmd import HELP as REPORT_HELP
 from memadvise.cli.report_cmd import report_command
 from memadvise.cli.run_cmd import HELP as RUN_HELP
 from memadvise.cli.run_cmd import RUN_SETTINGS, run_command
-from memadvise.cli.usage import OneLineErrors
 
 app = typer.Typer(
     name="memadvise",
-    help="Memory profiler and advisor for PyTorch models: exact training peak, per-layer memory, what-ifs.",
+    help=help_text(
+        """Memory profiler and advisor for PyTorch models: exact training peak, per-layer memory, what-ifs.
+
+        \b
+        Examples:
+          memadvise profile sample_models/gpt2.py --batch-size 4
+          memadvise profile sample_models/gpt2.py -b 2 -o gpt2.json
+          memadvise estimate gpt2.json --batch-size 32 --precision bf16-mixed
+          memadvise plan gpt2.json --gpu 24GB
+          memadvise report gpt2.json -o report.html
+          memadvise profile --help
+        """
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=OneLineErrors,
+    cls=Group,
 )
-app.command("profile", help=PROFILE_HELP)(profile_command)
-app.command("estimate", help=ESTIMATE_HELP)(estimate_command)
-app.command("plan", help=PLAN_HELP)(plan_command)
-app.command("check", help=CHECK_HELP)(check_command)
-app.command("report", help=REPORT_HELP)(report_command)
-app.command("init", help=INIT_HELP)(init_command)
-app.command("run", help=RUN_HELP, context_settings=RUN_SETTINGS)(run_command)
+app.command("profile", help=help_text(PROFILE_HELP), cls=Command)(profile_command)
+app.command("estimate", help=help_text(ESTIMATE_HELP), cls=Command)(estimate_command)
+app.command("plan", help=help_text(PLAN_HELP), cls=Command)(plan_command)
+app.command("check", help=help_text(CHECK_HELP), cls=Command)(check_command)
+app.command("report", help=help_text(REPORT_HELP), cls=Command)(report_command)
+app.command("init", help=help_text(INIT_HELP), cls=Command)(init_command)
+app.command("run", help=help_text(RUN_HELP), cls=Command, context_settings=RUN_SETTINGS)(run_command)
 
 
 def _version(value: bool) -> None:
@@ -48,7 +60,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
+        False, "--version", metavar="", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
     """Memory profiler and advisor for PyTorch models."""

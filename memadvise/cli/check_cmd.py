@@ -39,10 +39,10 @@ Under GitHub Actions, ::error annotations are written to stderr.
 
 \b
 Examples:
-  memadvise check model.py --baseline memory-baseline.json --update    # record
-  memadvise check model.py --baseline memory-baseline.json             # gate
-  memadvise check model.py:build_large -b 8 -B base.json --tolerance 2%,50MiB
-  memadvise check                        # everything listed in \\[tool.memadvise.check]
+  memadvise check model.py --baseline memory-baseline.json --update  # record
+  memadvise check model.py --baseline memory-baseline.json           # gate
+  memadvise check model.py:build_large -b 8 -B base.json -t 2%,50MiB
+  memadvise check           # everything listed in \\[tool.memadvise.check]
   memadvise check --format json > memory-check.json
 """
 
@@ -64,7 +64,8 @@ ToleranceOpt = Annotated[
     typer.Option("--tolerance", "-t", help="Allowed growth: 2%, 50MiB or 2%,50MiB (the larger); default 2%."),
 ]
 UpdateOpt = Annotated[
-    bool, typer.Option("--update", help="Write the new figures to the baseline (creating it); exit 0.")
+    bool,
+    typer.Option("--update", metavar="", help="Write the new figures to the baseline (creating it); exit 0."),
 ]
 CheckBatchOpt = Annotated[
     int | None,
@@ -85,7 +86,9 @@ FormatOpt = Annotated[CheckFormat, typer.Option("--format", "-f", help="text or 
 AnnotationsOpt = Annotated[
     bool | None,
     typer.Option(
-        "--annotations/--no-annotations", help="GitHub ::error lines on stderr (default: under Actions)."
+        "--annotations/--no-annotations",
+        metavar="",
+        help="GitHub ::error lines on stderr (default: under Actions).",
     ),
 ]
 TopOpt = Annotated[int, typer.Option("--top", min=1, max=MAX_ROWS, help="Layers named per changed model.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from memadvise.cli.outputs import check_command_output
+from memadvise.cli.usage import OneLineErrors
 from memadvise.errors import MemadviseError, UsageError
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GPUS, MAX_SEQ_LEN
 from memadvise.model.profile import Mode, OptimizerName
@@ -35,8 +38,12 @@ REPORT_WIDTH = 120  # when output is a file or a pipe, rich would otherwise wrap
 
 
 def stdout_console() -> Console:
-    console = Console(soft_wrap=False, markup=False)  # names from files print as they are
-    if not console.is_terminal:
+    """The terminal's width; into a file or a pipe, $COLUMNS when set, else 120 columns. Markup is off:
+    names from files print as they are."""
+    import os
+
+    console = Console(soft_wrap=False, markup=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
         console = Console(soft_wrap=False, width=REPORT_WIDTH, markup=False)
     return console
 
@@ -81,7 +88,7 @@ DeviceOpt = Annotated[
     ),
 ]
 FakeOpt = Annotated[
-    bool, typer.Option("--fake", help="Trace fake on the meta device (same as --device meta).")
+    bool, typer.Option("--fake", metavar="", help="Trace fake on the meta device (same as --device meta).")
 ]
 TargetDeviceOpt = Annotated[
     TargetDeviceChoice | None,
@@ -125,7 +132,44 @@ MemoryLimitOpt = Annotated[
         "(default: what the machine has available, less a margin). Fake traces need no memory.",
     ),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors.")]
+def cuda_visible() -> bool:
+    """Whether a GPU may be there for torch, found without importing torch (which takes seconds): NVML sees
+    an NVIDIA device, or a ROCm device node exists. Only a clear "no" lets the command line refuse early;
+    torch has the last word."""
+    import os
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if os.path.exists("/dev/kfd"):  # ROCm builds of torch call AMD GPUs cuda
+        return True
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount()) > 0
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return False
+
+
+def precheck(target: str, device: str | None) -> None:
+    """What can be checked before torch is imported: the model file's path (or the Hub model's config)
+    and a cuda device."""
+    from memadvise.capture.loader import check_model_path
+    from memadvise.capture.targets import hub_name_config, is_model_target, is_named_target
+
+    name = target.rpartition(":build_model")[0] or target
+    if not is_model_target(name):
+        check_model_path(target)
+    elif is_named_target(name) and not name.startswith(("timm:", "torchvision:")):
+        hub_name_config(name)  # from the local cache (or fetched alone): a clear error when it cannot be
+    if device == "cuda" and not cuda_visible():
+        raise UsageError("device cuda was asked for, but this machine has no CUDA device available to torch")
+
+
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show the full traceback of errors.")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 TargetArg = Annotated[
     str | None,
@@ -207,6 +251,39 @@ def lora_of(rank: int | None, targets: str | None, dropout: float) -> Any:
     return Lora.parse(rank, targets, dropout)
 
 
+def help_text(text: str) -> str:
+    """A command's help as rich should wrap it: the source keeps its lines short, but a line break inside a
+    paragraph would otherwise show as one (mid-sentence, at every width). A ``\\b`` paragraph (the
+    examples) keeps its lines."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs
+    )
+
+
+class _NoFlagMetavar:
+    """``--help`` is a switch: no ``<bool>`` beside it (typer shows the type of every option)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_NoFlagMetavar, TyperCommand):
+    """The class of every memadvise command."""
+
+
+class Group(_NoFlagMetavar, OneLineErrors):
+    """The class of the memadvise command group: the parser's own usage errors as one line."""
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (the run goes on)."""
+    print(f"memadvise: warning: {message}", file=sys.stderr, flush=True)
+
+
 def fail(message: str, code: int = EXIT_INPUT_ERROR) -> typer.Exit:
     """Print one line on stderr and return the Exit to raise."""
     print(f"memadvise: error: {printable(message)}", file=sys.stderr)
@@ -239,17 +316,78 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Seconds between two progress lines when stderr is not a terminal (a CI log, a notebook, nohup).
+PROGRESS_INTERVAL = 10.0
+
+
+class ProgressLines:
+    """Plain progress lines on stderr for long runs when there is no terminal to draw a bar on: nothing for
+    the first :data:`PROGRESS_INTERVAL` seconds, then at most one line per interval, saying which step
+    and phase runs and for how long the run has taken — so a log shows that a run is alive and where it is.
+    """
+
+    def __init__(self, message: str, steps: int, interval: float | None = None) -> None:
+        import threading
+        import time
+
+        self.message = message
+        self.steps = steps
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
+        self.status = "building the model"
+        self.printed = 0
+        self._clock = time.monotonic
+        self._start = self._last = self._clock()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="memadvise-progress", daemon=True)
+
+    def __enter__(self) -> ProgressLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.printed and exc[0] is None:
+            self._line(f"done in {self._clock() - self._start:.0f} s")
+
+    def phase(self, phase: str, step: int) -> None:
+        """The tracer's callback as each phase starts."""
+        with self._lock:
+            self.status = f"step {step + 1}/{self.steps} {phase}"
+        self._maybe_print()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, max(self.interval / 4, 0.01))):
+            self._maybe_print()
+
+    def _maybe_print(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+            status = self.status
+        self._line(f"{status} ({now - self._start:.0f} s so far)")
+
+    def _line(self, text: str) -> None:
+        self.printed += 1
+        print(f"memadvise: {self.message}: {text}", file=sys.stderr, flush=True)
+
+
 @contextmanager
 def step_progress(
     message: str, steps: int, phases_per_step: int
 ) -> Iterator[Callable[[str, int], None] | None]:
-    """A progress bar on stderr over the traced steps' phases (only when stderr is a terminal).
+    """A progress bar on stderr over the traced steps' phases when stderr is a terminal; plain lines
+    (:class:`ProgressLines`) for long runs when it is not.
 
-    Yields the callback the tracer calls as each phase starts (``None`` when nothing is shown).
+    Yields the callback the tracer calls as each phase starts.
     """
     console = stderr_console()
     if not console.is_terminal:
-        yield None
+        with ProgressLines(message, steps) as lines:
+            yield lines.phase
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -306,6 +444,7 @@ def load_or_profile(
     memory_limit: str | None = None,
     task: Any = None,
     image_size: int | None = None,
+    scaling: bool = True,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -322,6 +461,8 @@ def load_or_profile(
 
         return load_profile(target), scenario
 
+    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+    precheck(target, where)
     from memadvise.api import profile_file  # torch: only when a model file is profiled
 
     traced_precision = "fp32"
@@ -335,10 +476,9 @@ def load_or_profile(
     if scenario.optimizer is not None and scenario.optimizer not in BY_FORMULA:
         traced_optimizer = scenario.optimizer
         scenario = replace(scenario, optimizer=None)
-    where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
     fake_cuda = where == "meta" and getattr(target_device, "value", "cuda") == "cuda"
     phases = 3 if mode is Mode.TRAIN else 1
-    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 4, phases) as on_phase:
+    with step_progress(f"Profiling {Path(target.rpartition(':')[0] or target).name}", 2, phases) as on_phase:
         profile = profile_file(
             target,
             batch_size=trace_batch_size,
@@ -355,6 +495,8 @@ def load_or_profile(
             memory_limit=memory_limit,
             task=task.value if task is not None else None,
             image_size=image_size,
+            scaling=scaling,
+            warn=warn,
         )
     return profile, scenario
 

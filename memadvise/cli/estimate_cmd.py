@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -40,6 +40,10 @@ from memadvise.model.limits import MAX_BATCH_SIZE, MAX_GRAD_ACCUM
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.reporters import reporter_for
 
+if TYPE_CHECKING:
+    from memadvise.analyzer import Estimate, Scenario
+    from memadvise.model.profile import Profile
+
 HELP = """Estimate peak memory under changed settings, from a saved profile or a model file.
 
 TARGET is a profile saved with 'memadvise profile --format json -o FILE.json' (nothing runs: the
@@ -67,13 +71,13 @@ Examples:
   memadvise estimate gpt2.json --optimizer adamw-8bit --grad-accum 4
   memadvise estimate gpt2.json --frozen transformer.wte,transformer.h.0
   memadvise estimate gpt2.json --lora 8 --lora-targets c_attn
-  memadvise estimate gpt2.json --lora 16 --precision nf4 --optimizer paged-adamw-8bit
+  memadvise estimate gpt2.json --lora 16 --precision nf4
   memadvise estimate gpt2.json --low-rank 0.25 --low-rank-targets c_fc,c_proj
   memadvise estimate sample_models/mlp.py --prune 0.5:structured
   memadvise estimate gpt2.json --gpus 8 --strategy zero3 --offload optimizer
   memadvise estimate sample_models/gpt2.py --seq-len 64 --format json
   memadvise estimate sample_models/gpt2.py --mode inference --precision int8
-  memadvise estimate gen.json -b 64 --new-tokens 4096 --prompt-len 2048 --kv-dtype fp8
+  memadvise estimate gen.json -b 64 --new-tokens 4096 --kv-dtype fp8
 
 A generation profile (memadvise profile MODEL --mode generate --new-tokens N -o gen.json) takes
 --batch-size, --prompt-len, --new-tokens, --kv-dtype (fp8, int8, bf16, fp16, fp32) and --cache
@@ -182,8 +186,10 @@ def estimate_command(
     )
     if low_rank is None and low_rank_targets is not None:
         raise UsageError("--low-rank-targets needs --low-rank RANK")
+    target = resolve_target(target)
+    asked = scenario
     profile, scenario = load_or_profile(
-        resolve_target(target),
+        target,
         scenario,
         trace_batch_size,
         mode,
@@ -196,7 +202,47 @@ def estimate_command(
         task=task,
         image_size=image_size,
     )
-    show(reporter_for(fmt.value), estimate(profile, scenario), output, f"{fmt.value} estimate")
+    result = estimate(profile, scenario)
+    if not target.endswith(".json") and (seq_len is not None or scenario != asked):
+        # What was asked was traced (another sequence length, precision or optimizer): the baseline is the
+        # model file as it is, traced once more, so that the report shows the change.
+        baseline, _ = load_or_profile(
+            target,
+            Scenario(),
+            trace_batch_size,
+            mode,
+            device,
+            fake,
+            target_device,
+            None,
+            train_loop=train_loop,
+            scaling=False,
+            memory_limit=memory_limit,
+            task=task,
+            image_size=image_size,
+        )
+        result = against(result, baseline, asked, seq_len)
+    show(reporter_for(fmt.value), result, output, f"{fmt.value} estimate")
+
+
+def against(result: Estimate, baseline: Profile, asked: Scenario, seq_len: int | None) -> Estimate:
+    """``result`` set against ``baseline`` (another trace of the same model file), described by what was
+    asked (its traced levers included)."""
+    from dataclasses import replace
+
+    text = asked.describe()
+    if seq_len is not None:
+        text = f"seq {seq_len}" if text == "as profiled" else f"seq {seq_len}, {text}"
+    base = baseline.peak_bytes
+    return replace(
+        result,
+        scenario={**asked.to_dict(), "seq_len": seq_len},
+        scenario_text=text,
+        baseline=baseline,
+        baseline_peak_bytes=base,
+        change_bytes=result.peak_bytes - base,
+        change_ratio=(result.peak_bytes / base) if base else 1.0,
+    )
 
 
 def _generation_estimate(

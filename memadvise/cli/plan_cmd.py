@@ -71,8 +71,9 @@ Without TARGET, the model key of tool.memadvise in pyproject.toml (or of memadvi
 Examples:
   memadvise plan gpt2.json --gpu 24GB
   memadvise plan gpt2.json --gpu "RTX 4090" --min-batch 64 --goal fastest
-  memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 --strategy zero3
-  memadvise plan gpt2.json --gpu 16GiB --precision fp32 --checkpoint none --reserve 0
+  memadvise plan sample_models/llama2_7b.py --fake --gpu H100 --gpus 8 \\
+      --strategy zero3
+  memadvise plan gpt2.json --gpu 16GiB --precision fp32 --reserve 0
   memadvise plan sample_models/llama2_7b.py --fake --list-gpus
   memadvise plan gpt2.json --list-gpus --goal cheapest
   memadvise plan gpt2.json --gpu 24GB --offload optimizer
@@ -131,7 +132,7 @@ def plan_command(
         str | None, typer.Option(help="Memory not available to tensors (default: CUDA context + workspace).")
     ] = None,
     list_gpus: Annotated[
-        bool, typer.Option("--list-gpus", help="Rank the catalog's GPUs for this model.")
+        bool, typer.Option("--list-gpus", metavar="", help="Rank the catalog's GPUs for this model.")
     ] = False,
     prices: Annotated[
         Path | None,

@@ -22,9 +22,11 @@ from memadvise.cli.common import (
     chosen_device,
     cuda_target,
     handles_errors,
+    precheck,
     resolve_target,
     show,
     step_progress,
+    warn,
 )
 from memadvise.cli.target_opts import TARGETS_HELP, ImageSizeOpt, TaskOpt
 from memadvise.model.limits import MAX_DEPTH, MAX_GPUS, MAX_ROWS, MAX_SEQ_LEN, MAX_STEPS, MAX_WORKERS
@@ -33,6 +35,12 @@ from memadvise.reporters import CsvTable, Format, format_for_path, reporter_for
 
 if TYPE_CHECKING:
     from memadvise.model.profile import Profile
+
+#: The fewest traced steps that tell a leak from warm-up (memadvise.capture.leaks.MIN_LEAK_STEPS, which
+#: imports torch; tests/cli checks they agree).
+MIN_LEAK_STEPS = 3
+#: The precisions a trace runs in (memadvise.capture.training.TRACED_PRECISIONS, likewise).
+TRACED_PRECISIONS = ("fp32", "bf16", "fp16", "bf16-mixed", "fp16-mixed")
 
 HELP = (
     """Trace a model file and report its exact peak memory, what holds it, and memory per layer.
@@ -67,32 +75,32 @@ memory at the peak by module hierarchy. --format html (or -o FILE.html) writes
 one self-contained page: the timeline chart, what is alive at the peak by
 category and by module, and the sortable per-layer table.
 
+--mode generate traces greedy model.generate(max_new_tokens=N, min_new_tokens=N, do_sample=False)
+under no_grad (or the file's own generate(model, inputs, new_tokens)): the peak, whether it falls in
+the prefill or in decoding, and the KV cache (kv_cache_bytes) and its growth per decode step.
+
 \b
 Examples:
   memadvise profile sample_models/gpt2.py --batch-size 4
   memadvise profile sample_models/gpt2.py --tree --depth 3
   memadvise profile sample_models/gpt2.py --output report.html
   memadvise profile sample_models/resnet.py --mode inference --format json
-  memadvise profile model.py:build_large --optimizer sgd --output profile.json
+  memadvise profile sample_models/lstm_lm.py --output profile.json
+  memadvise profile model.py:build_large --optimizer sgd
   memadvise profile sample_models/bert.py --format csv --output layers.csv
-  memadvise profile sample_models/llama2_7b.py --fake --gpu A100-80GB --precision bf16-mixed
-  memadvise profile sample_models/bert.py --format csv --table timeline -o timeline.csv
-  memadvise profile sample_models/llama2_7b.py --fake          # meta device: nothing allocated
-  memadvise profile sample_models/resnet.py --fake --target-device cpu
-  memadvise profile sample_models/mlp.py --steps 5             # leak check over 5 steps
+  memadvise profile sample_models/bert.py --table timeline -o timeline.csv
+  memadvise profile sample_models/mlp.py --steps 5
   memadvise profile sample_models/gpt2.py --health
-  memadvise profile sample_models/resnet.py --dataloader-workers 4 --pin-memory
   memadvise profile sample_models/gpt2.py --precision bf16-mixed --seq-len 64
-  memadvise profile sample_models/llama2_7b.py --fake --target-device cpu --fsdp 8   # one rank's memory
-  memadvise profile path/to/hf-model/ --fake --seq-len 512   # a folder with a Hugging Face config.json
-  memadvise profile meta-llama/Llama-3.1-8B --fake --precision bf16-mixed   # a Hub name: config only
+  memadvise profile sample_models/mlp.py --dataloader-workers 4 --pin-memory
+  memadvise profile sample_models/llama2_7b.py --fake
+  memadvise profile sample_models/llama2_7b.py --fake --gpu A100-80GB
+  memadvise profile sample_models/resnet.py --fake --target-device cpu
+  memadvise profile path/to/hf-model/ --fake --seq-len 512
+  memadvise profile meta-llama/Llama-3.1-8B --fake --precision bf16-mixed
   memadvise profile timm:convnext_tiny --fake -b 32
   memadvise profile torchvision:resnet50 --image-size 160 -b 8
-  memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 32 -b 2 -o gen.json
-
---mode generate traces greedy model.generate(max_new_tokens=N, min_new_tokens=N, do_sample=False) under
-no_grad (or the file's own generate(model, inputs, new_tokens)): the peak, whether it falls in the
-prefill or in decoding, and the KV cache (kv_cache_bytes) and its growth per decode step.
+  memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 8
 """
 )
 
@@ -108,7 +116,8 @@ TopOpt = Annotated[
     int, typer.Option("--top", min=1, max=MAX_ROWS, help="Rows in the layer and holder tables.")
 ]
 TreeOpt = Annotated[
-    bool, typer.Option("--tree", help="Add memory at the peak by module hierarchy (table format).")
+    bool,
+    typer.Option("--tree", metavar="", help="Add memory at the peak by module hierarchy (table format)."),
 ]
 DepthOpt = Annotated[
     int | None,
@@ -129,7 +138,9 @@ StepsOpt = Annotated[
 ]
 HealthOpt = Annotated[
     bool,
-    typer.Option("--health", help="Gather numerical health: activation ranges, gradient norms, NaN/Inf."),
+    typer.Option(
+        "--health", metavar="", help="Gather numerical health: activation ranges, gradient norms, NaN/Inf."
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
@@ -142,7 +153,11 @@ WorkersOpt = Annotated[
 ]
 PinOpt = Annotated[
     bool | None,
-    typer.Option("--pin-memory/--no-pin-memory", help="DataLoader pin_memory, for the host-memory estimate."),
+    typer.Option(
+        "--pin-memory/--no-pin-memory",
+        metavar="",
+        help="DataLoader pin_memory, for the host-memory estimate.",
+    ),
 ]
 PrecisionOpt = Annotated[
     str,
@@ -180,6 +195,7 @@ ScalingOpt = Annotated[
     bool | None,
     typer.Option(
         "--scaling/--no-scaling",
+        metavar="",
         help="Trace once more at twice the batch so 'memadvise estimate' can change the batch size "
         "(default: on for JSON output).",
     ),
@@ -245,8 +261,6 @@ def profile_command(
     image_size: ImageSizeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    from memadvise.api import profile_file
-    from memadvise.capture.leaks import MIN_LEAK_STEPS
     from memadvise.errors import UsageError
 
     if steps is not None and steps < MIN_LEAK_STEPS:
@@ -258,6 +272,17 @@ def profile_command(
     where = chosen_device(device, fake, target_device)
     if health and where == "meta":
         raise UsageError("--health needs real values; it cannot be combined with --fake")
+    if precision not in TRACED_PRECISIONS:
+        choices = ", ".join(TRACED_PRECISIONS)
+        raise UsageError(f"precision {precision!r} cannot be traced; use one of {choices}")
+    fake_target = target_device.value if target_device else None
+    if fsdp is not None and (where != "meta" or fake_target == "cuda"):
+        raise UsageError("--fsdp traces one rank fake on CPU kernels: add --fake --target-device cpu")
+    if gpu is not None and (where != "meta" or fake_target == "cpu" or fsdp is not None):
+        raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
+    precheck(model_file, where)
+    from memadvise.api import profile_file  # imports torch: only once the arguments are checked
+
     kind = ", fake" if where == "meta" else ""
     n_steps = steps or 2
     phases = 3 if mode is Mode.TRAIN else 1
@@ -287,6 +312,7 @@ def profile_command(
             cache=cache,
             task=task.value if task else None,
             image_size=image_size,
+            warn=warn,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

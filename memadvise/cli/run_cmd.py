@@ -25,7 +25,7 @@ Works with plain PyTorch loops and Hugging Face Trainer scripts. PyTorch Lightni
 Examples:
   memadvise run train.py --epochs 1 --lr 3e-4
   memadvise run --steps 3 -o profile.json train.py --config configs/small.yaml
-  memadvise run --continue train.py            # profile the first steps, then let it finish
+  memadvise run --continue train.py   # profile the first steps, then finish
 """
 
 

@@ -38,12 +38,18 @@ __all__ = [
     "Timeline",
     "load_profile",
     "module_label",
+    "ROOT_LABEL",
 ]
 
 
+#: How every report (terminal, CSV, HTML, the sentences of an estimate) names the model itself, the root
+#: module; a saved profile stores it as ``""`` (the name ``named_modules`` gives it).
+ROOT_LABEL = "(model)"
+
+
 def module_label(name: str) -> str:
-    """How reports name a module: its qualified name, and ``(root)`` for the model itself (``""``)."""
-    return name if name else "(root)"
+    """How reports name a module: its qualified name, and :data:`ROOT_LABEL` for the model itself (``""``)."""
+    return name if name else ROOT_LABEL
 
 
 @dataclass(frozen=True)

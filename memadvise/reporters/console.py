@@ -6,6 +6,7 @@ Also the module tree (``--tree``). Everything here returns rich renderables; not
 from __future__ import annotations
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -14,6 +15,9 @@ from memadvise.model.profile import LayerStats, Profile, module_label
 from memadvise.model.units import format_bytes, format_share
 from memadvise.reporters.hierarchy import ModuleNode, module_hierarchy
 from memadvise.reporters.timeline import PHASE_SHORT, column_maxima
+
+#: Category names where a table has no room for the long ones.
+CATEGORY_SHORT_LABELS = {"activations": "activations"}
 
 CATEGORY_LABELS = {
     "parameters": "parameters",
@@ -92,42 +96,89 @@ def layer_weight(layer: LayerStats) -> int:
     return layer.param_bytes + layer.grad_bytes + layer.optimizer_state_bytes + layer.activation_bytes
 
 
-def layers_table(profile: Profile, top: int = 10) -> Table:
-    rows = sorted(profile.layers, key=lambda layer: -layer_weight(layer))[:top]
-    table = Table(
-        title=f"Top {len(rows)} layers by memory (own parameters, gradients, state, activations)",
-        title_justify="left",
-    )
-    for column in (
-        "layer",
-        "type",
-        "params",
-        "grads",
-        "opt state",
-        "activations",
-        "output",
-        "fwd temp",
-        "bwd temp",
-    ):
-        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
-    for layer in rows:
-        table.add_row(
-            module_label(layer.name),
-            layer.type,
-            *(
-                format_bytes(v)
-                for v in (
-                    layer.param_bytes,
-                    layer.grad_bytes,
-                    layer.optimizer_state_bytes,
-                    layer.activation_bytes,
-                    layer.output_bytes,
-                    layer.forward_temp_bytes,
-                    layer.backward_temp_bytes,
-                )
-            ),
+LAYER_COLUMNS: tuple[str, ...] = (
+    "layer",
+    "type",
+    "params",
+    "grads",
+    "opt state",
+    "activations",
+    "output",
+    "fwd temp",
+    "bwd temp",
+)
+#: The columns a narrow console leaves out first (the CSV and HTML reports always have them all).
+LAYER_COLUMNS_DROPPED = ("type", "output", "fwd temp", "bwd temp", "grads", "opt state")
+
+
+class LayersTable:
+    """The top layers by memory, with whole names and unwrapped sizes: where the console is too narrow for
+    every column, the least needed go (type first, then output and temporaries), and a line says which."""
+
+    def __init__(self, profile: Profile, top: int = 10) -> None:
+        self.rows = sorted(profile.layers, key=lambda layer: -layer_weight(layer))[:top]
+
+    def table(self, columns: tuple[str, ...]) -> Table:
+        table = Table(
+            title=f"Top {len(self.rows)} layers by memory (own parameters, gradients, state, activations)",
+            title_justify="left",
         )
-    return table
+        for column in columns:
+            left = column in ("layer", "type")
+            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+        for layer in self.rows:
+            cells = {
+                "layer": module_label(layer.name),
+                "type": layer.type,
+                "params": format_bytes(layer.param_bytes),
+                "grads": format_bytes(layer.grad_bytes),
+                "opt state": format_bytes(layer.optimizer_state_bytes),
+                "activations": format_bytes(layer.activation_bytes),
+                "output": format_bytes(layer.output_bytes),
+                "fwd temp": format_bytes(layer.forward_temp_bytes),
+                "bwd temp": format_bytes(layer.backward_temp_bytes),
+            }
+            table.add_row(*(cells[c] for c in columns))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        columns = LAYER_COLUMNS
+        table = self.table(columns)
+        unbounded = options.update(max_width=1 << 16)
+        for drop in LAYER_COLUMNS_DROPPED:
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+            columns = tuple(c for c in columns if c != drop)
+            table = self.table(columns)
+        yield table
+        left_out = [c for c in LAYER_COLUMNS if c not in columns]
+        if left_out:
+            yield Text(
+                f"Left out at {options.max_width} columns: {', '.join(left_out)} "
+                "(a wider terminal, --format csv or the HTML report shows them).",
+                style="dim",
+            )
+
+
+class Fitted:
+    """The first of several renderings (widest first) that fits the console without wrapping; the last
+    one where none does."""
+
+    def __init__(self, *choices: RenderableType) -> None:
+        self.choices = choices
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update(max_width=1 << 16)
+        for choice in self.choices[:-1]:
+            if Measurement.get(console, unbounded, choice).maximum <= options.max_width:
+                yield choice
+                return
+        yield self.choices[-1]
+
+
+def layers_table(profile: Profile, top: int = 10) -> LayersTable:
+    """The per-layer table of the terminal report (as many columns as the console has room for)."""
+    return LayersTable(profile, top)
 
 
 def holders_table(profile: Profile, top: int = 10) -> Table:
@@ -192,14 +243,17 @@ class TimelineChart:
 
 
 def _phase_row(phases: list[str]) -> Text:
-    """``fwd────bwd──opt─────…``: each run of one phase starts with its short name."""
+    """``fwd────bwd──opt─────…``: each run of one phase starts with its short name, or with its first letter
+    where the name does not fit (``f─b─opt──``), so that neighbouring names never run together."""
     row = Text()
     start = 0
     for i in range(1, len(phases) + 1):
         if i == len(phases) or phases[i] != phases[start]:
             width = i - start
             name = PHASE_SHORT.get(phases[start], phases[start])
-            row.append((name[:width]).ljust(width, "─"), style=PHASE_STYLES.get(phases[start], ""))
+            if width <= len(name):
+                name = name[0] if width > 1 or i == len(phases) else ""
+            row.append(name.ljust(width, "─"), style=PHASE_STYLES.get(phases[start], ""))
             start = i
     return row
 

@@ -12,7 +12,7 @@ from rich.text import Text
 from memadvise.analyzer import Estimate
 from memadvise.model.profile import Profile, module_label
 from memadvise.model.units import format_bytes
-from memadvise.reporters.console import CATEGORY_LABELS
+from memadvise.reporters.console import CATEGORY_LABELS, CATEGORY_SHORT_LABELS, Fitted
 
 ROWS = (
     ("peak", "peak_bytes"),
@@ -44,6 +44,16 @@ def _profile_of(estimate: Estimate, profile: Profile | None) -> Profile:
     return found
 
 
+def _configuration(profile: Profile) -> str:
+    """``batch 2``, ``batch 2, seq 64, bf16-mixed``: what the baseline was traced with."""
+    parts = [f"batch {profile.batch_size}"]
+    if profile.seq_len is not None:
+        parts.append(f"seq {profile.seq_len}")
+    if profile.precision != "fp32":
+        parts.append(profile.precision)
+    return ", ".join(parts)
+
+
 def render_estimate(estimate: Estimate, profile: Profile | None = None) -> RenderableType:
     """The estimate next to the profiled baseline, what holds the new peak, and the notes."""
     profile = _profile_of(estimate, profile)
@@ -59,27 +69,37 @@ def render_estimate(estimate: Estimate, profile: Profile | None = None) -> Rende
     if estimate.why:
         head.append(f"\n{estimate.why}")
 
-    table = Table(title="Against the profiled run", title_justify="left")
-    table.add_column("")
-    table.add_column(f"profiled (batch {profile.batch_size})", justify="right")
-    table.add_column("estimate", justify="right")
-    table.add_column("change", justify="right")
-    for label, key in ROWS:
-        old, new = _baseline_value(profile, key), int(getattr(estimate, key))
-        table.add_row(label, format_bytes(old), format_bytes(new), _change(new, old))
+    def against(short: bool) -> Table:
+        table = Table(title="Against the profiled run", title_justify="left")
+        table.add_column("")
+        table.add_column(f"profiled ({_configuration(profile)})", justify="right")
+        table.add_column("estimate", justify="right")
+        table.add_column("change", justify="right")
+        for label, key in ROWS:
+            old, new = _baseline_value(profile, key), int(getattr(estimate, key))
+            shown = "activations" if short and key == "activation_bytes" else label
+            table.add_row(shown, format_bytes(old), format_bytes(new), _change(new, old))
+        return table
 
-    holders = Table(title="Alive at the estimated peak", title_justify="left")
-    holders.add_column("category")
-    holders.add_column("module")
-    holders.add_column("size", justify="right")
-    holders.add_column("share", justify="right")
-    for h in estimate.peak_holders:
-        share = f"{h.bytes / estimate.peak_bytes:.1%}" if estimate.peak_bytes else "-"
-        holders.add_row(
-            CATEGORY_LABELS.get(h.category, h.category), module_label(h.module), format_bytes(h.bytes), share
-        )
+    def holders(short: bool) -> Table:
+        labels = {**CATEGORY_LABELS, **CATEGORY_SHORT_LABELS} if short else CATEGORY_LABELS
+        table = Table(title="Alive at the estimated peak", title_justify="left")
+        table.add_column("category")
+        table.add_column("module")
+        table.add_column("size", justify="right")
+        table.add_column("share", justify="right")
+        for h in estimate.peak_holders:
+            share = f"{h.bytes / estimate.peak_bytes:.1%}" if estimate.peak_bytes else "-"
+            table.add_row(
+                labels.get(h.category, h.category), module_label(h.module), format_bytes(h.bytes), share
+            )
+        return table
 
-    parts: list[RenderableType] = [head, table, holders]
+    parts: list[RenderableType] = [
+        head,
+        Fitted(against(False), against(True)),
+        Fitted(holders(False), holders(True)),
+    ]
     if estimate.low_rank is not None:
         parts.append(_low_rank_table(estimate))
     extra = _details(estimate)
@@ -169,6 +189,7 @@ def estimate_dict(estimate: Estimate, profile: Profile | None = None) -> dict[st
     data = estimate.to_dict()
     data["baseline"] = {
         "batch_size": profile.batch_size,
+        "seq_len": profile.seq_len,
         "precision": profile.precision,
         "optimizer": profile.optimizer,
         "peak_bytes": profile.peak_bytes,

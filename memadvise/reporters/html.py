@@ -401,7 +401,7 @@ def _layers_section(profile: Profile) -> str:
         cells.append(_size_cell(own))
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        '<section id="layers"><h2>Memory per layer</h2>'
+        '<section id="layers" class="wide"><h2>Memory per layer</h2>'
         '<p class="muted">Each module\'s own parameters, buffers, gradients and optimizer state; the '
         "activations it saved for backward (alive at the end of forward); its outputs; the highest rise of "
         "live memory while its forward and backward ran; and what it held at the peak. Click a column "
@@ -431,7 +431,7 @@ def _report_table_section(section_id: str, table: ReportTable) -> str:
         rows.append(f"<tr>{''.join(cells)}</tr>")
     note = f'<p class="muted">{esc(table.note)}</p>' if table.note else ""
     return (
-        f'<section id="{section_id}"><h2>{esc(table.title)}</h2>{note}'
+        f'<section id="{section_id}" class="wide"><h2>{esc(table.title)}</h2>{note}'
         f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
@@ -442,7 +442,8 @@ _CSS = """
 :root{--fg:#1d1f23;--muted:#646b75;--line:#d9dce1;--bg:#fff;--head:#f5f6f8}
 *{box-sizing:border-box}
 body{margin:0;padding:24px 32px 48px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--fg);background:var(--bg);max-width:1180px}
+color:var(--fg);background:var(--bg)}
+header,section,footer,section.wide>h2,section.wide>p{max-width:1180px}section.wide{max-width:none}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid var(--line);
 padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
 .muted{color:var(--muted);font-weight:normal}
@@ -470,7 +471,8 @@ table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC";font-size:9px}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2";font-size:9px}
 table.compact{margin-top:8px}tr.total td{font-weight:600}
-.scroll{max-height:640px;overflow:auto;border:1px solid var(--line);border-radius:4px}
+.scroll{display:inline-block;max-width:100%;max-height:80vh;overflow:auto;border:1px solid var(--line);
+border-radius:4px;vertical-align:top}
 #module-tree{font-variant-numeric:tabular-nums}
 #module-tree summary,#module-tree .leaf{display:grid;
 grid-template-columns:minmax(220px,1fr) 240px 90px 60px 130px;gap:10px;align-items:center;padding:1px 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from memadvise.model.profile import Profile
+from memadvise.model.profile import Profile, module_label
 from memadvise.model.text import csv_cell
 
 if TYPE_CHECKING:
@@ -27,15 +27,25 @@ LAYER_COLUMNS = (
 
 
 def to_dataframe(profile: Profile, table: str = "layers") -> pd.DataFrame:
-    """``table="layers"``: one row per module; ``table="timeline"``: one row per timeline sample."""
+    """``table="layers"``: one row per module; ``table="timeline"``: one row per timeline sample.
+
+    As in every report, the model itself is named ``(model)`` (:data:`ROOT_LABEL`; ``""`` in the saved
+    JSON) and steps count from 1 (the JSON counts from 0)."""
     import pandas as pd
 
     if table == "layers":
-        return pd.DataFrame([asdict(layer) for layer in profile.layers], columns=list(LAYER_COLUMNS))
+        rows = [{**asdict(layer), "name": module_label(layer.name)} for layer in profile.layers]
+        return pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
     if table == "timeline":
         tl = profile.timeline
         frame = pd.DataFrame(
-            {"index": tl.index, "step": tl.step, "phase": tl.phase, "op": tl.op, "module": tl.module}
+            {
+                "index": tl.index,
+                "step": [step + 1 for step in tl.step],
+                "phase": tl.phase,
+                "op": tl.op,
+                "module": [module_label(m) for m in tl.module],
+            }
         )
         for category, column in tl.bytes.items():
             frame[category] = column

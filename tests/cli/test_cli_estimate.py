@@ -129,3 +129,42 @@ def test_seq_len_without_support_in_the_model_file() -> None:
     result = invoke(TINY, "--device", "cpu", "--seq-len", "16")
     assert result.exit_code == 2
     assert "takes no seq_len" in result.stderr
+
+
+@pytest.mark.slow
+def test_seq_len_is_set_against_the_model_file_as_it_is() -> None:
+    """The baseline column is the file traced as it is, the estimate the asked sequence length: each agrees
+    with its own independent profile run, and the change is their difference."""
+    seq = str(MODELS_DIR / "tiny_seq.py")
+    data = _json(seq, "--device", "cpu", "--seq-len", "128", "--trace-batch-size", "2")
+
+    def peak(*args: str) -> int:
+        result = CliRunner().invoke(app, ["profile", seq, "-b", "2", "--device", "cpu", "-f", "json", *args])
+        assert result.exit_code == 0, result.stderr
+        return int(json.loads(result.stdout)["peak_bytes"])
+
+    as_is, longer = peak("--no-scaling"), peak("--no-scaling", "--seq-len", "128")
+    assert longer > as_is
+    assert data["baseline"]["peak_bytes"] == as_is
+    assert data["baseline"]["seq_len"] is None
+    assert data["peak_bytes"] == longer
+    assert data["change_bytes"] == longer - as_is
+    assert data["scenario"]["seq_len"] == 128
+    assert data["scenario_text"] == "seq 128"  # the report's header, not "as profiled"
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_tables_do_not_wrap_rows(saved: Path, columns: int) -> None:
+    """Where the long category name does not fit, a short one takes its place instead of a row wrapping."""
+    result = CliRunner().invoke(app, ["estimate", str(saved), "-b", "64"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for title in ("Against the profiled run", "Alive at the estimated peak"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(title))
+        body = next(i for i in range(start, len(lines)) if lines[i].startswith("┡"))
+        end = next(i for i in range(body, len(lines)) if lines[i].startswith("└"))
+        for row in lines[body + 1 : end]:
+            assert max(len(line) for line in lines[start:end]) <= columns
+            assert row.strip("│ ").split("│")[0].strip(), f"a wrapped row at {columns} columns: {row!r}"
+    if columns == 200:
+        assert "activations (saved for backward)" in result.stdout  # the long name where there is room

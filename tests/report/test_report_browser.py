@@ -126,3 +126,39 @@ def test_chart_is_drawn_with_the_peak_where_the_profile_has_it(
     assert got["sorted_descending"] and got["sort_mark"] == "descending"
     assert got["details"] > 2 and got["open_after_close"] == 0 and got["open_after_open"] == got["details"]
     assert got["ms"] < OPEN_LIMIT_MS
+
+
+LAYOUT_PROBE = """<script>
+(function(){
+ var table=document.getElementById('layer-table'),box=table.parentElement,r=table.getBoundingClientRect();
+ var out={inner:window.innerWidth,scroll_width:box.scrollWidth,client_width:box.clientWidth,right:r.right,
+  table_width:r.width};
+ var pre=document.createElement('pre');pre.id='probe';pre.textContent=JSON.stringify(out);
+ document.body.appendChild(pre);
+})();
+</script>"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_layer_table_is_not_a_small_box_scrolling_sideways(
+    gpt2_profile: Profile, browser: str, tmp_path: Path, width: int
+) -> None:
+    """At 1400 and 1920 pixels the GPT-2 layer table shows every column without scrolling sideways, while
+    the prose and the chart keep a readable width; a screenshot of each is kept in the test's folder."""
+    page = render_html(gpt2_profile)
+    probed = tmp_path / "layout.html"
+    probed.write_text(page.replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    dom = run_headless(browser, probed, window=(width, 1200))
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, "the probe did not run: " + dom[-500:]
+    got = json.loads(match.group(1).replace("&quot;", '"'))
+    assert got["inner"] == width
+    assert got["scroll_width"] <= got["client_width"] + 1, got  # no horizontal scroll inside the box
+    assert got["right"] <= width, got  # the table ends inside the window
+    report = tmp_path / "report.html"
+    report.write_text(page, encoding="utf-8")
+    shot = tmp_path / f"report_{width}px.png"
+    run_headless(browser, report, screenshot=shot, window=(width, 2400))
+    assert shot.stat().st_size > 10_000
+    print(f"\nscreenshot at {width} px: {shot}")

@@ -117,8 +117,8 @@ def test_optional_sections_render_only_when_given(toy: Profile) -> None:
     )
     plan = ReportTable(title="Plan options", columns=("option", "fits"), rows=(("checkpoint blocks", 1),))
     page = render_html(toy, what_if=what_if, plan=plan)
-    assert '<section id="what-if"><h2>What if</h2>' in page
-    assert '<section id="plan-options"><h2>Plan options</h2>' in page
+    assert '<section id="what-if" class="wide"><h2>What if</h2>' in page
+    assert '<section id="plan-options" class="wide"><h2>Plan options</h2>' in page
     assert f'data-v="{3 * 2**30}" title="{3 * 2**30:,} bytes">3.0 GiB</td>' in page
     assert "bf16 &lt;mixed&gt;" in page
     assert '<td class="num" data-v="1">1</td>' in page

@@ -109,15 +109,6 @@ def _cells(row: list[list[str]]) -> list[str]:
 
 # --------------------------------------------------------------------------- the checks
 
-NARROW_LAYER_TABLE = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "at 100 columns or fewer rich squeezes the layer table: every name is cut to 'blocks.…' (four rows "
-        "then read the same) and sizes wrap ('512.0' over 'KiB'); the golden files froze it that way"
-    ),
-)
-
-
 @pytest.mark.parametrize("source", list(REPORTS))
 def test_category_rows_sum_to_the_total_and_the_total_is_the_peak(source: str) -> None:
     text = REPORTS[source]()
@@ -138,10 +129,7 @@ def test_category_rows_sum_to_the_total_and_the_total_is_the_peak(source: str) -
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize(
-    "source",
-    [pytest.param(s, marks=NARROW_LAYER_TABLE) if "160" not in s else s for s in REPORTS],
-)
+@pytest.mark.parametrize("source", list(REPORTS))
 def test_layer_names_are_unique_and_no_cell_is_wrapped(source: str) -> None:
     rows = _table(REPORTS[source](), LAYER_TABLE)
     assert rows

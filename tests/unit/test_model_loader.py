@@ -239,3 +239,28 @@ def test_batch_size_and_device_are_checked_before_the_file_is_run() -> None:
         profile_file(MODELS / "tiny_mlp.py", batch_size=0)
     with pytest.raises(memadvise.UsageError, match="device"):
         profile_file(MODELS / "tiny_mlp.py", device="tpu")
+
+
+def test_positional_and_keyword_inputs_together() -> None:
+    """``((x,), {"bias": b})``: x positionally, bias (keyword-only in forward) by name; both are inputs."""
+    prof = profile_file(MODELS / "args_and_kwargs.py", batch_size=3, device="cpu")
+    assert prof.input_bytes == 2 * 3 * 6 * 4
+    assert prof.param_bytes == 4 * (6 * 6 + 6)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "args", "kwargs"),
+    [
+        (((1, 2), {"k": 3}), (1, 2), {"k": 3}),
+        (([1], {}), (1,), {}),
+        (((1, 2), {"k": 3}, 4), ((1, 2), {"k": 3}, 4), {}),  # three elements: all positional
+        ([(1,), {"k": 3}], ((1,), {"k": 3}), {}),  # a list is always positional
+        ((1, {"k": 3}), (1, {"k": 3}), {}),  # the first is not a tuple/list: positional
+        ({"k": 3}, (), {"k": 3}),
+        (5, (5,), {}),
+    ],
+)
+def test_how_inputs_become_arguments(inputs: object, args: tuple, kwargs: dict) -> None:
+    from memadvise.capture.training import model_arguments
+
+    assert model_arguments(inputs) == (args, kwargs)

@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from memadvise import Holder, LayerStats, Profile, Timeline
+from memadvise.model.profile import ROOT_LABEL
 from memadvise.model.units import format_bytes
 from memadvise.reporters import Format, format_for_path
 from memadvise.reporters.console import layers_table, render_profile
@@ -102,7 +103,7 @@ def profile() -> Profile:
 def test_layers_dataframe(profile: Profile) -> None:
     frame = to_dataframe(profile)
     assert list(frame.columns) == list(LAYER_COLUMNS)
-    assert list(frame["name"]) == [layer.name for layer in profile.layers]
+    assert list(frame["name"]) == [layer.name or ROOT_LABEL for layer in profile.layers]
     assert int(frame["param_bytes"].sum()) == profile.param_bytes
     assert int(frame["optimizer_state_bytes"].sum()) == profile.optimizer_state_bytes
 
@@ -113,6 +114,8 @@ def test_timeline_dataframe_total_column(profile: Profile) -> None:
     assert list(frame["total"]) == profile.timeline.totals()
     assert int(frame["total"].max()) == profile.peak_bytes
     assert list(frame["phase"]) == list(profile.timeline.phase)
+    assert list(frame["step"]) == [step + 1 for step in profile.timeline.step]  # counted from 1
+    assert list(frame["module"]) == [m or ROOT_LABEL for m in profile.timeline.module]
 
 
 def test_unknown_table_is_an_error(profile: Profile) -> None:
@@ -124,7 +127,7 @@ def test_layers_csv_reads_back_exactly(profile: Profile) -> None:
     text = layers_csv(profile)
     frame = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype={"name": str, "type": str})
     assert list(frame.columns) == list(LAYER_COLUMNS)
-    assert list(frame["name"]) == ["", "encoder", "encoder.norm", "head"]
+    assert list(frame["name"]) == [ROOT_LABEL, "encoder", "encoder.norm", "head"]
     for column in LAYER_COLUMNS[2:]:
         assert frame[column].tolist() == [getattr(layer, column) for layer in profile.layers], column
 
@@ -157,7 +160,7 @@ def test_terminal_report_names_peak_categories_and_layers(profile: Profile) -> N
     assert "optimizer of step 2" in text  # steps are shown counting from 1
     for label in ("optimizer state", "parameters", "gradients", "buffers", "temporaries"):
         assert label in text
-    assert "(root)" in text and "encoder.norm" in text
+    assert ROOT_LABEL in text and "encoder.norm" in text
     assert "Who holds the peak" in text
 
 
@@ -172,4 +175,22 @@ def test_layer_table_is_sorted_and_limited(profile: Profile) -> None:
     text = render(layers_table(profile, top=2))
     assert "Top 2 layers" in text
     assert text.index("encoder") < text.index("head")
-    assert "encoder.norm" not in text and "(root)" not in text
+    assert "encoder.norm" not in text and ROOT_LABEL not in text
+
+
+def test_fitted_takes_the_widest_rendering_that_fits() -> None:
+    from rich.table import Table
+
+    from memadvise.reporters.console import Fitted
+
+    def table(label: str) -> Table:
+        t = Table()
+        t.add_column("category")
+        t.add_column("size", justify="right")
+        t.add_row(label, "1.0 MiB")
+        return t
+
+    fitted = Fitted(table("activations (saved for backward)"), table("activations"))
+    assert "(saved for backward)" in render(fitted, width=80)
+    narrow = render(fitted, width=30)
+    assert "(saved" not in narrow and "activations" in narrow
