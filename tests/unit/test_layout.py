@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "reporters": {"planner", "check", "analyzer", "model", "errors", "_version"},
     "cli": {"reporters", "planner", "check", "api", "analyzer", "capture", "model", "errors", "_version"},
     "pytest_plugin": {"check"},
+    "integrations": {"api", "errors", "model"},
     "__main__": {"cli"},
     "memadvise": {"api", "analyzer", "reporters", "model", "errors", "_version"},
 }

@@ -1,0 +1,2 @@
+"""memadvise inside other libraries' training loops: :mod:`memadvise.integrations.hf` (Hugging Face
+``Trainer``). Each integration imports its library only when used."""

@@ -1,0 +1,83 @@
+"""A Hugging Face ``Trainer`` callback that profiles the first training steps of ``trainer.train()``.
+
+>>> from memadvise.integrations.hf import MemadviseCallback          # doctest: +SKIP
+>>> callback = MemadviseCallback(steps=2, output="profile.json")     # doctest: +SKIP
+>>> Trainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()  # doctest: +SKIP
+>>> callback.profile.peak_bytes                                      # doctest: +SKIP
+
+The steps are watched with :func:`memadvise.track` from the first step's start to the end of step
+``steps`` (forward, backward and ``optimizer.step()`` as the Trainer runs them, gradient accumulation
+included); training then goes on untouched, or stops there with ``stop=True``. The profile is the same
+:class:`~memadvise.model.profile.Profile` as ``memadvise profile`` writes (``output``: saved as JSON).
+The Trainer's own memory outside the steps (data loading, evaluation, checkpoints) is not part of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from memadvise.api import track
+from memadvise.errors import UsageError
+
+try:
+    from transformers import TrainerCallback
+except ImportError as _missing:  # pragma: no cover - exercised only without transformers
+    raise UsageError(
+        "memadvise.integrations.hf needs transformers (pip install 'memadvise[llm]' or transformers)"
+    ) from _missing
+
+MAX_STEPS = 1000
+
+
+class MemadviseCallback(TrainerCallback):
+    """Profile the first ``steps`` optimizer steps of ``Trainer.train()`` (see the module doc)."""
+
+    def __init__(self, steps: int = 2, output: str | Path | None = None, stop: bool = False) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise UsageError(f"MemadviseCallback(steps=...) must be a whole number from 1 to {MAX_STEPS}")
+        self.steps = steps
+        self.output = Path(output) if output is not None else None
+        self.stop = stop
+        self._track: Any = None
+        self._profile: Any = None
+        self._done = False
+        self._seen = 0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if self._track is not None or self._done:
+            return
+        if model is None:
+            raise UsageError("MemadviseCallback: the Trainer passed no model to the callback")
+        optimizer = kwargs.get("optimizer")
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+        self._track = track(model, optimizer, batch_size=args.per_device_train_batch_size)
+        self._track.__enter__()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._track is None or self._done:
+            return
+        self._seen += 1
+        if self._seen < self.steps:
+            return
+        self._finish()
+        if self.stop:
+            control.should_training_stop = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._track is not None and not self._done:
+            self._finish()  # training ended before `steps` steps: profile what ran
+
+    def _finish(self) -> None:
+        watched, self._track, self._done = self._track, None, True
+        watched.__exit__(None, None, None)
+        self._profile = watched.profile
+        if self.output is not None:
+            self._profile.save(self.output)
+
+    @property
+    def profile(self) -> Any:
+        """The :class:`~memadvise.model.profile.Profile` of the watched steps (after they ran)."""
+        if self._profile is None:
+            raise UsageError("MemadviseCallback's profile is ready once its steps have run")
+        return self._profile
