@@ -1,0 +1,48 @@
+"""Fake traces of models whose control flow and shapes depend on their inputs' values.
+
+A fake CPU trace keeps real twins of small integer and boolean tensors, so a model that checks its
+labels, indexes with ``.item()``, calls ``nonzero`` on its labels' padding and sizes a CTC loss by its
+label lengths traces with the real values, and its peak matches a real run's allocator peak
+(tests/groundtruth.py) within the fake trace's 3%. A selection that depends on floating-point values
+stays unknown: every element is assumed selected, the profile says so, and the peak is an upper bound.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import groundtruth
+import pytest
+
+import memadvise
+
+MODELS = Path(__file__).resolve().parent / "models"
+MAX_FAKE_ERROR = 0.03
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _fake(path: Path, batch: int, mode: str) -> Any:
+    return memadvise.profile_file(
+        str(path), batch_size=batch, mode=mode, optimizer="adamw", device="meta", target_device="cpu",
+        scaling=False,
+    )
+
+
+@pytest.mark.parametrize("mode", ["train", "inference"])
+def test_values_read_by_the_model_are_real(mode: str) -> None:
+    path = MODELS / "data_dependent.py"
+    truth = groundtruth.measure_peak(path, 4, mode=mode, optimizer="adamw").peak_bytes
+    prof = _fake(path, 4, mode)
+    assert not [a for a in prof.assumptions if "assumed" in a], prof.assumptions
+    error = abs(prof.peak_bytes - truth) / truth
+    assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
+
+
+def test_unknown_selection_is_stated_and_an_upper_bound() -> None:
+    path = MODELS / "selects_unknown.py"
+    truth = groundtruth.measure_peak(path, 8, mode="train", optimizer="adamw").peak_bytes
+    prof = _fake(path, 8, "train")
+    stated = [a for a in prof.assumptions if "nonzero" in a and "all were assumed selected" in a]
+    assert stated, prof.assumptions
+    assert prof.peak_bytes >= truth
