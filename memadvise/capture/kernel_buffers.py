@@ -21,6 +21,7 @@ CUDA_BLOCK_ROUNDING = 512
 SMALL_SPATIAL = 4
 LSTM_SCRATCH_BASE = 16952  # bytes of oneDNN's LSTM scratch pad that do not scale with the shape
 LSTM_WORKSPACE_MIN = 28672
+DEPTHWISE_CL_WEIGHTS = 256  # weight copies in oneDNN's channels-last depthwise weight-gradient reduction
 PAGE = 4096  # input height x width at or under which oneDNN's backward changes algorithm
 
 _aten = torch.ops.aten
@@ -41,6 +42,10 @@ NO_BUFFERS = BufferPlan()
 
 def _pages(nbytes: int) -> int:
     return -(-nbytes // PAGE) * PAGE
+
+
+def _channels_last(x: Any) -> bool:
+    return bool(x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
 
 
 def _nbytes(t: Any) -> int:
@@ -200,6 +205,14 @@ class KernelBufferModel:
         weight, grad, inp = _nbytes(w), _nbytes(grad_out), _nbytes(x)
         if transposed:
             return BufferPlan(around_outputs=(grad, grad, inp))
+        kernel, spatial = tuple(int(k) for k in w.shape[2:]), tuple(int(n) for n in x.shape[2:])
+        large = max(kernel) > 3 or any(k > n for k, n in zip(kernel, spatial, strict=True))
+        if groups > 1 and groups == x.shape[1] and _channels_last(x) and large:
+            # Depthwise on a channels-last input (ConvNeXt's blocks hand one on) with a filter over
+            # 3x3 or larger than the map: the weight gradient is reduced in a buffer of 256 weights,
+            # whatever the batch and map size (measured on 3x3-7x7 filters, 16-320 channels, 2x2-16x16
+            # maps, batch 1-8, one thread; 3x3 filters on 8x8 and larger maps take none).
+            return BufferPlan(around_outputs=(grad, max(inp, weight), DEPTHWISE_CL_WEIGHTS * weight))
         if math.prod(x.shape[2:]) <= SMALL_SPATIAL:
             # On tiny feature maps oneDNN picks a weight-gradient algorithm that holds four
             # weight-sized buffers (measured: 4.0x the weight on ResNet-18's 2x2 and 1x1 stages).
