@@ -46,3 +46,15 @@ def test_unknown_selection_is_stated_and_an_upper_bound() -> None:
     stated = [a for a in prof.assumptions if "nonzero" in a and "all were assumed selected" in a]
     assert stated, prof.assumptions
     assert prof.peak_bytes >= truth
+
+
+@pytest.mark.parametrize("mode", ["train", "inference"])
+def test_convolution_blocks_outside_the_fitted_models(mode: str) -> None:
+    """Depthwise, 1x1 squeeze-excitation, channels-last depthwise and 1-D convolutions: the fake CPU
+    trace's kernel-buffer rules (fitted on single convolutions) against a real run of a model built
+    from them."""
+    path = MODELS / "conv_blocks.py"
+    truth = groundtruth.measure_peak(path, 4, mode=mode, optimizer="adamw").peak_bytes
+    prof = _fake(path, 4, mode)
+    error = abs(prof.peak_bytes - truth) / truth
+    assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
