@@ -32,7 +32,7 @@ def main(patterns: list[str]) -> None:
     for path in MODELS:
         if patterns and not any(p in path.stem for p in patterns):
             continue
-        batch = 2 if "fasterrcnn" in path.stem or "mobilenet" in path.stem else 4
+        batch = {"tv_fasterrcnn": 2, "tv_mobilenet_v3": 2, "nn_word_lm": 20}.get(path.stem, 4)
         for mode in ("train", "inference"):
             started = time.perf_counter()
             truth = groundtruth.measure_peak(path, batch, mode=mode, optimizer="adamw").peak_bytes
