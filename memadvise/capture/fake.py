@@ -7,11 +7,14 @@ have no data pointer), so the same bookkeeping as a real run — blocks, categor
 
 What a fake run cannot see, and how memadvise handles it:
 
-* Data-dependent operators (``.item()``, ``torch._assert`` on a tensor, ``if tensor:``) need values
-  meta tensors do not have. memadvise answers them with a stated assumption — ``True`` for booleans,
-  ``1`` for numbers — and lists each such assumption in the profile.
-* Operators without a meta implementation run for real on zero-filled CPU copies when their inputs
-  are small (under 64 MiB), and their outputs are turned back into meta tensors; each is listed.
+* Data-dependent operators (``.item()``, ``torch._assert`` on a tensor, ``if tensor:``, ``nonzero``)
+  need values meta tensors do not have. Small integer and boolean tensors (and a few-element float
+  draw) carry real CPU twins, computed alongside the fake ones, so labels, lengths, masks and the
+  checks on them are known. Other values are answered with a stated assumption — ``True`` for
+  booleans, ``1`` for numbers, every element for a selection — listed in the profile.
+* Operators without a meta implementation run for real on CPU copies (their twins where known,
+  zeros otherwise) when their inputs are small (under 64 MiB), and their outputs are turned back into
+  meta tensors; each is listed.
 * Buffers that kernels allocate internally, outside the dispatcher, are modelled per target device
   (see :mod:`memadvise.capture.kernel_buffers`).
 """
