@@ -32,7 +32,7 @@ def main(patterns: list[str]) -> None:
     for path in MODELS:
         if patterns and not any(p in path.stem for p in patterns):
             continue
-        batch = {"tv_fasterrcnn": 2, "tv_mobilenet_v3": 2, "nn_word_lm": 20}.get(path.stem, 4)
+        batch = {"nn_word_lm": 20}.get(path.stem, 2 if path.stem.startswith(("tv_", "timm_convnext_")) else 4)
         for mode in ("train", "inference"):
             started = time.perf_counter()
             truth = groundtruth.measure_peak(path, batch, mode=mode, optimizer="adamw").peak_bytes
