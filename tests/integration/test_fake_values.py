@@ -58,3 +58,23 @@ def test_convolution_blocks_outside_the_fitted_models(mode: str) -> None:
     prof = _fake(path, 4, mode)
     error = abs(prof.peak_bytes - truth) / truth
     assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "measured: +6.57% (85.6 MB real, 91.2 MB fake; +5.80% at 96x96 in bench/fake_unseen.py): the box "
+        "heads keep the boxes whose scores pass a threshold, a nonzero on floating-point values the fake "
+        "trace does not have; it assumes every box kept (an upper bound, stated in the profile)"
+    ),
+)
+def test_faster_rcnn_inference() -> None:
+    """torchvision's Faster R-CNN: its transform draws the image size with ``.item()`` and indexes a
+    tuple with it (known now: it traces); its box selection depends on scores (not known)."""
+    pytest.importorskip("torchvision")
+    path = MODELS / "fasterrcnn_tiny.py"
+    truth = groundtruth.measure_peak(path, 2, mode="inference", optimizer="adamw").peak_bytes
+    prof = _fake(path, 2, "inference")
+    error = abs(prof.peak_bytes - truth) / truth
+    assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
