@@ -101,6 +101,7 @@ FLOAT_TWIN_LIMIT = 16  # elements of a floating-point factory's output (a random
 # Operators whose output shape depends on their input values: without twins, all elements are assumed
 # selected (the largest output), and that is stated.
 _SELECTING = {"nonzero", "argwhere", "masked_select"}
+_PLAIN = (int, float, bool, type(None), str)
 _SHAPE_ONLY = {"ones_like", "zeros_like", "full_like", "new_ones", "new_zeros", "new_full", "new_empty"}
 
 
@@ -163,7 +164,10 @@ def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumpti
     real on the twins; an operator whose output shape depends on values takes the real output's shape."""
     from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 
-    tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+    if not kwargs and all(isinstance(a, torch.Tensor) or type(a) in _PLAIN for a in args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    else:
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
     shape_only = _name(func) in _SHAPE_ONLY  # ones_like(x) does not depend on x's values
     known = (shape_only or all(_real(a) is not None for a in tensors)) and all(_small(a) for a in tensors)
     try:
@@ -184,7 +188,7 @@ def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumpti
         out = tree_map(_like, real_out)
         _twin_outputs(out, real_out)
         return out
-    outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+    outs = _tensors_of(out)
     made = not tensors or shape_only  # a factory: exact values, or a few floats (not weights)
     if (
         known
@@ -200,6 +204,15 @@ def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumpti
         if o in _TWINS and any(o is a for a in tensors):
             del _TWINS[o]
     return out
+
+
+def _tensors_of(out: Any) -> list[torch.Tensor]:
+    """The tensors an operator returned (most return one tensor or a flat tuple of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)) and all(o is None or isinstance(o, torch.Tensor) for o in out):
+        return [o for o in out if o is not None]
+    return [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
 
 
 def _name(func: Any) -> str:
