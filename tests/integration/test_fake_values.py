@@ -4,7 +4,10 @@ A fake CPU trace keeps real twins of small integer and boolean tensors, so a mod
 labels, indexes with ``.item()``, calls ``nonzero`` on its labels' padding and sizes a CTC loss by its
 label lengths traces with the real values, and its peak matches a real run's allocator peak
 (tests/groundtruth.py) within the fake trace's 3%. A selection that depends on floating-point values
-stays unknown: every element is assumed selected, the profile says so, and the peak is an upper bound.
+stays unknown: every element is assumed selected, the profile says so, and the peak is an upper bound
+(Faster R-CNN's inference, a declared miss). The convolution kernel-buffer rules, fitted on single
+convolutions, are tested on a model built from depthwise, squeeze-excitation, channels-last depthwise
+and 1-D convolution blocks.
 """
 
 from __future__ import annotations
