@@ -81,3 +81,20 @@ def test_faster_rcnn_inference() -> None:
     prof = _fake(path, 2, "inference")
     error = abs(prof.peak_bytes - truth) / truth
     assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "measured: -8.60% (54.8 MB real, 50.1 MB fake; -6.6% for hidden 512 x 100 steps, -7.1% for "
+        "PyTorch's medium word_language_model shape): oneDNN's LSTM backward at hidden size 512 holds "
+        "buffers of about the weights' size that the LSTM rules, measured at hidden 256 and below, lack"
+    ),
+)
+def test_wide_lstm_training() -> None:
+    """An LSTM wider than the ones the LSTM buffer rules were measured on."""
+    path = MODELS / "lstm_wide.py"
+    truth = groundtruth.measure_peak(path, 4, mode="train", optimizer="adamw").peak_bytes
+    prof = _fake(path, 4, "train")
+    error = abs(prof.peak_bytes - truth) / truth
+    assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
