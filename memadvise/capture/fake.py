@@ -7,11 +7,14 @@ have no data pointer), so the same bookkeeping as a real run — blocks, categor
 
 What a fake run cannot see, and how memadvise handles it:
 
-* Data-dependent operators (``.item()``, ``torch._assert`` on a tensor, ``if tensor:``) need values
-  meta tensors do not have. memadvise answers them with a stated assumption — ``True`` for booleans,
-  ``1`` for numbers — and lists each such assumption in the profile.
-* Operators without a meta implementation run for real on zero-filled CPU copies when their inputs
-  are small (under 64 MiB), and their outputs are turned back into meta tensors; each is listed.
+* Data-dependent operators (``.item()``, ``torch._assert`` on a tensor, ``if tensor:``, ``nonzero``)
+  need values meta tensors do not have. Small integer and boolean tensors (and a few-element float
+  draw) carry real CPU twins, computed alongside the fake ones, so labels, lengths, masks and the
+  checks on them are known. Other values are answered with a stated assumption — ``True`` for
+  booleans, ``1`` for numbers, every element for a selection — listed in the profile.
+* Operators without a meta implementation run for real on CPU copies (their twins where known,
+  zeros otherwise) when their inputs are small (under 64 MiB), and their outputs are turned back into
+  meta tensors; each is listed.
 * Buffers that kernels allocate internally, outside the dispatcher, are modelled per target device
   (see :mod:`memadvise.capture.kernel_buffers`).
 """
@@ -90,8 +93,173 @@ class Assumptions:
         return 1.0 if value.dtype.is_floating_point else 1
 
 
+# Real values of small fake tensors: a fake integer or boolean tensor made by a factory (``randint``,
+# ``arange``, ``torch.tensor``) gets a real CPU twin, and so does every small output of an operator whose
+# tensor inputs all have twins (or are real). Labels, lengths, masks and the checks computed from them
+# are then known, not assumed. Keyed weakly by the fake tensor, so a twin dies with its tensor.
+_TWINS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+TWIN_LIMIT = 1 << 16  # elements: the values that decide control flow are small
+FLOAT_TWIN_LIMIT = 16  # elements of a floating-point factory's output (a random draw, not a weight)
+# Operators whose output shape depends on their input values: without twins, all elements are assumed
+# selected (the largest output), and that is stated.
+_SELECTING = {"nonzero", "argwhere", "masked_select"}
+_PLAIN = (int, float, bool, type(None), str)
+_SHAPE_ONLY = {"ones_like", "zeros_like", "full_like", "new_ones", "new_zeros", "new_full", "new_empty"}
+
+
+def _real(a: torch.Tensor) -> torch.Tensor | None:
+    """The real values of ``a``: its twin, or ``a`` itself when it is a real CPU tensor."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if isinstance(a, FakeTensor) or a.device.type == "meta":
+        return _TWINS.get(a)
+    return a if a.device.type == "cpu" else None
+
+
+def _exact(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex())
+
+
+def _small(t: Any) -> bool:
+    return not isinstance(t, torch.Tensor) or t.numel() <= TWIN_LIMIT
+
+
+def _run_real(func: Any, args: Any, kwargs: Any, zeros: bool = False) -> Any:
+    """``func`` on the real twins of its tensor arguments, or ``None`` where one has none (with
+    ``zeros``, such an argument is zero-filled instead)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+    from torch.utils._pytree import tree_unflatten
+
+    flat, spec = tree_flatten((args, kwargs))
+    reals = []
+    with _disable_current_modes():
+        for a in flat:
+            if isinstance(a, torch.Tensor):
+                r = _real(a)
+                if r is None and zeros:
+                    r = torch.zeros(a.shape, dtype=a.dtype)
+                if r is None:
+                    return None
+                reals.append(r)
+            else:
+                reals.append(a)
+        real_args, real_kwargs = tree_unflatten(reals, spec)
+        if isinstance(real_kwargs.get("device"), torch.device):
+            real_kwargs["device"] = torch.device("cpu")
+        try:
+            return func(*real_args, **real_kwargs)
+        except Exception:  # noqa: BLE001 - no twin then: the fake run decides
+            return None
+
+
+def _twin_outputs(out: Any, real_out: Any) -> None:
+    outs, reals = tree_flatten(out)[0], tree_flatten(real_out)[0]
+    if len(outs) != len(reals):
+        return
+    for o, r in zip(outs, reals, strict=True):
+        if isinstance(o, torch.Tensor) and isinstance(r, torch.Tensor) and o.shape == r.shape:
+            _TWINS[o] = r
+
+
+def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumptions) -> Any:
+    """Run ``func`` fake (``run``) and, where its inputs' values are known and its outputs small, for
+    real on the twins; an operator whose output shape depends on values takes the real output's shape."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+
+    if not kwargs and all(isinstance(a, torch.Tensor) or type(a) in _PLAIN for a in args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    else:
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+    shape_only = _name(func) in _SHAPE_ONLY  # ones_like(x) does not depend on x's values
+    known = (shape_only or all(_real(a) is not None for a in tensors)) and all(_small(a) for a in tensors)
+    try:
+        out = run(*args, **kwargs)
+    except (DynamicOutputShapeException, DataDependentOutputException):
+        real_out = _run_real(func, args, kwargs) if known and tensors else None
+        if real_out is None and all(_real(a) is not None or not _exact(a) for a in tensors):
+            # Only floating-point values are unknown (a CTC loss's log-probabilities beside its known
+            # lengths): they do not decide the shape; run on zeros for them.
+            if sum(a.numel() * a.element_size() for a in tensors) <= REAL_FALLBACK_LIMIT:
+                real_out = _run_real(func, args, kwargs, zeros=True)
+                if real_out is not None:
+                    return tree_map(_like, real_out)
+        if real_out is None:
+            if _name(func) not in _SELECTING:
+                raise
+            return _all_selected(func, args, kwargs, assumed)
+        out = tree_map(_like, real_out)
+        _twin_outputs(out, real_out)
+        return out
+    outs = _tensors_of(out)
+    made = not tensors or shape_only  # a factory: exact values, or a few floats (not weights)
+    if (
+        known
+        and outs
+        and all(_small(o) for o in outs)
+        and (not made or all(_exact(o) or o.numel() <= FLOAT_TWIN_LIMIT for o in outs))
+    ):
+        real_out = _run_real(func, args, kwargs, zeros=shape_only)
+        if real_out is not None:
+            _twin_outputs(out, real_out)
+            return out
+    for o in outs:  # changed in place by values that are not known
+        if o in _TWINS and any(o is a for a in tensors):
+            del _TWINS[o]
+    return out
+
+
+def _tensors_of(out: Any) -> list[torch.Tensor]:
+    """The tensors an operator returned (most return one tensor or a flat tuple of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)) and all(o is None or isinstance(o, torch.Tensor) for o in out):
+        return [o for o in out if o is not None]
+    return [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+
+
+def _name(func: Any) -> str:
+    return func.__name__.split(".")[0] if hasattr(func, "__name__") else str(func)
+
+
+def _like(real: Any) -> Any:
+    """A fake tensor shaped like the real output ``real`` (of the current fake mode)."""
+    if not isinstance(real, torch.Tensor):
+        return real
+    from torch._guards import detect_fake_mode
+
+    mode = detect_fake_mode()
+    return mode.from_tensor(real) if mode is not None else real.to("meta")
+
+
+def _all_selected(func: Any, args: Any, kwargs: Any, assumed: Assumptions) -> Any:
+    """A value-dependent output with unknown values: every element assumed selected, and stated."""
+    name = _name(func)
+    assumed.note(f"{name}: the number of selected elements was unknown; all were assumed selected")
+
+    def ones(a: Any) -> Any:
+        return torch.ones(a.shape, dtype=a.dtype) if isinstance(a, torch.Tensor) else a
+
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():
+        real_out = func(*tree_map(ones, args), **tree_map(ones, kwargs))
+    return tree_map(_like, real_out)
+
+
+def read_value(value: torch.Tensor, assumed: Assumptions) -> bool | int | float:
+    """A tensor's value read by code (``.item()``, ``if t:``): the real one where it is known."""
+    real = _real(value)
+    if real is not None:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        with _disable_current_modes():
+            return real.item()
+    return assumed.scalar(value)
+
+
 class AssumeScalars(TorchDispatchMode):
-    """While a fake model and its batch are built: answer data-dependent reads by assumption."""
+    """While a fake model and its batch are built: keep small exact values, answer other reads by
+    assumption."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,8 +267,8 @@ class AssumeScalars(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if func is _LOCAL_SCALAR:
-            return self.assumed.scalar(args[0])
-        return func(*args, **(kwargs or {}))
+            return read_value(args[0], self.assumed)
+        return _track_values(func, args, kwargs or {}, func, self.assumed)
 
 
 def fake_mode_of(model: torch.nn.Module) -> Any:
@@ -340,7 +508,7 @@ class FakeRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         name = f"aten::{func.__name__.split('.')[0]}" if hasattr(func, "__name__") else str(func)
         if func is _LOCAL_SCALAR:
-            return self.assumed.scalar(args[0])
+            return read_value(args[0], self.assumed)
         self._group += 1
         self._op = name
         if self._module_stack and torch.is_grad_enabled():
@@ -360,7 +528,7 @@ class FakeRecorder(TorchDispatchMode):
                     ):
                         out: Any = self._grouped_mm(args, kwargs)
                     else:
-                        out = func(*args, **kwargs)
+                        out = _track_values(func, args, kwargs, func, self.assumed)
                 except NotImplementedError:
                     out = self._run_for_real(func, name, args, kwargs)
                 if plan.sized_output is not None:
@@ -397,7 +565,8 @@ class FakeRecorder(TorchDispatchMode):
 
         def real(a: Any) -> Any:
             if isinstance(a, torch.Tensor):
-                return torch.zeros(a.shape, dtype=a.dtype, device="cpu")
+                known = _real(a)
+                return known if known is not None else torch.zeros(a.shape, dtype=a.dtype, device="cpu")
             return a
 
         with torch.device("cpu"):

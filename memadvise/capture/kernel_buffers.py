@@ -11,6 +11,7 @@ instance a blocked-layout output that is copied into the plain output and then f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ CUDA_BLOCK_ROUNDING = 512
 SMALL_SPATIAL = 4
 LSTM_SCRATCH_BASE = 16952  # bytes of oneDNN's LSTM scratch pad that do not scale with the shape
 LSTM_WORKSPACE_MIN = 28672
+DEPTHWISE_CL_WEIGHTS = 256  # weight copies in oneDNN's channels-last depthwise weight-gradient reduction
 PAGE = 4096  # input height x width at or under which oneDNN's backward changes algorithm
 
 _aten = torch.ops.aten
@@ -40,6 +42,10 @@ NO_BUFFERS = BufferPlan()
 
 def _pages(nbytes: int) -> int:
     return -(-nbytes // PAGE) * PAGE
+
+
+def _channels_last(x: Any) -> bool:
+    return bool(x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last))
 
 
 def _nbytes(t: Any) -> int:
@@ -128,10 +134,20 @@ class KernelBufferModel:
         return BufferPlan(around_outputs=(_nbytes(x),))
 
     @staticmethod
-    def _onednn_conv(x: torch.Tensor, w: torch.Tensor, groups: int) -> bool:
-        return (
-            torch.backends.mkldnn.is_available() and x.dtype == torch.float32 and x.dim() == 4 and groups == 1
-        )
+    def _onednn_conv(x: torch.Tensor, w: torch.Tensor, groups: int, stride: Any, dilation: Any) -> bool:
+        """Whether PyTorch runs this CPU convolution with oneDNN (its ``use_mkldnn`` choice in
+        ``aten/src/ATen/native/Convolution.cpp``): 1-D and 2-D, grouped and depthwise ones included; a
+        1x1 filter without stride or dilation on a batch under 16 takes the native path when only one
+        thread runs, and so do small single-image convolutions of small filters."""
+        if not (torch.backends.mkldnn.is_available() and x.dtype == torch.float32 and x.dim() in (3, 4)):
+            return False
+        kh, kw = (1 if w.dim() == 3 else int(w.shape[-2])), int(w.shape[-1])
+        strided = any(int(s) != 1 for s in stride)
+        dilated = any(int(d) != 1 for d in dilation)
+        threads = torch.get_num_threads()
+        if kh == 1 and kw == 1 and not (strided or dilated or x.shape[0] >= 16 or threads > 1):
+            return False
+        return groups > 1 or (kh > 3 and kw > 3) or x.shape[0] > 1 or x.numel() > 20480
 
     def _cpu_conv_forward(
         self,
@@ -152,7 +168,7 @@ class KernelBufferModel:
         input and weight copies are freed before the plain output exists, the blocked output after.
         A transposed convolution keeps two output-sized buffers instead.
         """
-        if not self._onednn_conv(x, w, groups):
+        if not self._onednn_conv(x, w, groups, stride, dilation):
             return NO_BUFFERS
         if transposed:
             out_bytes = _conv_output_bytes(x, w, stride, padding, dilation, True, output_padding, groups)
@@ -184,12 +200,20 @@ class KernelBufferModel:
         gradient, so the larger of input and weight adds on top. Transposed: two gradient-sized
         buffers and an input copy.
         """
-        if not self._onednn_conv(x, w, groups):
+        if not self._onednn_conv(x, w, groups, stride, dilation):
             return NO_BUFFERS
         weight, grad, inp = _nbytes(w), _nbytes(grad_out), _nbytes(x)
         if transposed:
             return BufferPlan(around_outputs=(grad, grad, inp))
-        if x.shape[2] * x.shape[3] <= SMALL_SPATIAL:
+        kernel, spatial = tuple(int(k) for k in w.shape[2:]), tuple(int(n) for n in x.shape[2:])
+        large = max(kernel) > 3 or any(k > n for k, n in zip(kernel, spatial, strict=True))
+        if groups > 1 and groups == x.shape[1] and _channels_last(x) and large:
+            # Depthwise on a channels-last input (ConvNeXt's blocks hand one on) with a filter over
+            # 3x3 or larger than the map: the weight gradient is reduced in a buffer of 256 weights,
+            # whatever the batch and map size (measured on 3x3-7x7 filters, 16-320 channels, 2x2-16x16
+            # maps, batch 1-8, one thread; 3x3 filters on 8x8 and larger maps take none).
+            return BufferPlan(around_outputs=(grad, max(inp, weight), DEPTHWISE_CL_WEIGHTS * weight))
+        if math.prod(x.shape[2:]) <= SMALL_SPATIAL:
             # On tiny feature maps oneDNN picks a weight-gradient algorithm that holds four
             # weight-sized buffers (measured: 4.0x the weight on ResNet-18's 2x2 and 1x1 stages).
             return BufferPlan(around_outputs=(weight, weight, weight, weight, grad))
