@@ -113,6 +113,8 @@ def _real(a: torch.Tensor) -> torch.Tensor | None:
 
     if isinstance(a, FakeTensor) or a.device.type == "meta":
         return _TWINS.get(a)
+    if type(a) not in (torch.Tensor, torch.nn.Parameter):
+        return _TWINS.get(a)  # a tensor subclass (FSDP2's DTensor) wraps tensors of its own: not real values
     return a if a.device.type == "cpu" else None
 
 
