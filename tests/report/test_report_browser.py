@@ -73,13 +73,18 @@ def probe(browser: str, page: str, tmp_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def gpt2_profile() -> Profile:
-    return memadvise.profile_file(str(ROOT / "sample_models" / "gpt2.py"), batch_size=2, device="cpu")
+    return memadvise.profile_file(
+        str(ROOT / "sample_models" / "gpt2.py"), batch_size=2, device="cpu", scaling=False
+    )
 
 
 @pytest.fixture(scope="module")
 def llama2_7b_fake_profile() -> Profile:
     model = ROOT / "sample_models" / "llama2_7b.py"
-    return memadvise.profile_file(str(model), batch_size=1, device="meta", target_device="cuda")
+    # scaling=False: the report draws the traced steps; the batch-scaling trace only serves estimates.
+    return memadvise.profile_file(
+        str(model), batch_size=1, device="meta", target_device="cuda", scaling=False
+    )
 
 
 @pytest.fixture(params=["gpt2_profile", "llama2_7b_fake_profile"])
