@@ -389,7 +389,7 @@ def vision_spec(library: str, name: str, image_size: int | None) -> ModelSpec:
         try:
             import timm
         except ImportError:
-            raise ModelFileError("timm:NAME needs timm (pip install timm)") from None
+            raise ModelFileError("timm:NAME needs timm (pip install timm, or memadvise[vision])") from None
         if not timm.is_model(name):
             raise ModelFileError(f"timm has no model {name!r}{_close(name, timm.list_models())}")
         side = image_size or _timm_size(name)
@@ -407,7 +407,9 @@ def vision_spec(library: str, name: str, image_size: int | None) -> ModelSpec:
         try:
             import torchvision.models
         except ImportError:
-            raise ModelFileError("torchvision:NAME needs torchvision (pip install torchvision)") from None
+            raise ModelFileError(
+                "torchvision:NAME needs torchvision (pip install torchvision, or memadvise[vision])"
+            ) from None
         known = torchvision.models.list_models()
         if name not in known:
             raise ModelFileError(f"torchvision has no model {name!r}{_close(name, known)}")
