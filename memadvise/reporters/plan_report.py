@@ -12,6 +12,7 @@ from rich.text import Text
 
 from memadvise.model.units import format_bytes
 from memadvise.planner import GpuRanking, Option, Plan
+from memadvise.reporters.console import Fitted
 
 MAX_LISTED_MODULES = 3
 
@@ -103,32 +104,56 @@ def _recommendation(plan: Plan, o: Option) -> Text:
     return text
 
 
-def _options_table(plan: Plan) -> Table:
-    table = Table(title="Options (best first)", title_justify="left")
-    for column in ("#", "batch", "accum", "eff. batch", "precision", "checkpoint", "optimizer"):
+def _options_table(plan: Plan) -> RenderableType:
+    """One row per option, as wide as the console allows: the full table, else without the columns that
+    other lines already give (headroom: the summary; effective batch: batch x accumulation; the rank:
+    the row order), saying which were left out."""
+    narrower = (("headroom",), ("headroom", "eff. batch"), ("headroom", "eff. batch", "#"))
+    return Fitted(_options(plan), *(_options(plan, left_out) for left_out in narrower))
+
+
+def _options(plan: Plan, left_out: tuple[str, ...] = ()) -> Table:
+    """Columns that would say nothing are left out too: accumulation and effective batch when no option
+    accumulates, recompute when no option checkpoints. Sizes and batches never wrap."""
+    accumulates = any(o.grad_accum > 1 for o in plan.options)
+    recomputes = any(o.checkpoint for o in plan.options)
+    caption = f"({', '.join(left_out)} left out: narrow console)" if left_out else None
+    table = Table(
+        title="Options (best first)",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        pad_edge=not left_out,  # narrow: no padding at the table's edges either
+    )
+    columns: list[str] = ["#", "batch"] + (["accum", "eff. batch"] if accumulates else [])
+    columns += ["precision", "checkpoint", "optimizer", "peak", "reserved", "headroom"]
+    columns += ["recompute"] if recomputes else []
+    columns += ["fits"]
+    columns = [c for c in columns if c not in left_out]
+    left = {"precision", "checkpoint", "optimizer", "fits"}
+    for name in columns:
         table.add_column(
-            column, justify="right" if column in ("#", "batch", "accum", "eff. batch") else "left"
+            name,
+            justify="left" if name in left else "right",
+            no_wrap=name not in left,
+            overflow="fold" if name in left else "ellipsis",  # folded when narrow, never cut
         )
-    table.add_column("peak", justify="right")
-    table.add_column("reserved", justify="right")
-    table.add_column("headroom", justify="right")
-    table.add_column("recompute", justify="right")
-    table.add_column("fits")
     for k, o in enumerate(plan.options, 1):
-        table.add_row(
-            str(k),
-            f">={o.batch_size}" if o.batch_capped else str(o.batch_size),
-            str(o.grad_accum),
-            str(o.effective_batch_size),
-            o.precision,
-            checkpoint_label(o.checkpoint, short=True),
-            o.optimizer,
-            format_bytes(o.predicted_peak_bytes),
-            "-" if o.reserved_bytes is None else format_bytes(o.reserved_bytes),
-            format_bytes(o.headroom_bytes),
-            f"{o.recompute_fraction:.0%}" if o.checkpoint else "-",
-            "yes" if o.fits else "no",
-        )
+        cells = {
+            "#": str(k),
+            "batch": f">={o.batch_size}" if o.batch_capped else str(o.batch_size),
+            "accum": str(o.grad_accum),
+            "eff. batch": str(o.effective_batch_size),
+            "precision": o.precision,
+            "checkpoint": checkpoint_label(o.checkpoint, short=True),
+            "optimizer": o.optimizer,
+            "peak": format_bytes(o.predicted_peak_bytes),
+            "reserved": "-" if o.reserved_bytes is None else format_bytes(o.reserved_bytes),
+            "headroom": format_bytes(o.headroom_bytes),
+            "recompute": f"{o.recompute_fraction:.0%}" if o.checkpoint else "-",
+            "fits": "yes" if o.fits else "no",
+        }
+        table.add_row(*(cells[c] for c in columns))
     return table
 
 
