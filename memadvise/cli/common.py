@@ -501,6 +501,31 @@ def load_or_profile(
     return profile, scenario
 
 
+#: Options that only choose how a model file is traced, by parameter name.
+TRACE_ONLY_OPTIONS = {
+    "trace_batch_size": "--trace-batch-size",
+    "train_loop": "--train-loop",
+    "memory_limit": "--memory-limit",
+}
+
+
+def refuse_typed_trace_options(ctx: Any, target: str) -> None:
+    """On a saved profile, an option that only chooses how a model file is traced — typed on the command
+    line, not left at its default — is an error, since it would be ignored."""
+    if not target.endswith(".json") or ctx is None:
+        return
+    typed = [
+        flag
+        for name, flag in TRACE_ONLY_OPTIONS.items()
+        if name in ctx.params and ctx.get_parameter_source(name).name == "COMMANDLINE"
+    ]
+    if typed:
+        raise UsageError(
+            f"{' and '.join(typed)} appl{'ies' if len(typed) == 1 else 'y'} only when tracing a model file; "
+            "a saved profile was traced already (profile the model file again to change it)"
+        )
+
+
 def refuse_trace_options(device: object, fake: bool, target_device: object) -> None:
     """--fake, --device and --target-device choose how a model file is traced; a saved profile was
     traced already, so they would be ignored and the answer would not be the one asked for."""

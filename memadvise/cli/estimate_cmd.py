@@ -32,6 +32,7 @@ from memadvise.cli.common import (
     load_or_profile,
     lora_of,
     module_names,
+    refuse_typed_trace_options,
     resolve_target,
     show,
 )
@@ -88,6 +89,7 @@ steps' other memory is scaled from the traced steps.
 
 @handles_errors
 def estimate_command(
+    ctx: typer.Context,
     target: TargetArg = None,
     batch_size: Annotated[
         int | None,
@@ -187,6 +189,7 @@ def estimate_command(
     if low_rank is None and low_rank_targets is not None:
         raise UsageError("--low-rank-targets needs --low-rank RANK")
     target = resolve_target(target)
+    refuse_typed_trace_options(ctx, target)
     asked = scenario
     profile, scenario = load_or_profile(
         target,

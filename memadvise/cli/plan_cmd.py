@@ -34,6 +34,7 @@ from memadvise.cli.common import (
     load_or_profile,
     lora_of,
     module_names,
+    refuse_typed_trace_options,
     resolve_target,
     show,
 )
@@ -91,6 +92,7 @@ class GoalChoice(str, Enum):
 
 @handles_errors
 def plan_command(
+    ctx: typer.Context,
     target: TargetArg = None,
     gpu: Annotated[
         str | None, typer.Option(help="GPU memory (24GB, 80GiB) or catalog name (A100 80GB).")
@@ -226,6 +228,7 @@ def plan_command(
     if not list_gpus:
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     target = resolve_target(target)
+    refuse_typed_trace_options(ctx, target)
     profile = _profile(
         target,
         pins,

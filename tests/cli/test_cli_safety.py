@@ -100,7 +100,16 @@ def test_help_is_unchanged_by_the_one_line_errors(runner: CliRunner) -> None:
 
 # -- options that apply only to a model file ------------------------------------------------------
 @pytest.mark.parametrize(
-    "flags", [["--fake"], ["--device", "cpu"], ["--fake", "--target-device", "cpu"]], ids=str
+    "flags",
+    [
+        ["--fake"],
+        ["--device", "cpu"],
+        ["--fake", "--target-device", "cpu"],
+        ["--trace-batch-size", "2"],  # typed, even at its default value
+        ["--train-loop", "lean"],
+        ["--memory-limit", "8GiB"],
+    ],
+    ids=str,
 )
 @pytest.mark.parametrize("command", [["estimate"], ["plan", "--gpu", "24GB"]], ids=str)
 def test_trace_options_on_a_saved_profile_are_an_error(
@@ -108,6 +117,14 @@ def test_trace_options_on_a_saved_profile_are_an_error(
 ) -> None:
     result = runner.invoke(app, [command[0], str(saved), *command[1:], *flags])
     one_line_error(result, flags[0], "only when tracing a model file")
+
+
+def test_options_left_at_their_defaults_are_no_error_on_a_saved_profile(
+    runner: CliRunner, saved: Path
+) -> None:
+    for command in (["estimate", str(saved), "-b", "4"], ["plan", str(saved), "--gpu", "24GB"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.stderr
 
 
 def test_non_training_profile_is_not_told_about_an_optimizer_it_was_not_given(
