@@ -237,32 +237,42 @@ def profile_file(
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
     path = split_target(str(target))[0]
     with preserved_rng(), user_argv(path), _forgotten_module():
-        return _profile_file(
-            target,
-            sharding,
-            dev,
-            target_device,
-            batch_size,
-            precision,
-            scaling,
-            progress,
-            seq_len=seq_len,
-            fsdp=fsdp,
-            dataloader_workers=dataloader_workers,
-            pin_memory=pin_memory,
-            mode=mode,
-            optimizer=optimizer,
-            steps=steps,
-            health=health,
-            train_loop=train_loop,
-            gpu=gpu,
-            memory_limit=memory_limit,
-            new_tokens=new_tokens,
-            cache=cache,
-            task=task,
-            image_size=image_size,
-            warn=warn,
-        )
+        watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
+        with sharding as mesh, watch or nullcontext():
+            spec = load_target(target, task=task, image_size=image_size).with_seq_len(seq_len)
+            if warn is not None and dev.type == "cpu":
+                _check_ram(
+                    spec,
+                    warn,
+                    precision,
+                    mode=mode,
+                    optimizer=optimizer,
+                    batch_size=batch_size,
+                    scaling=scaling,
+                )
+            generate = _generate_settings(spec, mode, new_tokens, cache)
+            profile, inputs = _traced(
+                spec,
+                dev,
+                target_device,
+                batch_size,
+                precision,
+                mesh,
+                scaling,
+                progress if watch is None else watch.progress(progress),
+                mode=mode,
+                optimizer=optimizer,
+                steps=steps,
+                health=health,
+                train_loop=train_loop,
+                gpu=gpu,
+                generate=generate,
+            )
+        profile = replace(profile, seq_len=spec.seq_len, fsdp_ranks=fsdp or 0)
+        host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
+        if host is not None:
+            return replace(profile, host_memory=host)
+        return profile
 
 
 @contextmanager
@@ -275,65 +285,6 @@ def _forgotten_module() -> Iterator[None]:
         for name in set(sys.modules) - before:
             if name.startswith(USER_MODULE_PREFIX):
                 sys.modules.pop(name, None)
-
-
-def _profile_file(
-    target: str | Path,
-    sharding: AbstractContextManager[Any],
-    dev: torch.device,
-    target_device: str | None,
-    batch_size: int,
-    precision: str,
-    scaling: bool,
-    progress: Callable[[str, int], None] | None,
-    *,
-    seq_len: int | None,
-    fsdp: int | None,
-    dataloader_workers: int | None,
-    pin_memory: bool | None,
-    mode: str,
-    optimizer: str,
-    steps: int,
-    health: bool,
-    train_loop: str,
-    gpu: CudaTarget | None,
-    memory_limit: int | str | None,
-    new_tokens: int | None,
-    cache: str,
-    task: str | None,
-    image_size: int | None,
-    warn: Callable[[str], None] | None,
-) -> Profile:
-    watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
-    with sharding as mesh, watch or nullcontext():
-        spec = load_target(target, task=task, image_size=image_size).with_seq_len(seq_len)
-        if warn is not None and dev.type == "cpu":
-            _check_ram(
-                spec, warn, precision, mode=mode, optimizer=optimizer, batch_size=batch_size, scaling=scaling
-            )
-        generate = _generate_settings(spec, mode, new_tokens, cache)
-        profile, inputs = _traced(
-            spec,
-            dev,
-            target_device,
-            batch_size,
-            precision,
-            mesh,
-            scaling,
-            progress if watch is None else watch.progress(progress),
-            mode=mode,
-            optimizer=optimizer,
-            steps=steps,
-            health=health,
-            train_loop=train_loop,
-            gpu=gpu,
-            generate=generate,
-        )
-    profile = replace(profile, seq_len=spec.seq_len, fsdp_ranks=fsdp or 0)
-    host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
-    if host is not None:
-        return replace(profile, host_memory=host)
-    return profile
 
 
 def _check_ram(
