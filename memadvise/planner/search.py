@@ -698,16 +698,7 @@ def _what_would_fit(
     command = f"memadvise estimate {source or 'PROFILE'}"
     if setup:
         command = f"{setup} && {command}"
-    smallest = Pins(
-        batch_size=pins.batch_size or 1,
-        precision=pins.precision,
-        checkpoint=pins.checkpoint,
-        optimizer=pins.optimizer,
-        gpus=pins.gpus,
-        strategy=pins.strategy,
-        offload=pins.offload,
-        lora=pins.lora,
-    )
+    smallest = replace(pins, batch_size=pins.batch_size or 1, min_batch=None, grad_accum=None)
     need = min((o.predicted_peak_bytes for o in closest), default=0)
     for gpu in sorted(load_catalog(), key=lambda g: g.memory_bytes):
         candidate = budget_for(gpu, budget.reserve_bytes if budget.exact else None)
