@@ -191,39 +191,30 @@ def estimate_command(
     target = resolve_target(target)
     refuse_typed_trace_options(ctx, target)
     asked = scenario
-    profile, scenario = load_or_profile(
-        target,
-        scenario,
-        trace_batch_size,
-        mode,
-        device,
-        fake,
-        target_device,
-        seq_len,
-        train_loop=train_loop,
-        memory_limit=memory_limit,
-        task=task,
-        image_size=image_size,
-    )
-    result = estimate(profile, scenario)
-    if not target.endswith(".json") and (seq_len is not None or scenario != asked):
-        # What was asked was traced (another sequence length, precision or optimizer): the baseline is the
-        # model file as it is, traced once more, so that the report shows the change.
-        baseline, _ = load_or_profile(
+    def traced(wanted: Scenario, seq: int | None, scaling: bool = True) -> tuple[Profile, Scenario]:
+        """The saved profile, or the model file traced for ``wanted`` with this command's options."""
+        return load_or_profile(
             target,
-            Scenario(),
+            wanted,
             trace_batch_size,
             mode,
             device,
             fake,
             target_device,
-            None,
+            seq,
             train_loop=train_loop,
-            scaling=False,
+            scaling=scaling,
             memory_limit=memory_limit,
             task=task,
             image_size=image_size,
         )
+
+    profile, scenario = traced(scenario, seq_len)
+    result = estimate(profile, scenario)
+    if not target.endswith(".json") and (seq_len is not None or scenario != asked):
+        # What was asked was traced (another sequence length, precision or optimizer): the baseline is the
+        # model file as it is, traced once more, so that the report shows the change.
+        baseline, _ = traced(Scenario(), None, scaling=False)
         result = against(result, baseline, asked, seq_len)
     show(reporter_for(fmt.value), result, output, f"{fmt.value} estimate")
 
