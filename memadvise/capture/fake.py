@@ -28,6 +28,11 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+)
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -109,8 +114,6 @@ _SHAPE_ONLY = {"ones_like", "zeros_like", "full_like", "new_ones", "new_zeros", 
 
 def _real(a: torch.Tensor) -> torch.Tensor | None:
     """The real values of ``a``: its twin, or ``a`` itself when it is a real CPU tensor."""
-    from torch._subclasses.fake_tensor import FakeTensor
-
     if isinstance(a, FakeTensor) or a.device.type == "meta":
         return _TWINS.get(a)
     if type(a) not in (torch.Tensor, torch.nn.Parameter):
@@ -166,8 +169,6 @@ def _twin_outputs(out: Any, real_out: Any) -> None:
 def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumptions) -> Any:
     """Run ``func`` fake (``run``) and, where its inputs' values are known and its outputs small, for
     real on the twins; an operator whose output shape depends on values takes the real output's shape."""
-    from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
-
     if not kwargs and all(isinstance(a, torch.Tensor) or type(a) in _PLAIN for a in args):
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
     else:
@@ -281,7 +282,6 @@ def fake_mode_of(model: torch.nn.Module) -> Any:
     its own, which the model's mode treats as foreign — every view of them (each ``weight.t()``) got a
     new storage and counted as a new allocation. Such tensors are given the first tensor's mode here.
     """
-    from torch._subclasses.fake_tensor import FakeTensor
 
     mode = None
     for t in list(model.parameters()) + list(model.buffers()):
