@@ -519,11 +519,7 @@ def refuse_typed_trace_options(ctx: Any, target: str) -> None:
         for name, flag in TRACE_ONLY_OPTIONS.items()
         if name in ctx.params and ctx.get_parameter_source(name).name == "COMMANDLINE"
     ]
-    if typed:
-        raise UsageError(
-            f"{' and '.join(typed)} appl{'ies' if len(typed) == 1 else 'y'} only when tracing a model file; "
-            "a saved profile was traced already (profile the model file again to change it)"
-        )
+    _refuse_on_a_saved_profile(typed)
 
 
 def refuse_trace_options(device: object, fake: bool, target_device: object) -> None:
@@ -534,9 +530,13 @@ def refuse_trace_options(device: object, fake: bool, target_device: object) -> N
         for name, value in (("--fake", fake), ("--device", device), ("--target-device", target_device))
         if value
     ]
-    if given:
+    _refuse_on_a_saved_profile(given)
+
+
+def _refuse_on_a_saved_profile(flags: list[str]) -> None:
+    if flags:
         raise UsageError(
-            f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only when tracing a model file; "
+            f"{' and '.join(flags)} appl{'ies' if len(flags) == 1 else 'y'} only when tracing a model file; "
             "a saved profile was traced already (profile the model file again to change it)"
         )
 
