@@ -70,6 +70,25 @@ def _call_kwargs(module: torch.nn.Module) -> dict[str, Any]:
     return {}
 
 
+def _optimizer_steps_running() -> int:
+    """How many ``optimizer.step()`` calls are running on the stack now (a model whose first forward pass
+    runs in the closure of ``optimizer.step(closure)``, as PyTorch Lightning calls it, is found there)."""
+    import torch.optim.optimizer as optim_module
+
+    running = 0
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if (
+            code.co_name == "wrapper"
+            and code.co_filename == optim_module.__file__
+            and isinstance(frame.f_locals.get("self"), torch.optim.Optimizer)
+        ):
+            running += 1  # the wrapper that runs an optimizer's step hooks around its step()
+        frame = frame.f_back
+    return running
+
+
 class ScriptRun:
     """One run of ``script``, tracing its first ``steps`` optimizer steps."""
 
@@ -134,6 +153,7 @@ class ScriptRun:
         self.names = {id(m): name for name, m in model.named_modules()}
         tracer.start((args, _call_kwargs(model)), existing_state(model, None, tracer.recorder))
         session = LiveSession(tracer, None, on_step=self._on_step)
+        session.in_step = _optimizer_steps_running()  # found inside optimizer.step(closure): Lightning
         self.tracer, self.session = tracer, session
         session.begin()
 

@@ -81,6 +81,7 @@ class LiveSession:
         self._phase: Phase | None = None
         self._boundary = False
         self._backward_seen = False
+        self.in_step = 0  # optimizer.step() calls begun and not yet returned
         self._stack = ExitStack()
         self.original_backward: Callable[..., Any] = torch.autograd.backward
         self.inputs_seen: dict[int, tuple[int, str]] = {}
@@ -130,12 +131,19 @@ class LiveSession:
             finally:
                 self.tracer.after_backward(self.step)
                 self._backward_seen = True
-                self.switch(Phase.FORWARD)
+                # Inside optimizer.step(closure) the update follows the closure's backward pass.
+                self.switch(Phase.OPTIMIZER if self.in_step else Phase.FORWARD)
 
         def pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-            self.switch(Phase.OPTIMIZER)
+            self.in_step += 1
+            closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+            if closure is None:
+                self.switch(Phase.OPTIMIZER)
+            # else: the closure runs the forward and backward passes first (PyTorch Lightning, LBFGS);
+            # its forward pass switches the phase (and begins the step), its backward pass ends it.
 
         def post_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            self.in_step = max(self.in_step - 1, 0)
             if self.tracer.optimizer_name == OptimizerName.NONE.value:
                 self.tracer.optimizer_name = optimizer_name(opt)
             self.tracer.after_optimizer(self.step, opt)
@@ -296,6 +304,15 @@ class Track:
         tracer.batch_size = self.batch_size if self.batch_size is not None else session.batch_size
         tracer.train_loop = "train_step"
         self._profile = tracer.finish(None, train_step=True, more_baseline=session.inputs_made_before)
+
+    def batch_starts(self, batch: Any) -> None:
+        """Mark the start of a training batch, for loops that call a part of the watched model rather
+        than the model itself (a ``LightningModule`` whose ``training_step`` calls ``self.net``): a new
+        step begins here when an optimizer step ended the last one, and ``batch`` counts as the model's
+        input (its first tensor's first dimension is the batch size) as at the model's own forward pass."""
+        if self._session is None:
+            raise UsageError("track().batch_starts() is called inside the with block")
+        self._session.root_forward((batch,), None)
 
     @property
     def profile(self) -> Profile:
