@@ -8,7 +8,8 @@ on ``sys.path``), with hooks that every module and optimizer calls:
   starts there (its parameters, buffers and that first batch are what is alive at the start), and its
   submodules' calls are attributed as a model file's are;
 * optimizer step hooks (``register_optimizer_step_pre_hook``/``post_hook``) and ``torch.autograd.backward``
-  give the phases and the steps, as in :mod:`memadvise.capture.track`;
+  give the phases and the steps, as in :mod:`memadvise.capture.track` (PyTorch Lightning's
+  ``optimizer.step(closure)`` included: its model is found inside the closure, in the first step);
 * the tracer's saved-tensor hooks see what is saved for backward.
 
 After the ``steps``-th optimizer step the profile is built and the script is stopped (an exception

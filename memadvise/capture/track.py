@@ -134,13 +134,24 @@ class LiveSession:
                 # Inside optimizer.step(closure) the update follows the closure's backward pass.
                 self.switch(Phase.OPTIMIZER if self.in_step else Phase.FORWARD)
 
-        def pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        def pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
             self.in_step += 1
             closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
             if closure is None:
                 self.switch(Phase.OPTIMIZER)
-            # else: the closure runs the forward and backward passes first (PyTorch Lightning, LBFGS);
-            # its forward pass switches the phase (and begins the step), its backward pass ends it.
+                return None
+            # The closure runs first (PyTorch Lightning, LBFGS): its forward pass switches the phase and
+            # begins the step, and the update follows once it returns.
+
+            def closure_then_update(*c_args: Any, **c_kwargs: Any) -> Any:
+                try:
+                    return closure(*c_args, **c_kwargs)
+                finally:
+                    self.switch(Phase.OPTIMIZER)
+
+            if "closure" in kwargs:
+                return args, {**kwargs, "closure": closure_then_update}
+            return (args[0], closure_then_update, *args[2:]), kwargs
 
         def post_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
             self.in_step = max(self.in_step - 1, 0)

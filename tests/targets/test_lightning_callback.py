@@ -104,3 +104,31 @@ def test_without_lightning_the_import_names_the_extra(monkeypatch: pytest.Monkey
     with pytest.raises(UsageError, match=r"memadvise\[lightning\]") as caught:
         importlib.import_module("memadvise.integrations.lightning")
     assert "\n" not in str(caught.value)
+
+
+class ManualSteps(lm.Classifier):
+    """Manual optimization: Lightning passes a closure that does nothing to the optimizer's step()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        opt = self.optimizers()
+        out = self(batch)
+        loss = torch.nn.functional.cross_entropy(out, lm.targets(out))
+        self.manual_backward(loss)
+        opt.step()  # type: ignore[union-attr]
+        opt.zero_grad()  # type: ignore[union-attr]
+        return loss
+
+
+@pytest.mark.parametrize("make", [lm.Classifier, ManualSteps], ids=["automatic", "manual"])
+def test_phases_in_order_in_automatic_and_manual_optimization(make: type[torch.nn.Module]) -> None:
+    callback = integration.MemadviseCallback(steps=2, stop=True)
+    trainer = lm.trainer([callback])
+    trainer.fit(make(), lm.loader())
+    assert trainer.global_step == 2
+    timeline = callback.profile.timeline
+    order = list(dict.fromkeys(zip(timeline.step, timeline.phase, strict=True)))
+    assert order == [(s, p) for s in (0, 1) for p in ("forward", "backward", "optimizer")], order
