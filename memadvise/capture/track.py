@@ -293,6 +293,7 @@ class Track:
 
     def _teardown(self) -> None:
         tracer, session = self._tracer, self._session
+        self._session = None  # the block has ended: batch_starts() is refused from here on
         try:
             if session is not None:
                 session.end()
@@ -322,7 +323,7 @@ class Track:
         step begins here when an optimizer step ended the last one, and ``batch`` counts as the model's
         input (its first tensor's first dimension is the batch size) as at the model's own forward pass."""
         if self._session is None:
-            raise UsageError("track().batch_starts() is called inside the with block")
+            raise UsageError("track().batch_starts() is called inside its with block, while the steps run")
         self._session.root_forward((batch,), None)
 
     @property

@@ -127,3 +127,5 @@ def test_a_closure_step_has_its_phases_in_order(model_file: Path) -> None:
     assert prof.peak_phase == "optimizer" and prof.steps == 2 and prof.batch_size == BATCH
     state = sum(t.nbytes for s in opt.state.values() for t in s.values())
     assert prof.optimizer_state_bytes == state
+    with pytest.raises(memadvise.UsageError, match="inside its with block"):
+        t.batch_starts(x)  # the block has ended
