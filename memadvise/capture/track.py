@@ -4,9 +4,11 @@ The tracer's hooks and recorder (:class:`memadvise.capture.tracer.Tracer`) watch
 inside the block; nothing else of the loop changes, and nothing of the model is restored afterwards (the
 steps are the user's own training). Steps and phases are found as the loop runs, as for a model file's
 ``train_step()``: every ``backward()`` is the backward phase, every ``optimizer.step()`` the optimizer
-phase, and a step ends where ``optimizer.step()`` returns (without an optimizer: where a forward pass
-follows a backward pass). The peak is the largest over the first two steps (step 1 already holds the
-optimizer state); with three or more steps, memory that grows from step to step is reported as a leak.
+phase (``optimizer.step(closure)``, as PyTorch Lightning calls it: the closure's forward and backward
+passes first, the update after them), and a step ends where ``optimizer.step()`` returns (without an
+optimizer: where a forward pass follows a backward pass). The peak is the largest over the first two
+steps (step 1 already holds the optimizer state); with three or more steps, memory that grows from step
+to step is reported as a leak.
 
 >>> with memadvise.track(model, optimizer) as t:          # doctest: +SKIP
 ...     for x, y in batches:

@@ -5,14 +5,16 @@
 >>> Trainer(max_epochs=1, callbacks=[callback]).fit(module, loader)  # doctest: +SKIP
 >>> callback.profile.peak_bytes                                      # doctest: +SKIP
 
-The steps are watched with :func:`memadvise.track` from the first training batch's start to the end of
-the batch whose optimizer step is the ``steps``-th (``training_step``, backward and ``optimizer.step()``
+The steps are watched with :func:`memadvise.track` from the first training epoch's start (before its
+first batch is loaded, so that batch's memory is seen made and freed) to the end of the batch whose
+optimizer step is the ``steps``-th (``training_step``, backward and ``optimizer.step()``
 as Lightning runs them: automatic optimization's ``optimizer.step(closure)`` runs the forward and
 backward passes inside the step, and zeroes the gradients just before the backward pass; gradient
 accumulation and manual optimization are counted in optimizer steps too). Training then goes on
 untouched, or stops there with ``stop=True``. The profile is the same
 :class:`~memadvise.model.profile.Profile` as ``memadvise profile`` writes (``output``: saved as JSON).
-Lightning's memory outside the steps (data loading ahead, validation, checkpoints) is not part of it.
+Lightning's memory outside the watched steps (the sanity check's validation before them, checkpoints
+after them) is not part of it; a validation run between two watched steps is.
 
 The callback derives from ``lightning.pytorch.Callback``, or from ``pytorch_lightning.Callback`` when
 only the older package is installed.
