@@ -8,7 +8,8 @@ on ``sys.path``), with hooks that every module and optimizer calls:
   starts there (its parameters, buffers and that first batch are what is alive at the start), and its
   submodules' calls are attributed as a model file's are;
 * optimizer step hooks (``register_optimizer_step_pre_hook``/``post_hook``) and ``torch.autograd.backward``
-  give the phases and the steps, as in :mod:`memadvise.capture.track`;
+  give the phases and the steps, as in :mod:`memadvise.capture.track` (PyTorch Lightning's
+  ``optimizer.step(closure)`` included: its model is found inside the closure, in the first step);
 * the tracer's saved-tensor hooks see what is saved for backward.
 
 After the ``steps``-th optimizer step the profile is built and the script is stopped (an exception
@@ -68,6 +69,25 @@ def _call_kwargs(module: torch.nn.Module) -> dict[str, Any]:
             return dict(frame.f_locals["kwargs"])
         frame = frame.f_back
     return {}
+
+
+def _optimizer_steps_running() -> int:
+    """How many ``optimizer.step()`` calls are running on the stack now (a model whose first forward pass
+    runs in the closure of ``optimizer.step(closure)``, as PyTorch Lightning calls it, is found there)."""
+    import torch.optim.optimizer as optim_module
+
+    running = 0
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if (
+            code.co_name == "wrapper"
+            and code.co_filename == optim_module.__file__
+            and isinstance(frame.f_locals.get("self"), torch.optim.Optimizer)
+        ):
+            running += 1  # the wrapper that runs an optimizer's step hooks around its step()
+        frame = frame.f_back
+    return running
 
 
 class ScriptRun:
@@ -134,6 +154,7 @@ class ScriptRun:
         self.names = {id(m): name for name, m in model.named_modules()}
         tracer.start((args, _call_kwargs(model)), existing_state(model, None, tracer.recorder))
         session = LiveSession(tracer, None, on_step=self._on_step)
+        session.in_step = _optimizer_steps_running()  # found inside optimizer.step(closure): Lightning
         self.tracer, self.session = tracer, session
         session.begin()
 

@@ -4,9 +4,11 @@ The tracer's hooks and recorder (:class:`memadvise.capture.tracer.Tracer`) watch
 inside the block; nothing else of the loop changes, and nothing of the model is restored afterwards (the
 steps are the user's own training). Steps and phases are found as the loop runs, as for a model file's
 ``train_step()``: every ``backward()`` is the backward phase, every ``optimizer.step()`` the optimizer
-phase, and a step ends where ``optimizer.step()`` returns (without an optimizer: where a forward pass
-follows a backward pass). The peak is the largest over the first two steps (step 1 already holds the
-optimizer state); with three or more steps, memory that grows from step to step is reported as a leak.
+phase (``optimizer.step(closure)``, as PyTorch Lightning calls it: the closure's forward and backward
+passes first, the update after them), and a step ends where ``optimizer.step()`` returns (without an
+optimizer: where a forward pass follows a backward pass). The peak is the largest over the first two
+steps (step 1 already holds the optimizer state); with three or more steps, memory that grows from step
+to step is reported as a leak.
 
 >>> with memadvise.track(model, optimizer) as t:          # doctest: +SKIP
 ...     for x, y in batches:
@@ -81,6 +83,7 @@ class LiveSession:
         self._phase: Phase | None = None
         self._boundary = False
         self._backward_seen = False
+        self.in_step = 0  # optimizer.step() calls begun and not yet returned
         self._stack = ExitStack()
         self.original_backward: Callable[..., Any] = torch.autograd.backward
         self.inputs_seen: dict[int, tuple[int, str]] = {}
@@ -130,12 +133,30 @@ class LiveSession:
             finally:
                 self.tracer.after_backward(self.step)
                 self._backward_seen = True
-                self.switch(Phase.FORWARD)
+                # Inside optimizer.step(closure) the update follows the closure's backward pass.
+                self.switch(Phase.OPTIMIZER if self.in_step else Phase.FORWARD)
 
-        def pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-            self.switch(Phase.OPTIMIZER)
+        def pre_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
+            self.in_step += 1
+            closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+            if closure is None:
+                self.switch(Phase.OPTIMIZER)
+                return None
+            # The closure runs first (PyTorch Lightning, LBFGS): its forward pass switches the phase and
+            # begins the step, and the update follows once it returns.
+
+            def closure_then_update(*c_args: Any, **c_kwargs: Any) -> Any:
+                try:
+                    return closure(*c_args, **c_kwargs)
+                finally:
+                    self.switch(Phase.OPTIMIZER)
+
+            if "closure" in kwargs:
+                return args, {**kwargs, "closure": closure_then_update}
+            return (args[0], closure_then_update, *args[2:]), kwargs
 
         def post_hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            self.in_step = max(self.in_step - 1, 0)
             if self.tracer.optimizer_name == OptimizerName.NONE.value:
                 self.tracer.optimizer_name = optimizer_name(opt)
             self.tracer.after_optimizer(self.step, opt)
@@ -274,6 +295,7 @@ class Track:
 
     def _teardown(self) -> None:
         tracer, session = self._tracer, self._session
+        self._session = None  # the block has ended: batch_starts() is refused from here on
         try:
             if session is not None:
                 session.end()
@@ -296,6 +318,15 @@ class Track:
         tracer.batch_size = self.batch_size if self.batch_size is not None else session.batch_size
         tracer.train_loop = "train_step"
         self._profile = tracer.finish(None, train_step=True, more_baseline=session.inputs_made_before)
+
+    def batch_starts(self, batch: Any) -> None:
+        """Mark the start of a training batch, for loops that call a part of the watched model rather
+        than the model itself (a ``LightningModule`` whose ``training_step`` calls ``self.net``): a new
+        step begins here when an optimizer step ended the last one, and ``batch`` counts as the model's
+        input (its first tensor's first dimension is the batch size) as at the model's own forward pass."""
+        if self._session is None:
+            raise UsageError("track().batch_starts() is called inside its with block, while the steps run")
+        self._session.root_forward((batch,), None)
 
     @property
     def profile(self) -> Profile:

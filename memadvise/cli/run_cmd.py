@@ -19,13 +19,16 @@ phases and the steps. After --steps optimizer steps (default 2) the script is st
 is the same as 'memadvise profile' gives (-o profile.json for estimate and plan); --continue lets the
 script run to its end untraced.
 
-Works with plain PyTorch loops and Hugging Face Trainer scripts. PyTorch Lightning is not supported yet.
+Works with plain PyTorch loops, Hugging Face Trainer scripts and PyTorch Lightning scripts (where
+optimizer.step() runs the forward and backward passes in its closure: the update after them is the
+optimizer phase).
 
-\\b
+\b
 Examples:
   memadvise run train.py --epochs 1 --lr 3e-4
   memadvise run --steps 3 -o profile.json train.py --config configs/small.yaml
   memadvise run --continue train.py   # profile the first steps, then finish
+  memadvise run examples/train_lightning.py --epochs 1   # PyTorch Lightning
 """
 
 

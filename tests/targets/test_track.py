@@ -101,3 +101,31 @@ def test_an_error_in_the_loop_propagates(model_file: Path) -> None:
     assert all(not m._forward_pre_hooks for m in model.modules())
     with pytest.raises(memadvise.UsageError, match="ended without an error"):
         _ = t.profile
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_closure_step_has_its_phases_in_order(model_file: Path) -> None:
+    """``optimizer.step(closure)`` (PyTorch Lightning, LBFGS) runs the forward and backward passes inside
+    the step: the update after the closure is the optimizer phase, and each closure begins a step."""
+    module = groundtruth.load_model_file(model_file)
+    model = module.build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = module.example_inputs(BATCH)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = module.loss_fn(model(x), x)
+        loss.backward()
+        return loss
+
+    with memadvise.track(model, opt) as t:
+        for _ in range(2):
+            opt.step(closure)
+    prof = t.profile
+    order = list(dict.fromkeys(zip(prof.timeline.step, prof.timeline.phase, strict=True)))
+    assert order == [(s, p) for s in (0, 1) for p in ("forward", "backward", "optimizer")], order
+    assert prof.peak_phase == "optimizer" and prof.steps == 2 and prof.batch_size == BATCH
+    state = sum(t.nbytes for s in opt.state.values() for t in s.values())
+    assert prof.optimizer_state_bytes == state
+    with pytest.raises(memadvise.UsageError, match="inside its with block"):
+        t.batch_starts(x)  # the block has ended
