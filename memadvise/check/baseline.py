@@ -24,12 +24,15 @@ from memadvise.check.config import (
     CheckConfig,
     Settings,
     Tolerance,
+    parse_count,
     parse_device,
     parse_mode,
     parse_optimizer,
+    parse_task,
 )
 from memadvise.check.safe_write import real_target, replace_text, update_locked, writable_problem
 from memadvise.errors import BaselineError, ModelFileError, UsageError
+from memadvise.model.limits import MAX_IMAGE_SIZE, MAX_SEQ_LEN
 from memadvise.model.profile import Mode, OptimizerName, Profile
 from memadvise.model.schema import BASELINE, BASELINE_ENTRY, SchemaError, field_path, read_json, validate
 
@@ -51,9 +54,24 @@ LAYER_FIELDS = ("param_bytes", "buffer_bytes", "grad_bytes", "optimizer_state_by
 
 
 # -- what is checked --------------------------------------------------------------------------------
-def entry_key(model: str, factory: str, batch_size: int, mode: str, optimizer: str, device: str) -> str:
-    """The baseline key: ``model.py:factory|batch=8|mode=train|optimizer=adamw|device=auto``."""
-    return f"{model}:{factory}|batch={batch_size}|mode={mode}|optimizer={optimizer}|device={device}"
+def entry_key(
+    model: str,
+    factory: str,
+    batch_size: int,
+    mode: str,
+    optimizer: str,
+    device: str,
+    inputs: Iterable[tuple[str, Any]] = (),
+) -> str:
+    """The baseline key: ``model.py:factory|batch=8|mode=train|optimizer=adamw|device=auto``, then the
+    input options that were given (``|image_size=160|seq_len=512|task=causal-lm``, sorted by name)."""
+    extra = "".join(f"|{name}={value}" for name, value in sorted(inputs))
+    return f"{model}:{factory}|batch={batch_size}|mode={mode}|optimizer={optimizer}|device={device}{extra}"
+
+
+#: The options that shape a target's synthesised inputs (Hugging Face configs and names, timm:,
+#: torchvision:), by name as in the baseline key and the config, with their label in the report.
+INPUT_OPTIONS = {"image_size": "image {}", "seq_len": "seq {}", "task": "{}"}
 
 
 def relative_to(path: Path, folder: Path) -> str:
@@ -83,6 +101,7 @@ class CheckTarget:
     optimizer: str
     device: str | None
     tolerance: Tolerance
+    inputs: tuple[tuple[str, Any], ...] = ()  # (name, value) of INPUT_OPTIONS given, sorted by name
 
     @property
     def target(self) -> str:
@@ -95,14 +114,18 @@ class CheckTarget:
     def key(self, base: Path) -> str:
         """The baseline key, with the model path relative to the baseline's folder ``base``."""
         model = str(self.path) if is_named_target(str(self.path)) else relative_to(self.path, base)
-        return entry_key(model, self.factory, self.batch_size, self.mode, self.optimizer, self.device_key)
+        return entry_key(
+            model, self.factory, self.batch_size, self.mode, self.optimizer, self.device_key, self.inputs
+        )
 
     @property
     def label(self) -> str:
-        """``models/net.py:build_large [batch 8 · train · adamw · auto]``."""
+        """``models/net.py:build_large [batch 8 · train · adamw · auto]`` (``· seq 512`` and the like after
+        the batch size when input options were given)."""
         name = display_path(self.path) + ("" if self.factory == "build_model" else f":{self.factory}")
         opt = "" if self.mode == Mode.INFERENCE.value else f" · {self.optimizer}"
-        return f"{name} [batch {self.batch_size} · {self.mode}{opt} · {self.device_key}]"
+        shape = "".join(f" · {INPUT_OPTIONS[k].format(v)}" for k, v in self.inputs)
+        return f"{name} [batch {self.batch_size}{shape} · {self.mode}{opt} · {self.device_key}]"
 
 
 # -- baseline file ----------------------------------------------------------------------------------
@@ -120,10 +143,14 @@ class BaselineEntry:
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     torch_version: str = ""
     measured_device: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return entry_key(self.model, self.factory, self.batch_size, self.mode, self.optimizer, self.device)
+        return entry_key(
+            self.model, self.factory, self.batch_size, self.mode, self.optimizer, self.device,
+            self.inputs.items(),
+        )
 
     @classmethod
     def from_profile(cls, target: CheckTarget, profile: Profile, base: Path) -> BaselineEntry:
@@ -143,10 +170,13 @@ class BaselineEntry:
             layers=layers,
             torch_version=profile.torch_version,
             measured_device=profile.device,
+            inputs=dict(target.inputs),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        inputs = {"inputs": dict(self.inputs)} if self.inputs else {}  # none: the file reads as before
         return {
+            **inputs,
             "model": self.model,
             "factory": self.factory,
             "batch_size": self.batch_size,
@@ -177,6 +207,7 @@ class BaselineEntry:
             layers=layers,
             torch_version=str(meta.get("torch_version", "")),
             measured_device=str(meta.get("device", "")),
+            inputs=dict(data.get("inputs") or {}),
         )
 
 
@@ -411,6 +442,9 @@ def plan_checks(
     mode: str | None = None,
     optimizer: str | None = None,
     device: str | None = None,
+    seq_len: int | None = None,
+    image_size: int | None = None,
+    task: str | None = None,
 ) -> CheckPlan:
     """Merge the command line over the config: models given on the command line replace the config's."""
     config = config or CheckConfig()
@@ -423,6 +457,9 @@ def plan_checks(
         optimizer=parse_optimizer(optimizer) if optimizer is not None else None,
         device=parse_device(device) if device is not None else None,
         tolerance=Tolerance.parse(tolerance) if tolerance is not None else None,
+        seq_len=parse_count(seq_len, "--seq-len", MAX_SEQ_LEN),
+        image_size=parse_count(image_size, "--image-size", MAX_IMAGE_SIZE),
+        task=parse_task(task) if task is not None else None,
     )
     builtin = Settings((1,), ("train",), "adamw", None, Tolerance.parse(DEFAULT_TOLERANCE))
     models = [(m, Settings()) for m in model_files] if model_files else list(config.models)
@@ -441,8 +478,8 @@ def plan_checks(
         for m in s.modes:
             opt = OptimizerName.NONE.value if m == Mode.INFERENCE.value else s.optimizer
             for b in s.batch_sizes:
-                target = CheckTarget(path, factory, b, m, opt, s.device, s.tolerance)
-                targets.setdefault((path.resolve(), factory, b, m, opt, s.device), target)
+                target = CheckTarget(path, factory, b, m, opt, s.device, s.tolerance, s.inputs)
+                targets.setdefault((path.resolve(), factory, b, m, opt, s.device, s.inputs), target)
     return CheckPlan(baseline, tuple(targets.values()))
 
 
@@ -542,6 +579,7 @@ def run_checks(
                 mode=target.mode,
                 optimizer=target.optimizer,
                 device=target.device,
+                **dict(target.inputs),
             )
         new = BaselineEntry.from_profile(target, prof, base)
         old = baseline.entries.get(new.key)

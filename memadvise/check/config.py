@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memadvise.capture.targets import is_named_target, split_target
+from memadvise.capture.targets import TASKS, is_named_target, split_target
 from memadvise.errors import CheckConfigError, UsageError
-from memadvise.model.limits import MAX_BATCH_SIZE
+from memadvise.model.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_SEQ_LEN
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.model.schema import CHECK_CONFIG, SchemaError, validate
 from memadvise.model.units import format_bytes, parse_size
@@ -63,27 +63,41 @@ class Tolerance:
 
 
 # -- configuration ----------------------------------------------------------------------------------
-_SHARED_KEYS = {"batch_size", "batch_sizes", "mode", "modes", "optimizer", "device", "tolerance"}
+_SHARED_KEYS = {
+    "batch_size", "batch_sizes", "mode", "modes", "optimizer", "device", "tolerance", "seq_len", "image_size",
+    "task",
+}
+_SETTINGS = ("batch_sizes", "modes", "optimizer", "device", "tolerance", "seq_len", "image_size", "task")
 _TOP_KEYS = _SHARED_KEYS | {"baseline", "models"}
 _MODEL_KEYS = _SHARED_KEYS | {"path"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Batch sizes, modes, optimizer, device and tolerance; ``None`` where not given."""
+    """Batch sizes, modes, optimizer, device, tolerance and the input options of targets without a model
+    file (sequence length, image size, Hugging Face task); ``None`` where not given."""
 
     batch_sizes: tuple[int, ...] | None = None
     modes: tuple[str, ...] | None = None
     optimizer: str | None = None
     device: str | None = None
     tolerance: Tolerance | None = None
+    seq_len: int | None = None
+    image_size: int | None = None
+    task: str | None = None
+
+    @property
+    def inputs(self) -> tuple[tuple[str, Any], ...]:
+        """The input options given, as (name, value) sorted by name (the baseline key's order)."""
+        given = {"image_size": self.image_size, "seq_len": self.seq_len, "task": self.task}
+        return tuple((k, v) for k, v in sorted(given.items()) if v is not None)
 
     def over(self, fallback: Settings) -> Settings:
         """These settings, with ``fallback``'s where these have none."""
         return Settings(
             **{
                 name: getattr(self, name) if getattr(self, name) is not None else getattr(fallback, name)
-                for name in ("batch_sizes", "modes", "optimizer", "device", "tolerance")
+                for name in _SETTINGS
             }
         )
 
@@ -222,9 +236,27 @@ def _settings(table: dict[str, Any], allowed: set[str], where: str) -> Settings:
             optimizer=parse_optimizer(table["optimizer"]) if "optimizer" in table else None,
             device=parse_device(device) if device is not None else None,
             tolerance=Tolerance.parse(tolerance) if tolerance is not None else None,
+            seq_len=parse_count(table.get("seq_len"), "seq_len", MAX_SEQ_LEN),
+            image_size=parse_count(table.get("image_size"), "image_size", MAX_IMAGE_SIZE),
+            task=parse_task(table["task"]) if "task" in table else None,
         )
     except UsageError as exc:
         raise CheckConfigError(f"{where}: {exc}") from None
+
+
+def parse_count(value: Any, name: str, most: int) -> int | None:
+    """A whole number from 1 to ``most`` (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= most:
+        raise UsageError(f"{name} must be a whole number from 1 to {most:,}, not {value!r}")
+    return value
+
+
+def parse_task(value: Any) -> str:
+    if value not in TASKS:
+        raise UsageError(f"unknown task {value!r}; use one of {', '.join(TASKS)}")
+    return str(value)
 
 
 def parse_mode(value: Any) -> str:

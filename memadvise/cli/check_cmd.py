@@ -13,10 +13,12 @@ from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
     MemoryLimitOpt,
+    SeqLenOpt,
     handles_errors,
     progress,
     show,
 )
+from memadvise.cli.target_opts import ImageSizeOpt, TaskOpt
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_ROWS
 from memadvise.model.profile import Mode, OptimizerName
 from memadvise.model.text import printable
@@ -28,7 +30,8 @@ HELP = """Profile models and compare them with a baseline file: exit 1 on a memo
 
 Each MODEL_FILE (or FILE.py:factory) is profiled and its peak, parameters, activations, gradients and
 optimizer state are compared with the baseline entry for the same file, factory, batch size, mode,
-optimizer and device. A figure regresses when it grows by more than the tolerance (default 2%); the
+optimizer and device (and --seq-len, --image-size and --task when given: they are part of the entry).
+A figure regresses when it grows by more than the tolerance (default 2%); the
 report names the model, the figure, old → new, the change in bytes and %, and the layers that changed
 most. Improvements are reported too; --update records the new figures (and creates the file).
 
@@ -42,6 +45,7 @@ Examples:
   memadvise check model.py --baseline memory-baseline.json --update  # record
   memadvise check model.py --baseline memory-baseline.json           # gate
   memadvise check model.py:build_large -b 8 -B base.json -t 2%,50MiB
+  memadvise check timm:convnext_tiny --image-size 160 -B base.json
   memadvise check           # everything listed in \\[tool.memadvise.check]
   memadvise check --format json > memory-check.json
 """
@@ -104,6 +108,9 @@ def check_command(
     mode: CheckModeOpt = None,
     optimizer: CheckOptimizerOpt = None,
     device: DeviceOpt = None,
+    seq_len: SeqLenOpt = None,
+    image_size: ImageSizeOpt = None,
+    task: TaskOpt = None,
     memory_limit: MemoryLimitOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = CheckFormat.text,
@@ -124,6 +131,9 @@ def check_command(
         mode=mode.value if mode else None,
         optimizer=optimizer.value if optimizer else None,
         device=device.value if device else None,
+        seq_len=seq_len,
+        image_size=image_size,
+        task=task.value if task is not None else None,
     )
     profiler = None
     if memory_limit is not None:

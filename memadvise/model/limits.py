@@ -6,6 +6,7 @@ from __future__ import annotations
 MAX_STEPS = 1000  # traced steps: a leak shows within a few; more only take longer
 MAX_BATCH_SIZE = 1 << 24  # samples per forward pass (also --trace-batch-size, --min-batch)
 MAX_SEQ_LEN = 1 << 24  # tokens
+MAX_IMAGE_SIZE = 1 << 16  # pixels per image side
 MAX_GRAD_ACCUM = 1 << 16  # micro-batches per optimizer step
 MAX_GPUS = 1 << 16  # GPUs per node, nodes, FSDP ranks
 MAX_WORKERS = 1024  # DataLoader workers

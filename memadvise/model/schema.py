@@ -600,6 +600,7 @@ BASELINE_ENTRY = Obj(
     optional={
         "layers": Dict(Obj(optional={"type": Str(), **{f: SIZE for f in BASELINE_LAYER_FIELDS}})),
         "metadata": Obj(optional={"torch_version": Str(), "device": Str()}),
+        "inputs": Obj(optional={"image_size": Int(1), "seq_len": Int(1), "task": Str(max_len=40)}),
     },
 )
 #: A baseline file (``Baseline.to_json``), once its format and schema_version are known to match; the
@@ -615,6 +616,9 @@ _CHECK_SHARED: dict[str, Node] = {
     "optimizer": Str(),
     "device": Str(),
     "tolerance": Str(max_len=200),
+    "seq_len": Int(1, MAX_BATCH),
+    "image_size": Int(1, MAX_BATCH),
+    "task": Str(max_len=40),
 }
 
 
