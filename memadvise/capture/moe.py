@@ -111,10 +111,12 @@ def moe_note(model: torch.nn.Module, profile: Profile, load: ExpertLoad | None =
     if not experts:
         return None
     top_k = _first_int(config, _TOP_K) or next((k for _, k in blocks.values()), None)
-    expert_bytes = 0
+    expert_params: dict[int, torch.Tensor] = {}  # transformers' *Experts, or a block's "experts" list
     for module in model.modules():
-        if type(module).__name__.endswith("Experts"):
-            expert_bytes += sum(p.numel() * p.element_size() for p in module.parameters(recurse=True))
+        held = module if type(module).__name__.endswith("Experts") else getattr(module, "experts", None)
+        if isinstance(held, torch.nn.Module):
+            expert_params.update((id(p), p) for p in held.parameters(recurse=True))
+    expert_bytes = sum(p.numel() * p.element_size() for p in expert_params.values())
     routers = [
         name
         for name, module in model.named_modules()

@@ -1,5 +1,5 @@
 """Tiny Mixtral with transformers' eager experts (a Python loop over experts, per-expert index tensors),
-4 experts, top-2, 2 layers, random weights; its routers are forced to a known routing.
+4 experts, top-2, 1 layer, random weights; its routers are forced to a known routing.
 
 Each layer's router adds a fixed score table to zero logits, so which experts each token goes to is set
 by the file, not by the random weights — while a fake trace, which has no values, cannot see it.
@@ -61,7 +61,7 @@ def _build(loads: list[int]) -> torch.nn.Module:
         vocab_size=VOCAB,
         hidden_size=32,
         intermediate_size=256,
-        num_hidden_layers=2,
+        num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
         num_local_experts=EXPERTS,
