@@ -101,7 +101,7 @@ Examples:
   memadvise profile path/to/hf-model/ --fake --seq-len 512
   memadvise profile meta-llama/Llama-3.1-8B --fake --precision bf16-mixed
   memadvise profile timm:convnext_tiny --fake -b 32
-  memadvise profile moe_model.py --fake --target-device cpu --expert-load worst
+  memadvise profile moe_model.py --fake --expert-load worst
   memadvise profile torchvision:resnet50 --image-size 160 -b 8
   memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 8
 """
