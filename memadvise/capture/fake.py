@@ -462,8 +462,6 @@ class FakeRecorder(TorchDispatchMode):
 
     # -- ranges ----------------------------------------------------------------------------------
     def open_module(self, name: str) -> Any:
-        if self.routing is not None:
-            self.routing.entered(name)
         return ("module", name, self.now())
 
     def open_phase(self, phase: str, step: int) -> Any:
@@ -539,8 +537,10 @@ class FakeRecorder(TorchDispatchMode):
                         out: Any = self._grouped_mm(args, kwargs)
                     else:
                         out = _track_values(func, args, kwargs, func, self.assumed, self._routed)
-                except NotImplementedError:
-                    out = self._run_for_real(func, name, args, kwargs)
+                except NotImplementedError:  # on meta tensors (no fake mode): nonzero too
+                    out = self._routed(func, args, kwargs)
+                    if out is None:
+                        out = self._run_for_real(func, name, args, kwargs)
                 if plan.sized_output is not None:
                     index, nbytes = plan.sized_output
                     out = (*out[:index], torch.empty(nbytes, dtype=torch.uint8), *out[index + 1 :])
@@ -551,12 +551,15 @@ class FakeRecorder(TorchDispatchMode):
         return out
 
     def _routed(self, func: Any, args: Any, kwargs: Any) -> Any:
-        """A selection by a router's mask inside an expert block, sized by the expert-load assumption
-        (``self.routing``); ``None`` for any other selection."""
+        """A selection by a router's mask of unknown values inside an expert block, sized by the
+        expert-load assumption (``self.routing``); ``None`` for any other operator."""
         name = _name(func)
+        if self.routing is None or name not in _SELECTING:
+            return None
         mask = args[1] if name == "masked_select" else args[0]
-        routing = self.routing
-        picked = None if routing is None else routing.selected(self._module_stack, tuple(mask.shape))
+        if not isinstance(mask, torch.Tensor) or _real(mask) is not None:
+            return None
+        picked = self.routing.selected(self._module_stack, tuple(mask.shape))
         if picked is None:
             return None
         rows, values, what = picked

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -58,21 +60,39 @@ class ExpertRouting:
     (or ``experts + 1``) entries, first in the block's call, is the "which experts got tokens" vector
     (transformers' eager experts): it selects the experts with rows, numbered busiest first. Any other
     is one expert's mask: the n-th in the block's call is the n-th busiest expert's. Its tokens are the
-    mask's elements, over top-k when one of its dimensions is the top-k slot. Selections outside
-    expert blocks keep the fake recorder's own assumption.
+    block's tokens (its first floating-point input's rows: ``(batch, seq, hidden)`` or ``(tokens,
+    hidden)``) when the mask holds that many elements, or that many times top-k; otherwise the mask's
+    elements, over top-k when one of its dimensions is the top-k slot. Selections outside expert blocks
+    keep the fake recorder's own assumption.
     """
 
     def __init__(self, blocks: dict[str, tuple[int, int]], load: ExpertLoad) -> None:
         self.blocks = blocks
         self.load = load
         self._selections: dict[str, int] = {}
+        self._tokens: dict[str, int | None] = {}
         for experts, top_k in set(blocks.values()):
             load.check(experts, top_k)
 
-    def entered(self, module: str) -> None:
-        """A module's forward starts: a new call of an expert block routes its tokens afresh."""
-        if module in self.blocks:
-            self._selections[module] = 0
+    def install(self, model: torch.nn.Module) -> list[Any]:
+        """Forward pre-hooks on the expert blocks (their handles, for the caller to remove): each call
+        of a block routes its tokens afresh."""
+        handles = []
+        for name, module in model.named_modules():
+            if name in self.blocks:
+                handles.append(module.register_forward_pre_hook(self._entered(name), with_kwargs=True))
+        return handles
+
+    def _entered(self, name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+            self.entered(name, next((_rows(a) for a in (*args, *kwargs.values()) if _rows(a)), None))
+
+        return hook
+
+    def entered(self, module: str, tokens: int | None = None) -> None:
+        """An expert block's forward starts, on ``tokens`` tokens (``None``: not known)."""
+        self._selections[module] = 0
+        self._tokens[module] = tokens
 
     def selected(self, stack: list[str], mask: tuple[int, ...]) -> tuple[int, list[int] | None, str] | None:
         """Rows a selection by ``mask`` returns inside the innermost expert block of ``stack``, the
@@ -84,13 +104,25 @@ class ExpertRouting:
         experts, top_k = self.blocks[block]
         n = self._selections.get(block, 0)
         size = math.prod(mask)
-        if len(mask) == 1 and size in (experts, experts + 1) and n == 0:
-            hit = sum(1 for r in self.load.rows(experts, experts, top_k) if r)  # the experts with rows
+        known = self._tokens.get(block)
+        if len(mask) == 1 and size in (experts, experts + 1) and n == 0 and size not in (known, None):
+            rows_of = self.load.rows(known or experts, experts, top_k)
+            hit = sum(1 for r in rows_of if r)
             return hit, list(range(hit)), f"experts with tokens: {hit} of {experts}"
         self._selections[block] = n + 1
-        tokens = size // top_k if top_k > 1 and top_k in mask and size % top_k == 0 else size
+        if known and size in (known, known * top_k):
+            tokens = known
+        else:
+            tokens = size // top_k if top_k > 1 and top_k in mask and size % top_k == 0 else size
         rows = self.load.rows(tokens, experts, top_k)[n % experts]
         return rows, None, f"rows per expert by --expert-load {self.load} ({experts} experts, top-{top_k})"
+
+
+def _rows(value: Any) -> int | None:
+    """Rows of a floating-point tensor of two or more dimensions (tokens of hidden states)."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() >= 2 and value.shape[-1]:
+        return value.numel() // value.shape[-1]
+    return None
 
 
 def expert_routing(model: torch.nn.Module, load: ExpertLoad) -> ExpertRouting | None:

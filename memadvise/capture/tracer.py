@@ -245,6 +245,9 @@ class Tracer:
         for mod_name, module in self.model.named_modules():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(mod_name)))
             self._handles.append(module.register_forward_hook(self._post_hook(mod_name)))
+        routing = getattr(self.recorder, "routing", None)
+        if routing is not None:  # a fake trace of a mixture of experts: each block call routes afresh
+            self._handles.extend(routing.install(self.model))
 
     def __exit__(self, *exc: Any) -> None:
         for handle in self._handles:

@@ -14,8 +14,10 @@ from types import ModuleType
 
 import groundtruth
 import pytest
+import torch
 
 from memadvise.api import profile_file
+from memadvise.capture.tracer import Tracer
 
 MODELS = Path(__file__).parent / "models"
 MIXTRAL = MODELS / "moe_loop.py"  # transformers' eager experts: 4 experts, top-2
@@ -129,3 +131,42 @@ def test_grouped_experts_say_the_assumption_has_no_effect() -> None:
         assert any(f"--expert-load {load} has no effect" in a for a in fake.assumptions)
     assert peaks["uniform"] == peaks["worst"]
 
+
+
+class TinyMoE(torch.nn.Module):
+    """Top-1 over 4 experts, one ``nonzero`` per expert; ``rows x 256`` floats out of each expert."""
+
+    num_experts, top_k = 4, 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = torch.nn.Linear(16, 4)
+        self.experts = torch.nn.ModuleList(torch.nn.Linear(16, 256) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        choice = self.router(x).argmax(-1)
+        out = x.new_zeros(x.shape[0], 256)
+        for e, expert in enumerate(self.experts):
+            rows = torch.nonzero(choice == e).squeeze(-1)
+            out = out.index_copy(0, rows, expert(x.index_select(0, rows)))
+        return out
+
+
+def test_cuda_target_fake_trace_routes_by_the_assumption() -> None:
+    """On meta tensors (a fake CUDA-target trace) ``nonzero`` has no kernel: inside an expert block it is
+    sized by --expert-load as on CPU kernels. With 256 tokens, worst gives one expert all of them where
+    uniform gives each of the four 64, one expert at a time, so the peaks differ by the busiest expert's
+    extra rows (a closed form)."""
+    with torch.device("meta"):
+        model = TinyMoE()
+        x = torch.empty(256, 16)
+    peaks = {}
+    for load in ("uniform", "worst"):
+        with Tracer(model, mode="inference", target_device="cuda", expert_load=load) as tracer:
+            profile = tracer.run(x)
+        assert any(f"--expert-load {load} (4 experts, top-1)" in a for a in profile.assumptions)
+        assert not any("nonzero has no meta implementation" in a for a in profile.assumptions)
+        peaks[load] = profile.peak_bytes
+    # the busiest expert's rows: 256 (worst) against 64 (uniform), each an fp32 output row of 256 and an
+    # int64 index from nonzero
+    assert peaks["worst"] - peaks["uniform"] == (256 - 64) * (256 * 4 + 8)

@@ -84,3 +84,16 @@ def test_worst_hits_only_top_k_experts() -> None:
     routing.entered("moe")
     assert routing.selected(["moe"], (8,))[:2] == (2, [0, 1])  # type: ignore[index]
     assert [routing.selected(["moe"], (32,))[0] for _ in range(3)] == [32, 32, 0]  # type: ignore[index]
+
+
+def test_the_block_tokens_decide_what_a_mask_covers() -> None:
+    """A top-2 block on a batch of 2 x 32 tokens: a per-token (batch, seq) mask is not (top-k, tokens)."""
+    routing = ExpertRouting({"moe": (4, 2)}, parse_expert_load("worst"))
+    routing.entered("moe", 64)
+    assert routing.selected(["moe"], (2, 32))[0] == 64  # type: ignore[index]
+    assert routing.selected(["moe"], (64, 2))[0] == 64  # type: ignore[index]
+    routing.entered("moe", 1)  # one token (a decode step): worst and uniform both hit top-k experts
+    assert routing.selected(["moe"], (5,))[:2] == (2, [0, 1])  # type: ignore[index]
+    uniform = ExpertRouting({"moe": (8, 2)}, parse_expert_load("uniform"))
+    uniform.entered("moe", 1)
+    assert uniform.selected(["moe"], (9,))[:2] == (2, [0, 1])  # type: ignore[index]
