@@ -83,6 +83,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "factory", "load", "mode"), CASES)
 def test_fake_trace_with_the_routing_assumption_matches_a_run_routed_that_way(
     path: Path, factory: str, load: str | None, mode: str
