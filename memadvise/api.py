@@ -86,6 +86,7 @@ def profile_model(
     train_loop: str = "tutorial",
     memory_limit: int | str | None = None,
     new_tokens: int | None = None,
+    expert_load: str | None = None,
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -97,7 +98,8 @@ def profile_model(
     or ``lean`` (output and loss freed after ``backward()``). A model with real (not meta) parameters
     is traced under the memory watchdog, as in :func:`profile_file` (``memory_limit``).
     ``mode="generate"`` traces one greedy generation of ``new_tokens`` tokens (see
-    :mod:`memadvise.capture.generate`).
+    :mod:`memadvise.capture.generate`). ``expert_load`` is the routing assumption of a model on the meta
+    device with experts (see :func:`profile_file`).
     """
     generate = None
     if mode == Mode.GENERATE.value:
@@ -134,6 +136,7 @@ def profile_model(
             precision=precision,
             train_loop=train_loop,
             generate=generate,
+            expert_load=expert_load,
         ) as tracer,
     ):
         tracer.run(inputs, loss_fn, train_step)
