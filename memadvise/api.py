@@ -40,6 +40,7 @@ from memadvise.capture.training import (
 from memadvise.capture.usercode import passes_through, user_argv
 from memadvise.capture.watchdog import MemoryWatchdog
 from memadvise.errors import ModelFileError, UsageError
+from memadvise.model.expert_load import ExpertLoad, parse_expert_load
 from memadvise.model.limits import MAX_BATCH_SIZE, MAX_STEPS
 from memadvise.model.profile import HostMemory, Mode, OptimizerName, Profile
 from memadvise.model.program import Program, with_scaling
@@ -85,6 +86,7 @@ def profile_model(
     train_loop: str = "tutorial",
     memory_limit: int | str | None = None,
     new_tokens: int | None = None,
+    expert_load: str | None = None,
 ) -> Profile:
     """Trace ``steps`` training (or inference) steps of ``model`` on ``inputs`` where they already live.
 
@@ -96,7 +98,8 @@ def profile_model(
     or ``lean`` (output and loss freed after ``backward()``). A model with real (not meta) parameters
     is traced under the memory watchdog, as in :func:`profile_file` (``memory_limit``).
     ``mode="generate"`` traces one greedy generation of ``new_tokens`` tokens (see
-    :mod:`memadvise.capture.generate`).
+    :mod:`memadvise.capture.generate`). ``expert_load`` is the routing assumption of a model on the meta
+    device with experts (see :func:`profile_file`).
     """
     generate = None
     if mode == Mode.GENERATE.value:
@@ -133,6 +136,7 @@ def profile_model(
             precision=precision,
             train_loop=train_loop,
             generate=generate,
+            expert_load=expert_load,
         ) as tracer,
     ):
         tracer.run(inputs, loss_fn, train_step)
@@ -188,6 +192,7 @@ def profile_file(
     task: str | None = None,
     image_size: int | None = None,
     warn: Callable[[str], None] | None = None,
+    expert_load: str | None = None,
 ) -> Profile:
     """Load ``model.py`` (or ``model.py:factory``), build the model and its batch, and trace it.
 
@@ -217,6 +222,9 @@ def profile_file(
     tokens with a ``dynamic`` or ``static`` KV ``cache`` (see :mod:`memadvise.capture.generate`).
     ``warn`` is called with one sentence before a real CPU run that may not fit in the RAM available
     (see :func:`~memadvise.capture.host_memory.ram_warning`).
+    ``expert_load`` is a fake trace's routing assumption for a mixture-of-experts model that loops over
+    its experts: ``uniform`` (the default), ``worst`` or ``skewed:F`` (see
+    :mod:`memadvise.model.expert_load`).
     """
     sharding: AbstractContextManager[Any] = nullcontext(None)
     if fsdp is not None:
@@ -235,6 +243,9 @@ def profile_file(
         raise UsageError("--gpu chooses the kernels of a fake CUDA trace: add --fake (target device cuda)")
     if health and dev.type == "meta":
         raise UsageError("--health needs real values; it cannot be combined with a fake (meta) trace")
+    if expert_load is not None and dev.type != "meta":
+        raise UsageError("--expert-load is the routing assumption of a fake trace: add --fake")
+    load = parse_expert_load(expert_load) if dev.type == "meta" else None
     path = split_target(str(target))[0]
     with preserved_rng(), user_argv(path), _forgotten_module():
         watch = None if dev.type == "meta" else MemoryWatchdog(memory_limit)
@@ -267,6 +278,7 @@ def profile_file(
                 train_loop=train_loop,
                 gpu=gpu,
                 generate=generate,
+                expert_load=load,
             )
         profile = replace(profile, seq_len=spec.seq_len, fsdp_ranks=fsdp or 0)
         host = _host_memory(spec, inputs, dataloader_workers, pin_memory)
@@ -334,6 +346,7 @@ def _traced(
     train_loop: str = "tutorial",
     gpu: CudaTarget | None = None,
     generate: Any = None,
+    expert_load: ExpertLoad | None = None,
 ) -> tuple[Profile, Any]:
     """Build, shard (with a device ``mesh``) and trace the model; with ``scaling``, fit batch scaling
     from a second trace at twice the batch and count FLOPs. Returns the profile and the batch."""
@@ -355,6 +368,8 @@ def _traced(
         "train_loop": train_loop,
         "gpu": gpu,
     }
+    if expert_load is not None:
+        settings["expert_load"] = expert_load
     if generate is not None:
         settings["generate"] = generate
         steps = 1

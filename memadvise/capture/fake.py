@@ -166,9 +166,13 @@ def _twin_outputs(out: Any, real_out: Any) -> None:
             _TWINS[o] = r
 
 
-def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumptions) -> Any:
+def _track_values(
+    func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumptions, select: Any = None
+) -> Any:
     """Run ``func`` fake (``run``) and, where its inputs' values are known and its outputs small, for
-    real on the twins; an operator whose output shape depends on values takes the real output's shape."""
+    real on the twins; an operator whose output shape depends on values takes the real output's shape.
+    A selection with unknown values is sized by ``select(func, args, kwargs)`` where that gives an
+    output (a router's mask in an expert block), else every element is assumed selected."""
     if not kwargs and all(isinstance(a, torch.Tensor) or type(a) in _PLAIN for a in args):
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
     else:
@@ -189,7 +193,8 @@ def _track_values(func: Any, args: Any, kwargs: Any, run: Any, assumed: Assumpti
         if real_out is None:
             if _name(func) not in _SELECTING:
                 raise
-            return _all_selected(func, args, kwargs, assumed)
+            routed = select(func, args, kwargs) if select is not None else None
+            return routed if routed is not None else _all_selected(func, args, kwargs, assumed)
         out = tree_map(_like, real_out)
         _twin_outputs(out, real_out)
         return out
@@ -373,6 +378,7 @@ class FakeRecorder(TorchDispatchMode):
         self.assumed = Assumptions()
         self.recording = False
         self._resized_away: set[int] = set()
+        self.routing: Any = None  # an ExpertRouting (memadvise.capture.moe) for a mixture-of-experts model
 
     # -- identities and events -------------------------------------------------------------------
     def now(self) -> int:
@@ -530,9 +536,11 @@ class FakeRecorder(TorchDispatchMode):
                     ):
                         out: Any = self._grouped_mm(args, kwargs)
                     else:
-                        out = _track_values(func, args, kwargs, func, self.assumed)
-                except NotImplementedError:
-                    out = self._run_for_real(func, name, args, kwargs)
+                        out = _track_values(func, args, kwargs, func, self.assumed, self._routed)
+                except NotImplementedError:  # on meta tensors (no fake mode): nonzero too
+                    out = self._routed(func, args, kwargs)
+                    if out is None:
+                        out = self._run_for_real(func, name, args, kwargs)
                 if plan.sized_output is not None:
                     index, nbytes = plan.sized_output
                     out = (*out[:index], torch.empty(nbytes, dtype=torch.uint8), *out[index + 1 :])
@@ -540,6 +548,35 @@ class FakeRecorder(TorchDispatchMode):
                 if isinstance(t, torch.Tensor):
                     self.key(t)
         self._op = "<release>"
+        return out
+
+    def _routed(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """A selection by a router's mask of unknown values inside an expert block, sized by the
+        expert-load assumption (``self.routing``); ``None`` for any other operator."""
+        name = _name(func)
+        if self.routing is None or name not in _SELECTING:
+            return None
+        mask = args[1] if name == "masked_select" else args[0]
+        if not isinstance(mask, torch.Tensor) or _real(mask) is not None:
+            return None
+        picked = self.routing.selected(self._module_stack, tuple(mask.shape))
+        if picked is None:
+            return None
+        rows, values, what = picked
+        self.assumed.note(f"{name} in an expert block: {what}")
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        with _disable_current_modes():
+            if name == "masked_select":
+                full = torch.broadcast_shapes(args[0].shape, mask.shape)
+                real = torch.zeros(rows * (full.numel() // max(1, mask.numel())), dtype=args[0].dtype)
+            else:
+                real = torch.zeros((rows, mask.dim()), dtype=torch.long)
+                if values is not None and mask.dim() == 1:
+                    real[:, 0] = torch.tensor(values, dtype=torch.long)
+        out = _like(real)
+        if values is not None and mask.dim() == 1:
+            _TWINS[out] = real  # the expert numbers decide the loop's control flow
         return out
 
     def _grouped_mm(self, args: Any, kwargs: Any) -> torch.Tensor:

@@ -45,6 +45,8 @@ from memadvise.capture.training import (
     make_optimizer,
     run_steps,
 )
+from memadvise.errors import UsageError
+from memadvise.model.expert_load import ExpertLoad, parse_expert_load
 from memadvise.model.profile import Category, Leak, Mode, OptimizerName, Phase, Profile
 from memadvise.model.program import ParamInfo
 
@@ -179,6 +181,7 @@ class Tracer:
         train_loop: str = "tutorial",
         gpu: CudaTarget | None = None,
         generate: GenerateSettings | None = None,
+        expert_load: ExpertLoad | str | None = None,
     ) -> None:
         self.generate = generate
         self.train_loop = check_train_loop(train_loop)
@@ -212,6 +215,14 @@ class Tracer:
         else:
             self.target = device
             self.recorder = AllocatorRecorder(device)
+        self.expert_load: ExpertLoad | None = None  # a fake trace's routing assumption
+        if self.recorder.fake:
+            from memadvise.capture.moe import expert_routing
+
+            self.expert_load = parse_expert_load(expert_load)
+            self.recorder.routing = expert_routing(model, self.expert_load)  # type: ignore[union-attr]
+        elif expert_load is not None:
+            raise UsageError("--expert-load is the routing assumption of a fake trace: add --fake")
         self.sizes = KernelBufferModel(self.target)
         self.preserve_state = preserve_state
         self._handles: list[Any] = []
@@ -234,6 +245,9 @@ class Tracer:
         for mod_name, module in self.model.named_modules():
             self._handles.append(module.register_forward_pre_hook(self._pre_hook(mod_name)))
             self._handles.append(module.register_forward_hook(self._post_hook(mod_name)))
+        routing = getattr(self.recorder, "routing", None)
+        if routing is not None:  # a fake trace of a mixture of experts: each block call routes afresh
+            self._handles.extend(routing.install(self.model))
 
     def __exit__(self, *exc: Any) -> None:
         for handle in self._handles:
@@ -455,7 +469,7 @@ class Tracer:
             extra.update(self._generation_figures(self._generation, events, baseline))
         from memadvise.capture.moe import moe_note
 
-        note = moe_note(self.model, profile)
+        note = moe_note(self.model, profile, self.expert_load)
         if note is not None:
             extra["assumptions"] = (*profile.assumptions, note)
         self._profile = replace(profile, **extra)

@@ -96,6 +96,31 @@ TargetDeviceOpt = Annotated[
 ]
 
 
+ExpertLoadOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--expert-load",
+        metavar="LOAD",
+        help="Fake traces of mixture-of-experts models that loop over their experts: tokens per expert. "
+        "uniform (default): tokens x top-k / experts each; worst: every token to the same top-k experts; "
+        "skewed:F: the busiest expert gets fraction F of the routed rows (e.g. skewed:0.5), the rest "
+        "share evenly. No effect on grouped experts, whose memory does not depend on routing.",
+        show_default=False,
+    ),
+]
+
+
+def check_expert_load(expert_load: str | None, where: str | None) -> None:
+    """``--expert-load`` parses, and is given to a fake trace only (one-line UsageError otherwise)."""
+    if expert_load is None:
+        return
+    from memadvise.model.expert_load import parse_expert_load
+
+    parse_expert_load(expert_load)
+    if where != "meta":
+        raise UsageError("--expert-load is the routing assumption of a fake trace: add --fake")
+
+
 class TrainLoop(str, Enum):
     tutorial = "tutorial"
     lean = "lean"
@@ -445,6 +470,7 @@ def load_or_profile(
     task: Any = None,
     image_size: int | None = None,
     scaling: bool = True,
+    expert_load: str | None = None,
 ) -> tuple[Profile, Scenario]:
     """A saved profile (``*.json``) as it is, or a model file profiled for the scenario: precision and
     optimizer are traced when PyTorch runs them, and taken out of the scenario that remains."""
@@ -462,6 +488,7 @@ def load_or_profile(
         return load_profile(target), scenario
 
     where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+    check_expert_load(expert_load, where)
     precheck(target, where)
     from memadvise.api import profile_file  # torch: only when a model file is profiled
 
@@ -497,6 +524,7 @@ def load_or_profile(
             image_size=image_size,
             scaling=scaling,
             warn=warn,
+            expert_load=expert_load,
         )
     return profile, scenario
 
@@ -506,6 +534,7 @@ TRACE_ONLY_OPTIONS = {
     "trace_batch_size": "--trace-batch-size",
     "train_loop": "--train-loop",
     "memory_limit": "--memory-limit",
+    "expert_load": "--expert-load",
 }
 
 

@@ -9,6 +9,7 @@ import typer
 from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
+    ExpertLoadOpt,
     FakeOpt,
     FormatOpt,
     GpusOpt,
@@ -160,6 +161,7 @@ def estimate_command(
     ] = None,
     task: TaskOpt = None,
     image_size: ImageSizeOpt = None,
+    expert_load: ExpertLoadOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.analyzer import Pruning, Scenario, estimate
@@ -207,6 +209,7 @@ def estimate_command(
             memory_limit=memory_limit,
             task=task,
             image_size=image_size,
+            expert_load=expert_load,
         )
 
     profile, scenario = traced(scenario, seq_len)

@@ -11,6 +11,7 @@ import typer
 from memadvise.cli.common import (
     DebugOpt,
     DeviceOpt,
+    ExpertLoadOpt,
     FakeOpt,
     FormatOpt,
     GpusOpt,
@@ -165,6 +166,7 @@ def plan_command(
     ] = None,
     task: TaskOpt = None,
     image_size: ImageSizeOpt = None,
+    expert_load: ExpertLoadOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
@@ -191,6 +193,7 @@ def plan_command(
             fmt,
             output,
             memory_limit,
+            expert_load,
         )
         return
     if batch_size is not None and min_batch is not None:
@@ -243,8 +246,11 @@ def plan_command(
         memory_limit,
         task=task,
         image_size=image_size,
+        expert_load=expert_load,
     )
-    source, setup = _source(target, profile, trace_batch_size, device, fake, target_device, seq_len, gpu)
+    source, setup = _source(
+        target, profile, trace_batch_size, device, fake, target_device, seq_len, gpu, expert_load
+    )
     if budget is None:
         result: object = rank_gpus(
             profile, pins, Goal(goal.value), reserve, source=source, setup=setup, prices=price_table
@@ -263,6 +269,7 @@ def _source(
     target_device: object,
     seq_len: int | None,
     gpu: str | None,
+    expert_load: str | None = None,
 ) -> tuple[str, str]:
     """What ``memadvise estimate`` takes before an option's flags to replay this plan's profile, and
     the command to run first: nothing for a saved profile; for a model file, ``memadvise profile`` with
@@ -289,6 +296,8 @@ def _source(
         words += ["--seq-len", str(seq_len)]
     if profile.fsdp_ranks:
         words += ["--fsdp", str(profile.fsdp_ranks)]
+    if expert_load is not None:
+        words += ["--expert-load", expert_load]
     name = _catalog_name(gpu)
     if name is not None and profile.device.startswith("cuda") and (fake or str(device) == "meta"):
         words += ["--gpu", name]
@@ -324,6 +333,7 @@ def _profile(
     memory_limit: str | None = None,
     task: object = None,
     image_size: int | None = None,
+    expert_load: str | None = None,
 ) -> Profile:
     from memadvise.analyzer import Scenario
     from memadvise.planner import fsdp_trace_ranks
@@ -348,5 +358,6 @@ def _profile(
         memory_limit=memory_limit,
         task=task,
         image_size=image_size,
+        expert_load=expert_load,
     )
     return profile

@@ -28,10 +28,11 @@ def plan_generate(
     fmt: TextFormat,
     output: Path | None,
     memory_limit: str | None = None,
+    expert_load: str | None = None,
 ) -> None:
     """Trace (or load) a generation profile and find what fits the GPU."""
     from memadvise.analyzer.kv_cache import kv_itemsize
-    from memadvise.cli.common import chosen_device
+    from memadvise.cli.common import check_expert_load, chosen_device
     from memadvise.errors import UsageError
     from memadvise.model.profile import load_profile
     from memadvise.planner import budget_for, local_budget
@@ -51,6 +52,7 @@ def plan_generate(
         from memadvise.api import profile_file
 
         where = chosen_device(device, fake, target_device)  # type: ignore[arg-type]
+        check_expert_load(expert_load, where)
         profile = profile_file(
             target,
             batch_size=trace_batch_size,
@@ -61,6 +63,7 @@ def plan_generate(
             seq_len=seq_len,
             scaling=True,
             memory_limit=memory_limit,
+            expert_load=expert_load,
         )
     plan = plan_serving(
         profile,

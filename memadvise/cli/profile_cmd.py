@@ -11,6 +11,7 @@ from memadvise.cli.common import (
     BatchSizeOpt,
     DebugOpt,
     DeviceOpt,
+    ExpertLoadOpt,
     FakeOpt,
     MemoryLimitOpt,
     ModeOpt,
@@ -19,6 +20,7 @@ from memadvise.cli.common import (
     TargetDeviceOpt,
     TrainLoop,
     TrainLoopOpt,
+    check_expert_load,
     chosen_device,
     cuda_target,
     handles_errors,
@@ -99,6 +101,7 @@ Examples:
   memadvise profile path/to/hf-model/ --fake --seq-len 512
   memadvise profile meta-llama/Llama-3.1-8B --fake --precision bf16-mixed
   memadvise profile timm:convnext_tiny --fake -b 32
+  memadvise profile moe_model.py --fake --expert-load worst
   memadvise profile torchvision:resnet50 --image-size 160 -b 8
   memadvise profile sample_models/llama_tiny.py --mode generate --new-tokens 8
 """
@@ -259,6 +262,7 @@ def profile_command(
     cache: CacheOpt = "dynamic",
     task: TaskOpt = None,
     image_size: ImageSizeOpt = None,
+    expert_load: ExpertLoadOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from memadvise.errors import UsageError
@@ -272,6 +276,7 @@ def profile_command(
     where = chosen_device(device, fake, target_device)
     if health and where == "meta":
         raise UsageError("--health needs real values; it cannot be combined with --fake")
+    check_expert_load(expert_load, where)
     if precision not in TRACED_PRECISIONS:
         choices = ", ".join(TRACED_PRECISIONS)
         raise UsageError(f"precision {precision!r} cannot be traced; use one of {choices}")
@@ -313,6 +318,7 @@ def profile_command(
             task=task.value if task else None,
             image_size=image_size,
             warn=warn,
+            expert_load=expert_load,
         )
     emit_report(prof, chosen, output, top=top, tree=tree, depth=depth, table=table)
 

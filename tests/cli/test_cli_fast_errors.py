@@ -38,6 +38,11 @@ MISTAKES: dict[str, list[str]] = {
     "--fsdp without --fake": ["profile", MLP, "--fsdp", "4"],
     "--gpu without --fake": ["profile", MLP, "--gpu", "A100-80GB"],
     "--seq-len on a profile": ["estimate", "missing.json", "--seq-len", "64"],
+    "--expert-load unknown": ["profile", MLP, "--fake", "--expert-load", "busy"],
+    "--expert-load skewed above 1": ["profile", MLP, "--fake", "--expert-load", "skewed:1.5"],
+    "--expert-load skewed without a share": ["estimate", MLP, "--fake", "--expert-load", "skewed"],
+    "--expert-load on a real trace": ["profile", MLP, "--expert-load", "worst"],
+    "--expert-load on a real trace (plan)": ["plan", MLP, "--gpu", "24GB", "--expert-load", "uniform"],
 }
 
 SCRIPT = """

@@ -108,6 +108,7 @@ def test_help_is_unchanged_by_the_one_line_errors(runner: CliRunner) -> None:
         ["--trace-batch-size", "2"],  # typed, even at its default value
         ["--train-loop", "lean"],
         ["--memory-limit", "8GiB"],
+        ["--expert-load", "worst"],
     ],
     ids=str,
 )
