@@ -351,6 +351,9 @@ class _CompositeLikeReal(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+_EVENT_FIELDS = ("time", "ptr", "size", "module", "seq", "op", "group")
+
+
 class FakeRecorder(TorchDispatchMode):
     """Records allocation events of operators running on meta tensors."""
 
@@ -379,6 +382,9 @@ class FakeRecorder(TorchDispatchMode):
         self.recording = False
         self._resized_away: set[int] = set()
         self.routing: Any = None  # an ExpertRouting (memadvise.capture.moe) for a mixture-of-experts model
+        # The last event (an add's output) and the add's operands, while autograd may be accumulating
+        # two gradients (see _event).
+        self._accumulating: tuple[int, tuple[int, ...]] | None = None
 
     # -- identities and events -------------------------------------------------------------------
     def now(self) -> int:
@@ -423,6 +429,15 @@ class FakeRecorder(TorchDispatchMode):
 
     def _event(self, ident: int, size: int, op: str | None = None) -> None:
         ev = self._ev
+        accumulating, self._accumulating = self._accumulating, None
+        if (
+            accumulating is not None
+            and size < 0
+            and ident in accumulating[1]
+            and len(ev.time) == accumulating[0] + 1
+        ):
+            self._in_place(ident, size)
+            return
         node = torch._C._current_autograd_node()
         seq = node._sequence_nr() if node is not None else -1
         t = self.now()
@@ -436,6 +451,19 @@ class FakeRecorder(TorchDispatchMode):
         ev.seq.append(seq)
         ev.op.append(op or self._op)
         ev.group.append(self._group)
+
+    def _in_place(self, ident: int, size: int) -> None:
+        """Autograd sums two gradients of one tensor in place (``old.add_(new)``) when it holds the only
+        reference to one of them, but for tensor subclasses such as fake tensors it computes
+        ``old + new``: an operand freed right after that ``add`` is freed before its output is made, as
+        the in-place sum needs no new buffer."""
+        ev = self._ev
+        made = [getattr(ev, name).pop() for name in _EVENT_FIELDS]
+        self._event(ident, size, made[_EVENT_FIELDS.index("op")])
+        replay = dict(zip(_EVENT_FIELDS, made, strict=True))
+        replay["time"] = self.now()
+        for name in _EVENT_FIELDS:
+            getattr(ev, name).append(replay[name])
 
     @contextmanager
     def transient(self, nbytes: int, op: str) -> Iterator[None]:
@@ -547,8 +575,30 @@ class FakeRecorder(TorchDispatchMode):
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     self.key(t)
+        self._accumulating = self._gradient_sum(func, args, kwargs, out)
         self._op = "<release>"
         return out
+
+    def _gradient_sum(
+        self, func: Any, args: Any, kwargs: Any, out: Any
+    ) -> tuple[int, tuple[int, ...]] | None:
+        """For ``a + b`` of equal shapes in the autograd engine, over fake tensors (see :meth:`_in_place`):
+        the index of its output's allocation event and the operands' identities."""
+        if (
+            self.fake_mode is None
+            or func is not torch.ops.aten.add.Tensor
+            or kwargs
+            or len(args) != 2
+            or torch._C._current_autograd_node() is None
+            or not all(isinstance(a, torch.Tensor) and a.shape == out.shape for a in args)
+        ):
+            return None
+        made = self.key(out)
+        operands = [self.key(a) for a in args]
+        ev = self._ev
+        if made is None or not ev.ptr or ev.ptr[-1] != made[0] or ev.size[-1] <= 0:
+            return None
+        return len(ev.time) - 1, tuple(k[0] for k in operands if k is not None and k[1] == made[1])
 
     def _routed(self, func: Any, args: Any, kwargs: Any) -> Any:
         """A selection by a router's mask of unknown values inside an expert block, sized by the
