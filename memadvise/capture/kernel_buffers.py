@@ -110,9 +110,10 @@ def _brgemm_n_block(batch: int) -> int | None:
 
 def onednn_lstm_forward(x: torch.Tensor, w_hh: torch.Tensor, training: bool) -> BufferPlan:
     """Buffers of one fp32 ``mkldnn_rnn_layer`` (PyTorch's aten/src/ATen/native/mkldnn/RNN.cpp, ideep's
-    lstm.hpp, oneDNN 3.x src/cpu/rnn); checked to the byte against the allocator on torch 2.14
-    (oneDNN 3.12) over hidden 96-1024, input 32-650, 1-100 steps, batch 1-20, 1-2 layers, both
-    directions. T steps, B batch, I input and H hidden size, ld = :func:`_good_ld`:
+    lstm.hpp, oneDNN's src/cpu/rnn and src/cpu/x64/rnn), derived from those sources and checked to the
+    byte against the allocator's events inside each call on torch 2.14 (oneDNN 3.12): hidden 48-1024,
+    input 16-650, 1-100 steps, batch 1-130, 1-2 layers, both directions, 1 and 2 threads, AVX-512
+    and AVX2 kernels. T steps, B batch, I input and H hidden size, ld = :func:`_good_ld`:
 
     * PyTorch sums the two biases: 4H floats.
     * With grad mode on, PyTorch asks for oneDNN's training primitive (the reference gemm
@@ -120,40 +121,53 @@ def onednn_lstm_forward(x: torch.Tensor, w_hh: torch.Tensor, training: bool) -> 
       gates T*B*ld(4H), hidden states T*B*ld(H), then 2(T+1)B rows of states (ld(max(I, H))),
       cell states (H), state gradients of the layer and the iteration (ld(max(I, H)) each) and cell
       gradients (H), each piece starting on a 4 KiB page. ideep reorders both weights into oneDNN's
-      ``ldigo`` layout, I*ld(4H) and H*ld(4H) floats, and allocates the scratch pad: gates for all T
-      steps, T*B*ld(4H), one hidden row B*ld(H) and one hidden-gradient row B*ld(H), paged.
+      ``ldigo`` layout, I*ld(4H) and H*ld(4H) floats, and allocates the scratch pad: the gates of all
+      T steps, T*B*ld(4H) (one step's from batch 128), a hidden row B*ld(H) and a hidden-gradient
+      row B*ld(H), paged, plus the registry's alignment (:data:`ONEDNN_RNN_BOOKINGS`).
     * Without grad mode (inference) oneDNN takes its brgemm implementation where the CPU has AVX2:
-      weights reordered into 32-wide (16 on AVX2) output blocks, I*4*roundup(H, 32) and
-      H*4*roundup(H, 32) floats, and a scratch pad holding the states (2(T+1)B rows of ld(max(I, H))
-      and of H), the gates of one step (all T when B is 1, as oneDNN then merges the layer gemm) and a
-      hidden row, plus brgemm's batch descriptors (2 or 4 of 40 bytes: the K blocks fitted as one).
+      weights reordered into output blocks of :func:`_brgemm_n_block`, I*4*roundup(H, block) and
+      H*4*roundup(H, block) floats, and a scratch pad holding the states (2(T+1)B rows of
+      ld(max(I, H)) and of H), the gates of one step (of all T when B is 1: oneDNN then merges the
+      layer gemm across steps) and a hidden row, plus brgemm's batch descriptors (2 per thread, 4
+      when I = H, of 40 bytes: the reduction taken as one block, which held on every shape
+      measured). Without AVX2 the gemm path runs (approximated below).
     """
     steps, batch, inputs, hidden = int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(w_hh.shape[1])
     ld_gates, ld_hidden, ld_states = _good_ld(4 * hidden), _good_ld(hidden), _good_ld(max(inputs, hidden))
     rows = 2 * (steps + 1) * batch
     bias = 4 * hidden * 4
     if training:
-        workspace, scratch = _onednn_lstm_training_spaces(steps, batch, inputs, hidden)
-        weights = (inputs * ld_gates * 4, hidden * ld_gates * 4)
-        return BufferPlan(around_outputs=(bias, *weights, scratch), sized_output=(3, workspace))
+        workspace, scratch = _onednn_lstm_training_spaces(steps, batch, inputs, hidden, forward=True)
+        ldigo = (inputs * ld_gates * 4, hidden * ld_gates * 4)
+        return BufferPlan(around_outputs=(bias, *ldigo, scratch), sized_output=(3, workspace))
     block = _brgemm_n_block(batch)
-    gate_steps = steps if batch == 1 else 1
+    merged = batch == 1 and steps >= 2  # brgemm merges the layer gemm across steps
+    gate_steps = steps if merged else 1
     pieces = [rows * ld_states * 4, rows * hidden * 4, gate_steps * batch * ld_gates * 4]
     pieces += [batch * ld_hidden * 4, 0]
-    if block is None:  # oneDNN's gemm path (no AVX2): weights in ldigo, gates for all steps
-        weights = (inputs * ld_gates * 4, hidden * ld_gates * 4)
-        pieces[2] = steps * batch * ld_gates * 4
+    if block is None:
+        # oneDNN's gemm path (a CPU without AVX2): weights in ldigo, the gates of every step (batch
+        # under 128); from batch 16 the recurrent weight goes into sgemm's packed format through a
+        # second buffer (taken as ldigo-sized: measured 1.8% and 0.02% larger at hidden 200)
+        packed = (hidden * ld_gates * 4,) if batch >= 16 else ()
+        weights = (inputs * ld_gates * 4, hidden * ld_gates * 4, *packed)
+        pieces[2] = (steps if batch < 128 else 1) * batch * ld_gates * 4
         return BufferPlan(around_outputs=(bias, *weights, _page_pieces(pieces) + ONEDNN_RNN_BOOKINGS))
     padded = -(-hidden // block) * block
     weights = (inputs * 4 * padded * 4, hidden * 4 * padded * 4)
-    descriptors = 128 + BRGEMM_BATCH_ELEMENT * 2 * (2 if inputs == hidden and batch > 1 else 1)
+    per_thread = 2 * (2 if inputs == hidden and not merged else 1)
+    descriptors = 128 + BRGEMM_BATCH_ELEMENT * per_thread * torch.get_num_threads()
     scratch = _page_pieces(pieces) + ONEDNN_RNN_BOOKINGS + descriptors
     return BufferPlan(around_outputs=(bias, *weights, scratch))
 
 
-def _onednn_lstm_training_spaces(steps: int, batch: int, inputs: int, hidden: int) -> tuple[int, int]:
-    """Workspace and scratch-pad bytes of oneDNN's fp32 LSTM training primitive (forward and
-    backward share them): ``rnn_utils::set_workspace_sizes`` and ``set_offsets``."""
+def _onednn_lstm_training_spaces(
+    steps: int, batch: int, inputs: int, hidden: int, forward: bool
+) -> tuple[int, int]:
+    """Workspace and scratch-pad bytes of oneDNN's fp32 LSTM training primitives
+    (``rnn_utils::set_workspace_sizes`` and ``set_offsets``). Both keep the gates of every step in
+    the scratch pad (their gemms are merged across steps), except a forward on a batch of 128 or
+    more, which keeps one step's."""
     ld_gates, ld_hidden, ld_states = _good_ld(4 * hidden), _good_ld(hidden), _good_ld(max(inputs, hidden))
     rows = 2 * (steps + 1) * batch
     workspace = _page_pieces(
@@ -168,7 +182,9 @@ def _onednn_lstm_training_spaces(steps: int, batch: int, inputs: int, hidden: in
             0,
         ]
     )
-    scratch = _page_pieces([steps * batch * ld_gates * 4, batch * ld_hidden * 4, batch * ld_hidden * 4, 0])
+    gate_steps = 1 if forward and batch >= 128 else steps
+    row = batch * ld_hidden * 4
+    scratch = _page_pieces([gate_steps * batch * ld_gates * 4, row, row, 0])
     return workspace, scratch + ONEDNN_RNN_BOOKINGS
 
 
@@ -208,7 +224,7 @@ def onednn_lstm_backward(
             buffers.append(4 * hidden * _good_ld(rows) * 4)
     ld_gates = _good_ld(4 * hidden)
     buffers += [inputs * ld_gates * 4, hidden * ld_gates * 4, 4 * hidden * 4]
-    buffers.append(_onednn_lstm_training_spaces(steps, batch, inputs, hidden)[1])
+    buffers.append(_onednn_lstm_training_spaces(steps, batch, inputs, hidden, forward=False)[1])
     return BufferPlan(around_outputs=tuple(buffers))
 
 
