@@ -8,7 +8,7 @@ stays unknown: every element is assumed selected, the profile says so, and the p
 (Faster R-CNN's inference, a declared miss). The convolution kernel-buffer rules, fitted on single
 convolutions, are tested on a model built from depthwise, squeeze-excitation, channels-last depthwise
 and 1-D convolution blocks; the LSTM rules, derived from oneDNN's layout formulas, on a wide and a
-bidirectional LSTM.
+bidirectional LSTM; recurrent layers on PyTorch's native kernel on an LSTM with a projection and a GRU.
 """
 
 from __future__ import annotations
@@ -101,5 +101,16 @@ def test_bidirectional_lstm(mode: str) -> None:
     path = MODELS / "lstm_bidirectional.py"
     truth = groundtruth.measure_peak(path, 2, mode=mode, optimizer="adamw").peak_bytes
     prof = _fake(path, 2, mode)
+    error = abs(prof.peak_bytes - truth) / truth
+    assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
+
+
+def test_native_recurrent_layers_inference() -> None:
+    """An LSTM with a projection and a GRU, which PyTorch runs on its native CPU kernel: its C++ code
+    adds the input projection's bias in place for real tensors (out of place for fake ones, one
+    more buffer of every step's gates unless the trace follows the real path)."""
+    path = MODELS / "rnn_native.py"
+    truth = groundtruth.measure_peak(path, 4, mode="inference", optimizer="adamw").peak_bytes
+    prof = _fake(path, 4, "inference")
     error = abs(prof.peak_bytes - truth) / truth
     assert error <= MAX_FAKE_ERROR, f"fake {prof.peak_bytes:,} B, truth {truth:,} B ({100 * error:.2f}% off)"
