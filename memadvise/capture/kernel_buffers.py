@@ -19,7 +19,7 @@ import torch
 
 CUDA_BLOCK_ROUNDING = 512
 SMALL_SPATIAL = 4
-LSTM_SCRATCH_BASE = 16952  # bytes of oneDNN's LSTM scratch pad that do not scale with the shape
+LSTM_SCRATCH_BASE = 16952  # fitted rule for 16-bit LSTMs: scratch-pad bytes that do not scale with the shape
 LSTM_WORKSPACE_MIN = 28672
 DEPTHWISE_CL_WEIGHTS = 256  # weight copies in oneDNN's channels-last depthwise weight-gradient reduction
 PAGE = 4096  # input height x width at or under which oneDNN's backward changes algorithm
