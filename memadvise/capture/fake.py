@@ -333,12 +333,19 @@ def swappable_parameters(mode: Any) -> Iterator[None]:
         torch.utils.swap_tensors = original
 
 
+_NATIVE_RNN = {"lstm", "gru", "rnn_tanh", "rnn_relu"}
+_IN_NATIVE_RNN = [0]  # depth of torch._VF recurrent calls running (their C++ code calls at::linear)
+
+
 class _CompositeLikeReal(TorchFunctionMode):
     """Keep composite operators on the path a real tensor takes.
 
     ``F.linear`` with a bias on a non-contiguous batch of inputs ends in ``output.add_(bias)`` for
     real tensors, but in an out-of-place ``add`` (one more output-sized buffer) for tensor
-    subclasses such as fake tensors; here it is computed the real tensors' way.
+    subclasses such as fake tensors; here it is computed the real tensors' way. PyTorch's native
+    recurrent layers (GRU, RNN, and LSTM off oneDNN) call the same ``at::linear`` from C++ on their
+    whole (for ``batch_first``, transposed) input; while one runs, :class:`FakeRecorder` turns that
+    bias ``add`` into the in-place one a real tensor gets.
     """
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -348,10 +355,37 @@ class _CompositeLikeReal(TorchFunctionMode):
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
             if bias is not None and x.dim() > 2 and not x.is_contiguous():
                 return torch.matmul(x, weight.t()).add_(bias)
+        if _native_rnn(func):
+            _IN_NATIVE_RNN[0] += 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _IN_NATIVE_RNN[0] -= 1
         return func(*args, **kwargs)
 
 
 _EVENT_FIELDS = ("time", "ptr", "size", "module", "seq", "op", "group")
+def _native_rnn(func: Any) -> bool:
+    """Is ``func`` one of ``torch._VF``'s recurrent layers (``_VF.lstm``, ``_VF.gru``, ...)?"""
+    name = getattr(func, "__name__", None)
+    return name in _NATIVE_RNN and func is getattr(torch._VF, str(name), None)
+
+
+def _linear_bias_add(func: Any, args: Any, kwargs: Any) -> bool:
+    """Is this the out-of-place bias ``add`` that ``at::linear`` makes for tensor subclasses (a
+    matrix product's output plus a 1-D bias of its last dimension, inside a native recurrent layer)?"""
+    if not _IN_NATIVE_RNN[0] or func is not torch.ops.aten.add.Tensor or kwargs or len(args) != 2:
+        return False
+    out, bias = args
+    return (
+        isinstance(out, torch.Tensor)
+        and isinstance(bias, torch.Tensor)
+        and out.dim() >= 2
+        and bias.dim() == 1
+        and bias.shape[0] == out.shape[-1]
+        and bias.dtype == out.dtype
+        and out.is_contiguous()
+    )
 
 
 class FakeRecorder(TorchDispatchMode):
@@ -549,6 +583,11 @@ class FakeRecorder(TorchDispatchMode):
         self._op = name
         if self._module_stack and torch.is_grad_enabled():
             self._ev.seq_module.setdefault(torch._C._autograd._get_sequence_nr() - 1, self._module_stack[-1])
+        if _linear_bias_add(func, args, kwargs):
+            # a real tensor gets ``output.add_(bias)``: the result is the product's own buffer
+            alias = torch.ops.aten.alias.default(args[0])
+            self._op = "<release>"
+            return alias
         plan = self.kernels.plan(func, args, kwargs)
         with ExitStack() as around_outputs:
             with ExitStack() as before_outputs:

@@ -19,7 +19,7 @@ import torch
 
 CUDA_BLOCK_ROUNDING = 512
 SMALL_SPATIAL = 4
-LSTM_SCRATCH_BASE = 16952  # bytes of oneDNN's LSTM scratch pad that do not scale with the shape
+LSTM_SCRATCH_BASE = 16952  # fitted rule for 16-bit LSTMs: scratch-pad bytes that do not scale with the shape
 LSTM_WORKSPACE_MIN = 28672
 DEPTHWISE_CL_WEIGHTS = 256  # weight copies in oneDNN's channels-last depthwise weight-gradient reduction
 PAGE = 4096  # input height x width at or under which oneDNN's backward changes algorithm
@@ -74,6 +74,160 @@ def _conv_output_bytes(
     return count * x.element_size()
 
 
+def _good_ld(dim: int, itemsize: int = 4) -> int:
+    """oneDNN's leading dimension for an RNN matrix (``rnn_utils::get_good_ld``): rounded up to 64
+    bytes, plus 64 bytes more when a multiple of 256 elements (to avoid 4K aliasing)."""
+    step = 64 // itemsize
+    ld = -(-dim // step) * step
+    return ld + step if ld % 256 == 0 else ld
+
+
+def _page_pieces(pieces: list[int], start: int = 0) -> int:
+    """End offset of ``pieces`` laid out one after another, each starting on a 4 KiB page
+    (``rnn_utils::set_offsets``'s ``register_space``)."""
+    offset = start
+    for size in pieces:
+        offset = -(-offset // PAGE) * PAGE + size
+    return offset
+
+
+# oneDNN's scratchpad registry books each piece with its alignment on top (memory_tracking.hpp): the
+# RNN space (4096), three weight-pointer arrays and the bias-pointer array (8 and 32 bytes, 128 each).
+ONEDNN_RNN_BOOKINGS = PAGE + 3 * (8 + 128) + (32 + 128)
+BRGEMM_BATCH_ELEMENT = 40  # bytes of one x64::brgemm_batch_element_t
+
+
+def _brgemm_n_block(batch: int) -> int | None:
+    """Output block of oneDNN's fp32 brgemm RNN (``brgemm_calc_n_block``): two vector widths, four
+    for an AVX2 LSTM on one sequence; ``None`` where the CPU lacks AVX2 (the gemm path runs)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability.startswith("AVX512"):
+        return 32
+    if capability.startswith("AVX2"):
+        return 32 if batch == 1 else 16
+    return None
+
+
+def onednn_lstm_forward(x: torch.Tensor, w_hh: torch.Tensor, training: bool) -> BufferPlan:
+    """Buffers of one fp32 ``mkldnn_rnn_layer`` (PyTorch's aten/src/ATen/native/mkldnn/RNN.cpp, ideep's
+    lstm.hpp, oneDNN's src/cpu/rnn and src/cpu/x64/rnn), derived from those sources and checked to the
+    byte against the allocator's events inside each call on torch 2.14 (oneDNN 3.12): hidden 48-1024,
+    input 16-650, 1-100 steps, batch 1-130, 1-2 layers, both directions, 1 and 2 threads, AVX-512
+    and AVX2 kernels. T steps, B batch, I input and H hidden size, ld = :func:`_good_ld`:
+
+    * PyTorch sums the two biases: 4H floats.
+    * With grad mode on, PyTorch asks for oneDNN's training primitive (the reference gemm
+      implementation: the brgemm one refuses fp32 training) and returns its workspace as an output:
+      gates T*B*ld(4H), hidden states T*B*ld(H), then 2(T+1)B rows of states (ld(max(I, H))),
+      cell states (H), state gradients of the layer and the iteration (ld(max(I, H)) each) and cell
+      gradients (H), each piece starting on a 4 KiB page. ideep reorders both weights into oneDNN's
+      ``ldigo`` layout, I*ld(4H) and H*ld(4H) floats, and allocates the scratch pad: the gates of all
+      T steps, T*B*ld(4H) (one step's from batch 128), a hidden row B*ld(H) and a hidden-gradient
+      row B*ld(H), paged, plus the registry's alignment (:data:`ONEDNN_RNN_BOOKINGS`).
+    * Without grad mode (inference) oneDNN takes its brgemm implementation where the CPU has AVX2:
+      weights reordered into output blocks of :func:`_brgemm_n_block`, I*4*roundup(H, block) and
+      H*4*roundup(H, block) floats, and a scratch pad holding the states (2(T+1)B rows of
+      ld(max(I, H)) and of H), the gates of one step (of all T when B is 1: oneDNN then merges the
+      layer gemm across steps) and a hidden row, plus brgemm's batch descriptors (2 per thread, 4
+      when I = H, of 40 bytes: the reduction taken as one block, which held on every shape
+      measured). Without AVX2 the gemm path runs (approximated below).
+    """
+    steps, batch, inputs, hidden = int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(w_hh.shape[1])
+    ld_gates, ld_hidden, ld_states = _good_ld(4 * hidden), _good_ld(hidden), _good_ld(max(inputs, hidden))
+    rows = 2 * (steps + 1) * batch
+    bias = 4 * hidden * 4
+    if training:
+        workspace, scratch = _onednn_lstm_training_spaces(steps, batch, inputs, hidden, forward=True)
+        ldigo = (inputs * ld_gates * 4, hidden * ld_gates * 4)
+        return BufferPlan(around_outputs=(bias, *ldigo, scratch), sized_output=(3, workspace))
+    block = _brgemm_n_block(batch)
+    merged = batch == 1 and steps >= 2  # brgemm merges the layer gemm across steps
+    gate_steps = steps if merged else 1
+    pieces = [rows * ld_states * 4, rows * hidden * 4, gate_steps * batch * ld_gates * 4]
+    pieces += [batch * ld_hidden * 4, 0]
+    if block is None:
+        # oneDNN's gemm path (a CPU without AVX2): weights in ldigo, the gates of every step (batch
+        # under 128); from batch 16 the recurrent weight goes into sgemm's packed format through a
+        # second buffer (taken as ldigo-sized: measured 1.8% and 0.02% larger at hidden 200)
+        packed = (hidden * ld_gates * 4,) if batch >= 16 else ()
+        weights = (inputs * ld_gates * 4, hidden * ld_gates * 4, *packed)
+        pieces[2] = (steps if batch < 128 else 1) * batch * ld_gates * 4
+        return BufferPlan(around_outputs=(bias, *weights, _page_pieces(pieces) + ONEDNN_RNN_BOOKINGS))
+    padded = -(-hidden // block) * block
+    weights = (inputs * 4 * padded * 4, hidden * 4 * padded * 4)
+    per_thread = 2 * (2 if inputs == hidden and not merged else 1)
+    descriptors = 128 + BRGEMM_BATCH_ELEMENT * per_thread * torch.get_num_threads()
+    scratch = _page_pieces(pieces) + ONEDNN_RNN_BOOKINGS + descriptors
+    return BufferPlan(around_outputs=(bias, *weights, scratch))
+
+
+def _onednn_lstm_training_spaces(
+    steps: int, batch: int, inputs: int, hidden: int, forward: bool
+) -> tuple[int, int]:
+    """Workspace and scratch-pad bytes of oneDNN's fp32 LSTM training primitives
+    (``rnn_utils::set_workspace_sizes`` and ``set_offsets``). Both keep the gates of every step in
+    the scratch pad (their gemms are merged across steps), except a forward on a batch of 128 or
+    more, which keeps one step's."""
+    ld_gates, ld_hidden, ld_states = _good_ld(4 * hidden), _good_ld(hidden), _good_ld(max(inputs, hidden))
+    rows = 2 * (steps + 1) * batch
+    workspace = _page_pieces(
+        [
+            steps * batch * ld_gates * 4,
+            steps * batch * ld_hidden * 4,
+            rows * ld_states * 4,
+            rows * hidden * 4,
+            rows * ld_states * 4,
+            rows * ld_states * 4,
+            rows * hidden * 4,
+            0,
+        ]
+    )
+    gate_steps = 1 if forward and batch >= 128 else steps
+    row = batch * ld_hidden * 4
+    scratch = _page_pieces([gate_steps * batch * ld_gates * 4, row, row, 0])
+    return workspace, scratch + ONEDNN_RNN_BOOKINGS
+
+
+def onednn_lstm_backward(
+    x: torch.Tensor,
+    w_hh: torch.Tensor,
+    hx: Any,
+    cx: Any,
+    output: Any,
+    grad_output: Any,
+    grad_hy: Any,
+    grad_cy: Any,
+) -> BufferPlan:
+    """Buffers of one fp32 ``mkldnn_rnn_layer_backward`` (same sources and checks as
+    :func:`onednn_lstm_forward`), besides its outputs:
+
+    * PyTorch makes the output gradient contiguous (a copy when it is not: a ``batch_first`` LSTM's
+      is a transposed view), zero-fills the hidden and cell gradients nobody passed, and sums the
+      biases (4H floats).
+    * ideep reorders each weight into the backward's ``ldgoi`` layout when its row (I, then H) is
+      not already a good leading dimension: 4H*ld(I) and 4H*ld(H) floats, a padded copy at sizes
+      that are multiples of 256 (or not of 16); computes the weight gradients in ``ldigo`` buffers
+      (I*ld(4H), H*ld(4H)) and the bias gradient in its own (4H) before copying them into the
+      outputs; and allocates the same scratch pad as the training forward.
+    """
+    steps, batch, inputs, hidden = int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(w_hh.shape[1])
+    buffers: list[int] = []
+    if not isinstance(grad_output, torch.Tensor) or not grad_output.is_contiguous():
+        buffers.append(_nbytes(output))
+    if not isinstance(grad_hy, torch.Tensor):
+        buffers.append(_nbytes(hx))
+    if not isinstance(grad_cy, torch.Tensor):
+        buffers.append(_nbytes(cx))
+    buffers.append(4 * hidden * 4)
+    for rows in (inputs, hidden):
+        if _good_ld(rows) != rows:
+            buffers.append(4 * hidden * _good_ld(rows) * 4)
+    ld_gates = _good_ld(4 * hidden)
+    buffers += [inputs * ld_gates * 4, hidden * ld_gates * 4, 4 * hidden * 4]
+    buffers.append(_onednn_lstm_training_spaces(steps, batch, inputs, hidden, forward=False)[1])
+    return BufferPlan(around_outputs=tuple(buffers))
+
+
 class KernelBufferModel:
     """Rules for one target device: allocation rounding and kernel-internal buffers."""
 
@@ -102,25 +256,28 @@ class KernelBufferModel:
 
     @staticmethod
     def _cpu_lstm_layer(x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *rest: Any) -> BufferPlan:
-        """oneDNN LSTM layer on CPU (fitted on 11 shapes, torch 2.14, one thread).
-
-        While it runs it holds reordered copies of both weight matrices, the summed biases and a
-        scratch pad of about four gate-sized rows per time step; in training it also returns a
-        workspace (saved for backward) of about 15 hidden-state rows per time step, in 4 KiB pages.
-        """
+        """One direction of one layer of oneDNN's LSTM (``mkldnn_rnn_layer``), which PyTorch runs for
+        ``nn.LSTM`` on CPU whenever its ``use_mkldnn`` allows (fp32/bf16, no projection, no packed
+        sequence): the native path (GRU, packed sequences, ``proj_size``) is plain ATen operators
+        and needs no rule. fp32 follows :func:`onednn_lstm_forward`; other dtypes keep a fit."""
+        if x.dtype == torch.float32:
+            return onednn_lstm_forward(x, w_hh, torch.is_grad_enabled())
         steps, batch, hidden = int(x.shape[0]), int(x.shape[1]), int(w_hh.shape[1])
-        train = bool(rest[-1])
         row = batch * hidden * x.element_size()
         scratch = 4 * steps * row + LSTM_SCRATCH_BASE
         plan_buffers = (_nbytes(w_ih), _nbytes(w_hh), _nbytes(b_ih), scratch)
-        if not train:
+        if not torch.is_grad_enabled():
             return BufferPlan(around_outputs=plan_buffers)
         workspace = max(LSTM_WORKSPACE_MIN, _pages((15 * steps + 24) * row))
         return BufferPlan(around_outputs=plan_buffers, sized_output=(3, workspace))
 
     @staticmethod
     def _cpu_lstm_layer_backward(x: Any, w_ih: Any, w_hh: Any, *rest: Any) -> BufferPlan:
-        """oneDNN LSTM layer backward on CPU: reordered weights, summed biases and a scratch pad."""
+        """Backward of one oneDNN LSTM layer direction: fp32 follows :func:`onednn_lstm_backward`;
+        other dtypes keep a fit (reordered weights, summed biases and a scratch pad)."""
+        if x.dtype == torch.float32:
+            hx, cx, output, grads = rest[2], rest[3], rest[4], rest[7:10]
+            return onednn_lstm_backward(x, w_hh, hx, cx, output, *grads)
         steps, batch, hidden = int(x.shape[0]), int(x.shape[1]), int(w_hh.shape[1])
         scratch = 4 * steps * batch * hidden * x.element_size() + LSTM_SCRATCH_BASE
         return BufferPlan(
