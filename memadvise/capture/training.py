@@ -210,9 +210,34 @@ def apply_precision(model: torch.nn.Module, inputs: Any, precision: str) -> tupl
         raise UsageError(f"precision {precision!r} cannot be traced; use one of {choices}")
     if precision in PURE_DTYPES:
         dtype = PURE_DTYPES[precision]
-        model.to(dtype)
+        try:
+            model.to(dtype)
+        except RuntimeError as exc:
+            if "swap" not in str(exc):
+                raise
+            _cast_in_place(model, dtype)  # fake parameters: torch.utils.swap_tensors refuses them
         return _cast_floats(inputs, dtype), None
     return inputs, MIXED_DTYPES.get(precision)
+
+
+def _cast_in_place(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """``model.to(dtype)`` by replacing each floating parameter and buffer (tied ones stay tied).
+
+    ``Module.to`` swaps tensor subclasses such as fake tensors with ``torch.utils.swap_tensors``, which
+    refuses a tensor that a weak reference points at (fake tensor mode keeps weak references to the
+    tensors it has seen)."""
+    cast: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and param.is_floating_point() and param.dtype != dtype:
+                if id(param) not in cast:
+                    cast[id(param)] = torch.nn.Parameter(param.detach().to(dtype), param.requires_grad)
+                module._parameters[name] = cast[id(param)]
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None and buffer.is_floating_point() and buffer.dtype != dtype:
+                if id(buffer) not in cast:
+                    cast[id(buffer)] = buffer.to(dtype)
+                module._buffers[name] = cast[id(buffer)]
 
 
 def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
