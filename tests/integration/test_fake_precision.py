@@ -35,6 +35,18 @@ CASES = [
             "takes a 57,344 B scratch buffer at the peak that the fp32-measured rules lack",
         ),
     ),
+    pytest.param(
+        "tests/zoo/resnet.py",
+        "inference",
+        id="resnet-inference",
+        marks=pytest.mark.xfail(
+            condition=HAS_AMX,
+            strict=True,
+            reason="measured with AMX: -17.25% (real 27,242,572 B, fake 22,542,388 B): oneDNN's bf16 "
+            "convolution takes 4.8 MB of scratch (weight reorders) at the peak that the fp32-measured "
+            "rules lack",
+        ),
+    ),
 ]
 
 
