@@ -226,18 +226,19 @@ def _cast_in_place(model: torch.nn.Module, dtype: torch.dtype) -> None:
     ``Module.to`` swaps tensor subclasses such as fake tensors with ``torch.utils.swap_tensors``, which
     refuses a tensor that a weak reference points at (fake tensor mode keeps weak references to the
     tensors it has seen)."""
-    cast: dict[int, torch.Tensor] = {}
+    params: dict[int, torch.nn.Parameter] = {}
+    buffers: dict[int, torch.Tensor] = {}
     for module in model.modules():
         for name, param in list(module._parameters.items()):
             if param is not None and param.is_floating_point() and param.dtype != dtype:
-                if id(param) not in cast:
-                    cast[id(param)] = torch.nn.Parameter(param.detach().to(dtype), param.requires_grad)
-                module._parameters[name] = cast[id(param)]
+                if id(param) not in params:
+                    params[id(param)] = torch.nn.Parameter(param.detach().to(dtype), param.requires_grad)
+                module._parameters[name] = params[id(param)]
         for name, buffer in list(module._buffers.items()):
             if buffer is not None and buffer.is_floating_point() and buffer.dtype != dtype:
-                if id(buffer) not in cast:
-                    cast[id(buffer)] = buffer.to(dtype)
-                module._buffers[name] = cast[id(buffer)]
+                if id(buffer) not in buffers:
+                    buffers[id(buffer)] = buffer.to(dtype)
+                module._buffers[name] = buffers[id(buffer)]
 
 
 def _cast_floats(value: Any, dtype: torch.dtype) -> Any:

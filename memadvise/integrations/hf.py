@@ -19,6 +19,7 @@ from typing import Any
 
 from memadvise.api import track
 from memadvise.errors import UsageError
+from memadvise.integrations._watch import WatchedSteps
 
 try:
     from transformers import TrainerCallback
@@ -27,21 +28,12 @@ except ImportError as _missing:  # pragma: no cover - exercised only without tra
         "memadvise.integrations.hf needs transformers (pip install 'memadvise[llm]' or transformers)"
     ) from _missing
 
-MAX_STEPS = 1000
 
-
-class MemadviseCallback(TrainerCallback):
+class MemadviseCallback(WatchedSteps, TrainerCallback):
     """Profile the first ``steps`` optimizer steps of ``Trainer.train()`` (see the module doc)."""
 
     def __init__(self, steps: int = 2, output: str | Path | None = None, stop: bool = False) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise UsageError(f"MemadviseCallback(steps=...) must be a whole number from 1 to {MAX_STEPS}")
-        self.steps = steps
-        self.output = Path(output) if output is not None else None
-        self.stop = stop
-        self._track: Any = None
-        self._profile: Any = None
-        self._done = False
+        self._watch(steps, output, stop)
         self._seen = 0
 
     def on_step_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
@@ -67,17 +59,3 @@ class MemadviseCallback(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._track is not None and not self._done:
             self._finish()  # training ended before `steps` steps: profile what ran
-
-    def _finish(self) -> None:
-        watched, self._track, self._done = self._track, None, True
-        watched.__exit__(None, None, None)
-        self._profile = watched.profile
-        if self.output is not None:
-            self._profile.save(self.output)
-
-    @property
-    def profile(self) -> Any:
-        """The :class:`~memadvise.model.profile.Profile` of the watched steps (after they ran)."""
-        if self._profile is None:
-            raise UsageError("MemadviseCallback's profile is ready once its steps have run")
-        return self._profile

@@ -27,6 +27,7 @@ from typing import Any
 
 from memadvise.api import track
 from memadvise.errors import UsageError
+from memadvise.integrations._watch import WatchedSteps
 
 try:
     from lightning.pytorch import Callback
@@ -38,22 +39,13 @@ except ImportError:  # pragma: no cover - exercised only with the older package 
             "memadvise.integrations.lightning needs PyTorch Lightning (pip install 'memadvise[lightning]')"
         ) from _missing
 
-MAX_STEPS = 1000
 
-
-class MemadviseCallback(Callback):
+class MemadviseCallback(WatchedSteps, Callback):
     """Profile the first ``steps`` optimizer steps of ``Trainer.fit()`` (see the module doc)."""
 
     def __init__(self, steps: int = 2, output: str | Path | None = None, stop: bool = False) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise UsageError(f"MemadviseCallback(steps=...) must be a whole number from 1 to {MAX_STEPS}")
         super().__init__()
-        self.steps = steps
-        self.output = Path(output) if output is not None else None
-        self.stop = stop
-        self._track: Any = None
-        self._profile: Any = None
-        self._done = False
+        self._watch(steps, output, stop)
         self._first_step = 0
 
     def _start(self, trainer: Any, pl_module: Any) -> None:
@@ -95,17 +87,3 @@ class MemadviseCallback(Callback):
         if self._track is not None and not self._done:
             watched, self._track, self._done = self._track, None, True
             watched.__exit__(type(exception), exception, exception.__traceback__)  # hooks off; no profile
-
-    def _finish(self) -> None:
-        watched, self._track, self._done = self._track, None, True
-        watched.__exit__(None, None, None)
-        self._profile = watched.profile
-        if self.output is not None:
-            self._profile.save(self.output)
-
-    @property
-    def profile(self) -> Any:
-        """The :class:`~memadvise.model.profile.Profile` of the watched steps (after they ran)."""
-        if self._profile is None:
-            raise UsageError("MemadviseCallback's profile is ready once its steps have run")
-        return self._profile
