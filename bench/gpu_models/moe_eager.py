@@ -1,0 +1,89 @@
+"""A Mixtral-style decoder whose experts run as transformers' eager loop (per-expert index tensors), 8
+experts, top-2, 2 layers, with routers forced to a known routing (a fixed score table per token
+position, which a fake trace cannot see): ``build_model`` spreads tokens evenly, ``build_worst`` sends
+every token to experts 0 and 1, ``build_skewed`` gives expert 0 3/8 of the routed rows."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import MixtralConfig, MixtralForCausalLM
+
+VOCAB = 8000
+EXPERTS = 8
+TOP_K = 2
+TOKENS = 64  # the routing table's period (sequence lengths are multiples of it)
+SEQ_LEN = 256
+BATCH_SIZES = (8,)
+
+
+class ForcedRouter(nn.Module):
+    """Mixtral's top-k router whose choice is a fixed table (one row per token position)."""
+
+    def __init__(self, hidden: int, table: torch.Tensor) -> None:
+        super().__init__()
+        self.top_k = TOP_K
+        self.num_experts = EXPERTS
+        self.weight = nn.Parameter(torch.zeros(EXPERTS, hidden))
+        self.register_buffer("table", table)
+
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden_states = hidden_states.reshape(-1, self.weight.shape[1])
+        table = self.table.repeat(hidden_states.shape[0] // TOKENS, 1).to(hidden_states.dtype)
+        logits = nn.functional.linear(hidden_states, self.weight) + table
+        probs = torch.softmax(logits.float(), dim=-1)
+        top_value, top_index = torch.topk(probs, self.top_k, dim=-1)
+        top_value /= top_value.sum(dim=-1, keepdim=True)
+        return logits, top_value.to(hidden_states.dtype), top_index
+
+
+def routing_table(loads: list[int]) -> torch.Tensor:
+    """Scores that route ``loads[e]`` of every TOKENS tokens to expert ``e`` (top-k distinct experts)."""
+    left = list(loads)
+    table = torch.zeros(TOKENS, EXPERTS)
+    for t in range(TOKENS):
+        chosen = sorted(range(EXPERTS), key=lambda e: (-left[e], (e - t) % EXPERTS))[:TOP_K]
+        for rank, e in enumerate(chosen):
+            left[e] -= 1
+            table[t, e] = 20.0 - rank
+    assert all(n == 0 for n in left), "loads must sum to TOKENS x TOP_K, none above TOKENS"
+    return table
+
+
+def _build(loads: list[int]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = MixtralConfig(
+        vocab_size=VOCAB,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=EXPERTS,
+        num_experts_per_tok=TOP_K,
+        max_position_embeddings=SEQ_LEN,
+        experts_implementation="eager",
+    )
+    config._attn_implementation = "sdpa"
+    model = MixtralForCausalLM(config)
+    for layer in model.model.layers:
+        layer.mlp.gate = ForcedRouter(config.hidden_size, routing_table(loads))
+    return model
+
+
+def build_model() -> torch.nn.Module:
+    return _build([TOKENS * TOP_K // EXPERTS] * EXPERTS)
+
+
+def build_worst() -> torch.nn.Module:
+    return _build([TOKENS] * TOP_K + [0] * (EXPERTS - TOP_K))
+
+
+def build_skewed() -> torch.nn.Module:
+    return _build([48] + [80 // 7 + (1 if e < 80 % 7 else 0) for e in range(7)])
+
+
+def example_inputs(batch_size: int, seq_len: int = SEQ_LEN) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    ids = torch.randint(0, VOCAB, (batch_size, seq_len))
+    return {"input_ids": ids, "labels": ids}
