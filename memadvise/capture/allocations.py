@@ -5,7 +5,8 @@ open when it happened. This module walks that tree once, turns matching allocate
 *blocks* (one device allocation each), gives each block a category (gradient, optimizer state,
 activation or temporary) and an owning module, then replays the events in order to get live bytes by
 category at every moment. Memory that existed before the trace (parameters, buffers, inputs) enters as
-the baseline.
+the baseline, and leaves it where the allocator reports its free or, on CPU, whose allocator reports
+none, where the recorder saw its storage destroyed (:func:`release_baseline`).
 """
 
 from __future__ import annotations
