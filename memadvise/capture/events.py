@@ -30,7 +30,7 @@ MODULE_RANGE = "memadvise.module::"
 PHASE_RANGE = "memadvise.phase::"
 EVALUATE_PREFIX = "autograd::engine::evaluate_function"
 HEALTH_RANGE = "memadvise.health"  # numerical-health reductions: left out of the measured memory
-RELEASE_RANGE = "memadvise.release::"  # + data pointer: a watched storage is being destroyed
+RELEASE_RANGE = "memadvise.release::"  # + "PTR::TOKEN": a watched storage is being destroyed
 
 try:
     from torch._C._profiler import _RecordFunctionFast as _range  # no dispatcher call, no allocation
