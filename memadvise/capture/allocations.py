@@ -5,7 +5,8 @@ open when it happened. This module walks that tree once, turns matching allocate
 *blocks* (one device allocation each), gives each block a category (gradient, optimizer state,
 activation or temporary) and an owning module, then replays the events in order to get live bytes by
 category at every moment. Memory that existed before the trace (parameters, buffers, inputs) enters as
-the baseline.
+the baseline, and leaves it where the allocator reports its free or, on CPU, whose allocator reports
+none, where the recorder saw its storage destroyed (:func:`release_baseline`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Events:
     phase_ranges: list[tuple[str, int, int, int]] = field(default_factory=list)
     node_ranges: list[tuple[int, int, int]] = field(default_factory=list)
     seq_module: dict[int, str] = field(default_factory=dict)
+    # A watched storage being destroyed (CPU): (time, data pointer, watch token, module, seq, op, group)
+    releases: list[tuple[int, int, int, str | None, int, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -178,7 +181,92 @@ def first_steps(ev: Events, steps: int) -> Events:
         phase_ranges=[r for r in ev.phase_ranges if r[2] < cut],
         node_ranges=[r for r in ev.node_ranges if r[1] < cut],
         seq_module=dict(ev.seq_module),
+        releases=[r for r in ev.releases if r[0] < cut],
     )
+
+
+def made_before(ev: Events, watched: dict[int, int | None]) -> set[int]:
+    """Which storages of ``watched`` (data pointer → the recorder's watch token, ``None`` when it
+    was not watched) were made before the recording began.
+
+    Those with no recorded allocation at their address before the storage was destroyed (or before the
+    end, when it was not, or was not watched): while a storage lived, nothing else could be allocated
+    at its address.
+    """
+    end = {token: t for t, _, token, *_ in reversed(ev.releases)}
+    first_alloc: dict[int, int] = {}
+    for t, ptr, size in zip(ev.time, ev.ptr, ev.size, strict=True):
+        if size > 0 and ptr in watched:
+            first_alloc.setdefault(ptr, t)
+    made: set[int] = set()
+    for ptr, token in watched.items():
+        ended = end.get(token) if token is not None else None
+        if ptr not in first_alloc or (ended is not None and first_alloc[ptr] >= ended):
+            made.add(ptr)
+    return made
+
+
+def release_baseline(ev: Events, baseline: list[BaselineBlock]) -> Events:
+    """``ev`` with a free event for every baseline block whose storage was seen destroyed
+    (``ev.releases``) where the allocator reported no free, placed where the storage was destroyed.
+
+    A release counts for a baseline block at its address when no recorded allocation there is still
+    open: that release is the baseline storage's own (just before the allocator frees its memory).
+    """
+    if not ev.releases or not baseline:
+        return ev
+    base = {b.ptr: b for b in baseline}
+    open_blocks: set[int] = set()
+    inserts: list[tuple[int, int, int, str | None, int, str, int]] = []  # (position, time, ptr, …)
+    done: set[int] = set()
+    r = 0
+    n = len(ev.time)
+    for i in range(n + 1):
+        # releases before event i (a release at the same time as an event goes after it)
+        while r < len(ev.releases) and (i == n or ev.releases[r][0] < ev.time[i]):
+            t, ptr, _, module, seq, label, group = ev.releases[r]
+            r += 1
+            if ptr in base and ptr not in done and ptr not in open_blocks:
+                done.add(ptr)
+                inserts.append((i, t, ptr, module, seq, label, group))
+        if i == n:
+            break
+        if ev.size[i] > 0:
+            open_blocks.add(ev.ptr[i])
+        else:
+            open_blocks.discard(ev.ptr[i])
+            done.add(ev.ptr[i])  # a free the allocator reported (memory of an earlier profiled session)
+    if not inserts:
+        return ev
+    out = Events(
+        module_ranges=ev.module_ranges,
+        phase_ranges=ev.phase_ranges,
+        node_ranges=ev.node_ranges,
+        seq_module=ev.seq_module,
+        releases=ev.releases,
+    )
+    k = 0
+    for i in range(n + 1):
+        while k < len(inserts) and inserts[k][0] == i:
+            _, t, ptr, module, seq, label, group = inserts[k]
+            k += 1
+            out.time.append(t)
+            out.ptr.append(ptr)
+            out.size.append(-base[ptr].nbytes)
+            out.module.append(module)
+            out.seq.append(seq)
+            out.op.append(label)
+            out.group.append(group)
+        if i == n:
+            break
+        out.time.append(ev.time[i])
+        out.ptr.append(ev.ptr[i])
+        out.size.append(ev.size[i])
+        out.module.append(ev.module[i])
+        out.seq.append(ev.seq[i])
+        out.op.append(ev.op[i])
+        out.group.append(ev.group[i])
+    return out
 
 
 def build_profile(
@@ -243,7 +331,8 @@ def build_profile(
         if b >= 0:
             event_cat.append(cat_index[block_cat[b]])
             event_delta.append(ev.size[i])
-        else:  # a free of memory allocated before the trace (reported by the CUDA allocator)
+        else:  # a free of memory allocated before the trace (reported by the CUDA allocator, or put in
+            # by release_baseline where the CPU allocator reports none)
             base = base_by_ptr.get(ev.ptr[i])
             if base is not None and base.ptr not in base_freed:
                 base_freed[base.ptr] = i

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,21 @@ MODULE_RANGE = "memadvise.module::"
 PHASE_RANGE = "memadvise.phase::"
 EVALUATE_PREFIX = "autograd::engine::evaluate_function"
 HEALTH_RANGE = "memadvise.health"  # numerical-health reductions: left out of the measured memory
+RELEASE_RANGE = "memadvise.release::"  # + "PTR::TOKEN": a watched storage is being destroyed
+
+try:
+    from torch._C._profiler import _RecordFunctionFast as _range  # no dispatcher call, no allocation
+except ImportError:  # pragma: no cover - older PyTorch
+    _range = torch.autograd.profiler.record_function  # type: ignore[assignment,misc]
+
+
+def _mark_release(name: str) -> None:
+    """Record the zero-length range ``name`` (called while a watched storage is being destroyed)."""
+    try:
+        with _range(name):
+            pass
+    except Exception:  # noqa: BLE001 - never raise out of a storage's destruction
+        pass
 
 
 def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
@@ -79,6 +95,44 @@ class AllocatorRecorder:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self._prof: torch.profiler.profile | None = None
+        self._watched: dict[int, tuple[int, weakref.finalize[Any, Any]]] = {}  # ptr → (token, finalizer)
+        self._tokens = 0
+
+    def watch(self, t: torch.Tensor) -> int | None:
+        """Record the moment the storage behind ``t`` (maybe made before the recording) is destroyed;
+        returns the token its release carries in :attr:`Events.releases` (``None``: not watched).
+
+        Only on the CPU, whose allocator does not report the free of memory it allocated while no
+        profiler was recording (the CUDA allocator reports every free). The watch ends with the session.
+        """
+        if self.device.type != "cpu" or t.device.type != "cpu":
+            return None
+        try:
+            st = getattr(t, "_local_tensor", t).untyped_storage()
+            ptr, nbytes = st.data_ptr(), st.nbytes()
+        except (RuntimeError, NotImplementedError, AttributeError):
+            return None
+        if not ptr or not nbytes:
+            return None
+        watching = self._watched.get(ptr)
+        if watching is not None and watching[1].alive:  # this storage: two cannot live at one address
+            return watching[0]
+        self._tokens += 1
+        token = self._tokens
+        try:
+            # PyTorch keeps a storage's Python object as long as the storage lives: its finalizer runs
+            # when the storage is destroyed, whoever held it last (a view, autograd, a data loader).
+            finalizer = weakref.finalize(st, _mark_release, f"{RELEASE_RANGE}{ptr}::{token}")
+        except TypeError:  # a storage without weak references
+            return None
+        finalizer.atexit = False
+        self._watched[ptr] = (token, finalizer)
+        return token
+
+    def _unwatch(self) -> None:
+        for _, finalizer in self._watched.values():
+            finalizer.detach()
+        self._watched.clear()
 
     def key(self, t: torch.Tensor) -> tuple[int, int] | None:
         return storage_key(t)
@@ -116,8 +170,11 @@ class AllocatorRecorder:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         finally:
-            with quiet_native_stderr():
-                prof.stop()
+            try:
+                with quiet_native_stderr():
+                    prof.stop()
+            finally:
+                self._unwatch()
         self._prof = prof
 
     def events(self) -> Events:
@@ -166,6 +223,12 @@ def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_p
         elif name.startswith(phase_prefix):
             phase, _, step = name[len(phase_prefix) :].rpartition("::")
             ev.phase_ranges.append((phase, int(step), node.start_time_ns, node.end_time_ns))
+        elif name.startswith(RELEASE_RANGE):  # in the operator that released the storage, if any
+            ptr, _, token = name[len(RELEASE_RANGE) :].partition("::")
+            ev.releases.append(
+                (node.start_time_ns, int(ptr), int(token), module, seq, label or "<release>", group)
+            )
+            continue
         elif name.startswith(EVALUATE_PREFIX):
             seq = getattr(node.extra_fields, "sequence_number", -1)
             ev.node_ranges.append((seq, node.start_time_ns, node.end_time_ns))
@@ -189,4 +252,5 @@ def walk_tree(tree: list[Any], device: torch.device, module_prefix: str, phase_p
         ev.op.append(label or "<release>")
         ev.group.append(group)
     ev.phase_ranges.sort(key=lambda r: r[2])
+    ev.releases.sort(key=lambda r: r[0])
     return ev

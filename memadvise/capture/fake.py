@@ -425,6 +425,11 @@ class FakeRecorder(TorchDispatchMode):
         self._clock += 1
         return self._clock
 
+    @staticmethod
+    def watch(t: torch.Tensor) -> int | None:
+        """Nothing to do: a fake trace's events already hold every storage it sees released."""
+        return None
+
     def key(self, t: torch.Tensor) -> tuple[int, int] | None:
         """A stable synthetic identity for the storage behind ``t`` (assigned on first sight); a
         ``DTensor`` stands for its local shard."""

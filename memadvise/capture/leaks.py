@@ -52,12 +52,15 @@ def scan_leaks(ev: Events, steps: int, baseline: list[BaselineBlock]) -> LeakSca
     _, step_of, module_of = event_context(ev)
     ends = step_ends(ev, steps)
     live = sum(b.nbytes for b in baseline)
+    base = {b.ptr: b.nbytes for b in baseline}
     live_after: list[int] = []
     position = 0
     for end in ends:
         for i in range(position, end):
             if blocks.of_event[i] >= 0:
                 live += ev.size[i]
+            elif ev.ptr[i] in base:  # a baseline storage freed (once)
+                live -= base.pop(ev.ptr[i])
         position = max(position, end)
         live_after.append(live)
     if steps < MIN_LEAK_STEPS:

@@ -29,7 +29,15 @@ from typing import Any, Protocol
 
 import torch
 
-from memadvise.capture.allocations import OUTSIDE, BaselineBlock, Capture, Events, build_profile, first_steps
+from memadvise.capture.allocations import (
+    OUTSIDE,
+    BaselineBlock,
+    Capture,
+    Events,
+    build_profile,
+    first_steps,
+    release_baseline,
+)
 from memadvise.capture.cuda_target import CudaTarget
 from memadvise.capture.events import AllocatorRecorder
 from memadvise.capture.generate import GenerateSettings, GenerationRun
@@ -60,6 +68,7 @@ class Recorder(Protocol):
     device: torch.device
 
     def key(self, t: torch.Tensor) -> tuple[int, int] | None: ...
+    def watch(self, t: torch.Tensor) -> int | None: ...
     def open_module(self, name: str) -> Any: ...
     def open_phase(self, phase: str, step: int) -> Any: ...
     def close(self, handle: Any) -> None: ...
@@ -125,7 +134,8 @@ def baseline_blocks(
     recorder: Recorder,
     sizes: KernelBufferModel,
 ) -> list[BaselineBlock]:
-    """Storages alive before the first step: parameters, buffers, tensor attributes, inputs."""
+    """Storages alive before the first step: parameters, buffers, tensor attributes, inputs (each
+    watched by the recorder, which then sees it destroyed during the steps)."""
     blocks: dict[int, BaselineBlock] = {}
 
     def add(t: torch.Tensor, category: Category, module: str) -> None:
@@ -134,6 +144,7 @@ def baseline_blocks(
         key = recorder.key(t)
         if key is None or key[1] == 0 or key[0] in blocks:
             return
+        recorder.watch(t)
         nbytes = sizes.round(key[1])
         blocks[key[0]] = BaselineBlock(
             ptr=key[0], nbytes=nbytes, category=category.value, module=module, dtype=dtype_name(t)
@@ -422,13 +433,15 @@ class Tracer:
     ) -> Profile:
         """Build the profile of the recorded steps (``self.steps`` of them); ``sources`` finds the
         source lines of leaks (real traces only); ``more_baseline(events)`` adds storages found alive
-        before the recording only once it has ended."""
+        before the recording only once it has ended. Baseline storages seen destroyed during the
+        recording are freed there (:func:`release_baseline`)."""
         recorder = self.recorder
         baseline = self._baseline
         events = recorder.events()
         if more_baseline is not None:
             known = {b.ptr for b in baseline}
             baseline = baseline + [b for b in more_baseline(events) if b.ptr not in known]
+        events = release_baseline(events, baseline)
         extra: dict[str, Any] = {"steps": self.steps}
         if self.steps >= MIN_LEAK_STEPS:
             scan = scan_leaks(events, self.steps, baseline)

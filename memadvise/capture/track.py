@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from memadvise.capture.allocations import BaselineBlock
+from memadvise.capture.allocations import BaselineBlock, made_before
 from memadvise.capture.training import iter_tensors
 from memadvise.errors import UsageError
 from memadvise.model.profile import Category, OptimizerName, Phase, Profile
@@ -86,7 +86,7 @@ class LiveSession:
         self.in_step = 0  # optimizer.step() calls begun and not yet returned
         self._stack = ExitStack()
         self.original_backward: Callable[..., Any] = torch.autograd.backward
-        self.inputs_seen: dict[int, tuple[int, str]] = {}
+        self.inputs_seen: dict[int, tuple[int, str, int | None]] = {}  # ptr → (bytes, dtype, watch token)
 
     # -- phases ------------------------------------------------------------------------------------------
     def switch(self, to: Phase) -> None:
@@ -111,7 +111,9 @@ class LiveSession:
         for t in iter_tensors((list(args), dict(kwargs or {}))):
             key = recorder.key(t)
             if key is not None and key[1] and t.device.type == recorder.device.type:
-                self.inputs_seen.setdefault(key[0], (self.tracer.sizes.round(key[1]), str(t.dtype)))
+                if key[0] not in self.inputs_seen:  # watched: if made before, its end is seen too
+                    nbytes = self.tracer.sizes.round(key[1])
+                    self.inputs_seen[key[0]] = (nbytes, str(t.dtype), recorder.watch(t))
         if self._boundary or (self.optimizer_steps == 0 and self._no_optimizer() and self._backward_seen):
             self.step += 1
             self._boundary = self._backward_seen = False
@@ -182,8 +184,9 @@ class LiveSession:
             self._stack.close()
 
     def inputs_made_before(self, events: Any) -> list[BaselineBlock]:
-        """The model's inputs whose memory no recorded event allocated: made before the recording."""
-        allocated = {ptr for ptr, size in zip(events.ptr, events.size, strict=True) if size > 0}
+        """The model's inputs whose memory no recorded event allocated: made before the recording
+        (see :func:`~memadvise.capture.allocations.made_before`)."""
+        made = made_before(events, {ptr: seen[2] for ptr, seen in self.inputs_seen.items()})
         return [
             BaselineBlock(
                 ptr=ptr,
@@ -192,8 +195,8 @@ class LiveSession:
                 module="<inputs>",
                 dtype=dtype.removeprefix("torch."),
             )
-            for ptr, (nbytes, dtype) in self.inputs_seen.items()
-            if ptr not in allocated
+            for ptr, (nbytes, dtype, _) in self.inputs_seen.items()
+            if ptr in made
         ]
 
     @property
@@ -205,7 +208,8 @@ class LiveSession:
 def existing_state(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, recorder: Any
 ) -> list[BaselineBlock]:
-    """Gradients and optimizer state already alive when tracking starts (a loop resumed midway)."""
+    """Gradients and optimizer state already alive when tracking starts (a loop resumed midway), each
+    watched by the recorder (which then sees it destroyed during the steps)."""
     owners: dict[int, str] = {}
     for mod_name, module in model.named_modules():
         for _, p in module.named_parameters(recurse=False):
@@ -214,7 +218,8 @@ def existing_state(
 
     def add(t: torch.Tensor, category: Category, module: str) -> None:
         key = recorder.key(t)
-        if key is not None and key[1] and t.device.type == recorder.device.type:
+        if key is not None and key[1] and t.device.type == recorder.device.type and key[0] not in blocks:
+            recorder.watch(t)
             blocks.setdefault(
                 key[0],
                 BaselineBlock(

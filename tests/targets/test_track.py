@@ -129,3 +129,105 @@ def test_a_closure_step_has_its_phases_in_order(model_file: Path) -> None:
     assert prof.optimizer_state_bytes == state
     with pytest.raises(memadvise.UsageError, match="inside its with block"):
         t.batch_starts(x)  # the block has ended
+
+
+FIRST_BATCH_BYTES = 4 * 16 * 1000  # the first batch: a 16x64 view of a 16x1000 fp32 storage
+
+
+def _planted_model() -> tuple[torch.nn.Module, torch.optim.Optimizer, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return model, opt, [torch.randn(16, 1000)[:, :64]]
+
+
+def _planted_loop(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[torch.Tensor]) -> None:
+    """Two steps; the first batch (made before) is dropped after step 1's backward pass, and the
+    second batch is larger, so that step 2 holds the peak."""
+    for step in range(2):
+        x = batches.pop()
+        loss = model(x).square().mean()
+        loss.backward()
+        del x
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step == 0:
+            batches.append(torch.randn(64, 64))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_batch_made_before_the_block_is_freed_where_the_loop_drops_it() -> None:
+    """The CPU allocator reports no free of memory made before the recording: memadvise sees the
+    storage destroyed, and the profile frees it there, not at the end."""
+    import gc
+
+    from torch.profiler import ProfilerActivity, profile
+
+    gc.collect()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:  # the same loop, all seen
+        model, opt, batches = _planted_model()
+        with torch.autograd.profiler.record_function(groundtruth._WINDOW):
+            _planted_loop(model, opt, batches)
+        del model, opt
+    assert p.profiler is not None
+    truth = groundtruth.analyse(list(p.profiler.kineto_results.events()))
+
+    gc.collect()
+    model, opt, batches = _planted_model()
+    with memadvise.track(model, opt) as t:
+        _planted_loop(model, opt, batches)
+    prof = t.profile
+    assert prof.input_bytes == FIRST_BATCH_BYTES  # the whole storage behind the view, alive at the start
+    assert prof.peak_bytes == truth.peak_bytes, (prof.peak_bytes, truth.peak_bytes)
+    assert prof.peak_step == 1 and prof.peak_breakdown["inputs"] == 0
+    inputs = prof.timeline.bytes["inputs"]
+    dropped = inputs.index(0)
+    assert set(inputs[:dropped]) == {FIRST_BATCH_BYTES} and set(inputs[dropped:]) == {0}
+    # dropped in step 1, after its backward pass and before its optimizer step
+    assert prof.timeline.step[dropped] == 0 and "backward" in prof.timeline.phase[:dropped]
+    assert "optimizer" not in prof.timeline.phase[:dropped]
+
+
+def _resumed_model() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A loop resumed midway: one step ran before the block, whose gradients are still alive."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(16, 64)).square().mean().backward()
+    opt.step()
+    return model, opt
+
+
+def _resumed_loop(model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+    opt.zero_grad(set_to_none=True)  # frees the gradients made before the block
+    for _ in range(2):
+        loss = model(torch.randn(8, 64)).square().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_gradients_made_before_the_block_are_freed_by_zero_grad() -> None:
+    import gc
+
+    from torch.profiler import ProfilerActivity, profile
+
+    gc.collect()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        model, opt = _resumed_model()
+        with torch.autograd.profiler.record_function(groundtruth._WINDOW):
+            _resumed_loop(model, opt)
+        del model, opt
+    assert p.profiler is not None
+    truth = groundtruth.analyse(list(p.profiler.kineto_results.events()))
+
+    gc.collect()
+    model, opt = _resumed_model()
+    with memadvise.track(model, opt) as t:
+        _resumed_loop(model, opt)
+    prof = t.profile
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert prof.timeline.bytes["gradients"][0] == 0  # freed by the first zero_grad(), before step 1
+    assert prof.peak_breakdown["gradients"] == params  # this step's, not the old ones too
+    assert prof.peak_bytes == truth.peak_bytes, (prof.peak_bytes, truth.peak_bytes)
