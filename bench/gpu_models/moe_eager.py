@@ -1,7 +1,8 @@
-"""A Mixtral-style decoder whose experts run as transformers' eager loop (per-expert index tensors), 8
-experts, top-2, 2 layers, with routers forced to a known routing (a fixed score table per token
-position, which a fake trace cannot see): ``build_model`` spreads tokens evenly, ``build_worst`` sends
-every token to experts 0 and 1, ``build_skewed`` gives expert 0 3/8 of the routed rows."""
+"""A Mixtral-style decoder whose experts run as transformers' eager loop (per-expert index tensors): 8
+wide experts (most of the memory), top-2, 2 layers, a small vocabulary, and routers forced to a known
+routing (a fixed score table per token position, which a fake trace cannot see): ``build_model``
+spreads tokens evenly, ``build_worst`` sends every token to experts 0 and 1, ``build_skewed`` gives
+expert 0 3/8 of the routed rows."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import torch
 from torch import nn
 from transformers import MixtralConfig, MixtralForCausalLM
 
-VOCAB = 8000
+VOCAB = 1024
 EXPERTS = 8
 TOP_K = 2
 TOKENS = 64  # the routing table's period (sequence lengths are multiples of it)
 SEQ_LEN = 256
-BATCH_SIZES = (8,)
+BATCH_SIZES = (32,)
 
 
 class ForcedRouter(nn.Module):
@@ -55,7 +56,7 @@ def _build(loads: list[int]) -> torch.nn.Module:
     config = MixtralConfig(
         vocab_size=VOCAB,
         hidden_size=256,
-        intermediate_size=1024,
+        intermediate_size=2048,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
