@@ -228,11 +228,186 @@ def onednn_lstm_backward(
     return BufferPlan(around_outputs=tuple(buffers))
 
 
+
+# -- 16-bit (bf16/fp16) oneDNN kernels ---------------------------------------------------------------
+# Measured on torch 2.14.1 (oneDNN 3.12) on a CPU with AVX-512, avx512_bf16, avx512_fp16 and AMX
+# (bf16 tiles, no fp16 tiles), one thread. Buffer *structure* (which copies exist, when they are
+# freed) comes from PyTorch's mkldnn Conv.cpp / Matmul.cpp and ideep and holds for any ISA; the
+# scratch-pad sizes are oneDNN's ``init_scratchpad`` pieces (each booked with a 4 KiB page on top,
+# plus 24 bytes ideep adds) whose blocking constants were fitted on that CPU.
+ONEDNN_SCRATCH_EXTRA = 24
+CONV16_SCRATCH_1X1 = 5 * PAGE + ONEDNN_SCRATCH_EXTRA  # brgconv_1x1 forward/backward-data scratch pad
+CONV16_SCRATCH = 24 * PAGE + ONEDNN_SCRATCH_EXTRA  # brg_conv_fwd / brgconv_bwd_d, spatial filters
+CONV16_WEIGHT_SCRATCH = 25 * PAGE  # brgconv_bwd_w: scratch beyond its fp32 weight accumulators
+DEPTHWISE16_SCRATCH = 1024  # jit depthwise kernels: a bias/row buffer
+MATMUL16_A_TAIL = 1024  # brgemm matmul copies A's K tail (16 rows x 32 bf16) when K % 32 != 0
+MATMUL16_FIXED = 3072  # brgemm matmul: batch descriptors, AMX tile buffer and C block (M <= 16)
+MATMUL16_B_CAP = 1179648  # largest B copy brgemm takes for a plain (not transposed) B, M < 32
+MATMUL16_B_CAP_WIDE_M = 598016  # the same from M = 32 (smaller K chunks)
+MATMUL16_GRAD_WEIGHT_MIN = 25728  # mm(g.t(), x): brgemm's copy of B for K (the batch) <= 16
+
+
+def onednn_16bit(dtype: torch.dtype) -> bool:
+    """Whether PyTorch sends CPU convolutions and matrix products of this 16-bit dtype to oneDNN:
+    its ``mkldnn_bf16_device_check`` / ``mkldnn_fp16_device_check`` (``ideep::has_bf16_type_support``:
+    AVX-512 BW/VL/DQ or avx_ne_convert; ``has_fp16_type_support``: avx512_fp16 or avx_ne_convert),
+    exposed as ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` / ``_is_mkldnn_fp16_supported``, and
+    ``torch.backends.mkldnn`` enabled. Elsewhere ATen's own kernels run and take no hidden buffers."""
+    if dtype not in (torch.bfloat16, torch.float16):
+        return False
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    check = "_is_mkldnn_bf16_supported" if dtype == torch.bfloat16 else "_is_mkldnn_fp16_supported"
+    try:
+        return bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amx_tiles(dtype: torch.dtype) -> bool:
+    """Whether oneDNN runs this 16-bit dtype on AMX tiles here (bf16: ``amx_bf16``; fp16: ``amx_fp16``);
+    without them it runs AVX-512 brgemm kernels, which convert fp16 operands to fp32 in their copies."""
+    cpu = getattr(torch, "cpu", None)
+    name = "_is_amx_tile_supported" if dtype == torch.bfloat16 else "_is_amx_fp16_supported"
+    check = getattr(cpu, name, None)
+    return bool(check()) if check is not None else False
+
+
+def _rnd(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def _transposed(t: torch.Tensor) -> bool:
+    return t.dim() == 2 and t.shape[0] > 1 and t.shape[1] > 1 and t.stride(0) == 1 and t.stride(1) == t.shape[0]
+
+
+def onednn_matmul16(a: torch.Tensor, b: torch.Tensor, amx: bool) -> int:
+    """Scratch-pad bytes of oneDNN's brgemm matmul for a 16-bit ``mm``/``addmm`` of A (M x K) and
+    B (K x N) on CPU (PyTorch's ``mkldnn_gemm`` in aten/src/ATen/native/mkldnn/Matmul.cpp, taken when
+    M*N*K > 16^3; oneDNN's ``brgemm_matmul_utils.cpp: init_scratchpad``). Allocated after the output
+    and freed before the operator returns. Three layouts, as autograd hands them over:
+
+    * B transposed (a linear layer's forward, ``x @ W.t()``): brgemm copies B into its VNNI blocks,
+      one 32-column block of all K: 64*rnd_up(K, 32) bytes (two blocks when M is 1), plus A's K tail
+      (1024 when K % 32 != 0), the batch descriptors, tile buffer and C block (3072), a larger C block
+      from M = 17 (2048 more) and a per-row C buffer from M = 33 (128*M + 128).
+    * B plain (the input gradient, ``g @ W``): the whole B copied into VNNI blocks,
+      2*rnd_up(K, 32)*rnd_up(N, 32), capped at a K chunk (1,179,648 B; 598,016 B from M = 32), + 6 KiB.
+    * A transposed (the weight gradient, ``g.t() @ x``): a copy that grows with K (the batch rows):
+      680*rnd_up(K, 32) bytes, at least 25,728.
+
+    Fitted to the byte on 110 shapes per layout with AMX (M 1-512, K and N 64-3072; within 2% except
+    where brgemm switches to copying all of B when M is large against N, not modelled). fp16 without
+    AMX tiles (avx512_fp16 kernels) converts its copies to fp32: a B block of 64 columns of a K chunk
+    (Kc = K up to 512, 512 up to 1024, then 1024) and A rows of K + 64 for up to 256 rows,
+    4*(64*Kc + min(M, 256)*(K + 64)) + 1152 bytes, whatever the layouts (fitted on the same shapes:
+    within 15%); fp16 products of one row (M = 1) take ATen's gemv path instead, without scratch."""
+    m, k, n = int(a.shape[0]), int(a.shape[1]), int(b.shape[1])
+    if m * n * k <= 16 * 16 * 16:
+        return 0
+    if not amx:
+        if a.dtype == torch.float16 and m == 1:
+            return 0
+        chunk = k if k <= 512 else (512 if k <= 1024 else 1024)
+        return 4 * (64 * chunk + min(m, 256) * (k + 64)) + 1152
+    if _transposed(a):
+        return max(MATMUL16_GRAD_WEIGHT_MIN, 680 * _rnd(k, 32))
+    if not _transposed(b) and b.is_contiguous():
+        cap = MATMUL16_B_CAP if m < 32 else MATMUL16_B_CAP_WIDE_M
+        return min(2 * _rnd(k, 32) * _rnd(n, 32), cap) + 6144
+    kp = _rnd(k, 32)
+    scratch = (128 if m == 1 else 64) * kp + MATMUL16_FIXED + (MATMUL16_A_TAIL if k % 32 else 0)
+    if m == 1:
+        scratch += 2048
+    if m > 16:
+        scratch += 2048
+    if m > 32:
+        scratch += 128 * m + 128
+    return scratch
+
+
+
+def _depthwise(x: torch.Tensor, groups: int) -> bool:
+    return groups > 1 and groups == int(x.shape[1])
+
+
+def onednn_conv16_forward(x: torch.Tensor, w: torch.Tensor, groups: int, out_bytes: int) -> BufferPlan:
+    """Buffers of a 16-bit CPU convolution forward (PyTorch's ``mkldnn_convolution`` in
+    aten/src/ATen/native/mkldnn/Conv.cpp, which every bf16/fp16 convolution takes where
+    :func:`onednn_16bit` holds; ideep's ``convolution_forward``), checked against the allocator's
+    events on 45 shapes of our own (1-4 images, 3-512 channels, 1x1-7x7 filters, strides 1-2,
+    depthwise included) with AMX:
+
+    * An NCHW input: oneDNN's brgemm convolutions want channels-last (``acdb``) activations and a
+      blocked weight, so ideep allocates the scratch pad, reorders the input (its bytes) and the
+      weight (its bytes; oneDNN pads output channels to its block of 32 on some shapes, not
+      modelled), computes into a channels-last output and frees the three; PyTorch then copies that
+      output into its own channels-last tensor and clones it back to the contiguous result:
+      two output-sized buffers around the output.
+    * Depthwise (groups == channels): the jit depthwise kernel works on ``nChw16c`` blocks: input
+      and output padded to 16 channels, one blocked output around the result, as in fp32.
+    * A channels-last input is used in place: PyTorch's channels-last weight copy, the scratch pad
+      and the reordered weight are alive with the output.
+
+    The scratch pad is taken as :data:`CONV16_SCRATCH_1X1` for 1x1 filters and :data:`CONV16_SCRATCH`
+    otherwise (the brgemm kernels' batch, tile, accumulator and padded-input pieces: measured 16 KiB to
+    2.5 MB, typically 40-270 KB; large only for wide padded inputs, which this rule undercounts)."""
+    weight = _nbytes(w)
+    spatial = tuple(int(k) for k in w.shape[2:])
+    scratch = CONV16_SCRATCH_1X1 if all(k == 1 for k in spatial) else CONV16_SCRATCH
+    if _depthwise(x, groups):
+        channels = int(x.shape[1])
+        pad = _rnd(channels, 16) / channels
+        return BufferPlan(
+            before_outputs=(DEPTHWISE16_SCRATCH, int(_nbytes(x) * pad), weight),
+            around_outputs=(int(out_bytes * pad),),
+        )
+    if _channels_last(x):
+        return BufferPlan(around_outputs=(weight, scratch, weight))
+    return BufferPlan(before_outputs=(scratch, _nbytes(x), weight), around_outputs=(out_bytes, out_bytes))
+
+
+def onednn_conv16_backward(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, groups: int) -> BufferPlan:
+    """Buffers of a 16-bit CPU ``convolution_backward`` through oneDNN (same sources and checks as
+    :func:`onednn_conv16_forward`). On an NCHW input the real kernel runs in two stages:
+
+    * backward data: the output gradient and the weight reordered, the input gradient computed into a
+      channels-last buffer beside a scratch pad, then copied and cloned into the result as the
+      forward does;
+    * backward weights: the output gradient and the input reordered again, the weight gradient
+      computed into a blocked buffer (the weight's bytes) beside oneDNN's scratch pad, which holds
+      fp32 weight accumulators (twice the 16-bit weight's bytes) and the transposed activations
+      (taken as :data:`CONV16_WEIGHT_SCRATCH`; 1x1 filters: three times the weight), while the input
+      gradient already exists; then the weight and bias gradients are copied into the results.
+
+    The fake trace allocates the three gradients at once: the output gradient copy, the input
+    copy, the weight scratch pad and one input gradient go before them, the blocked weight
+    gradient around them. Depthwise: the gradient and input in 16-channel blocks, before the
+    results."""
+    weight, inp, grad = _nbytes(w), _nbytes(x), _nbytes(grad_out)
+    if _depthwise(x, groups):
+        channels = int(x.shape[1])
+        pad = _rnd(channels, 16) / channels
+        return BufferPlan(before_outputs=(int(grad * pad), int(inp * pad)), around_outputs=(int(inp * pad),))
+    one_by_one = all(int(k) == 1 for k in w.shape[2:])
+    scratch = 3 * weight + CONV16_SCRATCH_1X1 if one_by_one else 2 * weight + CONV16_WEIGHT_SCRATCH
+    if _channels_last(x):
+        return BufferPlan(around_outputs=(weight, weight, scratch))
+    return BufferPlan(before_outputs=(grad, inp, scratch, inp), around_outputs=(weight,))
+
+
 class KernelBufferModel:
     """Rules for one target device: allocation rounding and kernel-internal buffers."""
 
     def __init__(self, target: torch.device) -> None:
         self.target = target
+        # PyTorch's own checks, read once here (outside any dispatch mode): which 16-bit dtypes its
+        # CPU convolutions and matrix products send to oneDNN, and which run on AMX tiles
+        self._onednn16_dtypes = {d for d in (torch.bfloat16, torch.float16) if onednn_16bit(d)}
+        self._amx = {d: amx_tiles(d) for d in (torch.bfloat16, torch.float16)}
+
+    def _onednn16(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor) and x.dtype in self._onednn16_dtypes and x.dim() in (3, 4)
 
     def round(self, nbytes: int) -> int:
         """Bytes the target's allocator takes for ``nbytes`` (CUDA rounds up to 512-byte blocks)."""
@@ -243,9 +418,19 @@ class KernelBufferModel:
     def plan(self, func: Any, args: Any, kwargs: Any) -> BufferPlan:
         if self.target.type == "cpu":
             if func is _aten.convolution.default:
+                if self._onednn16(args[0]) and not args[6]:
+                    out_bytes = _conv_output_bytes(args[0], args[1], args[3], args[4], args[5])
+                    return onednn_conv16_forward(args[0], args[1], args[8], out_bytes)
                 return self._cpu_conv_forward(*args)
             if func is _aten.convolution_backward.default:
+                if self._onednn16(args[1]) and not args[7]:
+                    return onednn_conv16_backward(args[0], args[1], args[2], args[9])
                 return self._cpu_conv_backward(*args)
+            if func in (_aten.mm.default, _aten.addmm.default):
+                a, b = (args[0], args[1]) if func is _aten.mm.default else (args[1], args[2])
+                if isinstance(a, torch.Tensor) and a.dtype in self._onednn16_dtypes and a.dim() == b.dim() == 2:
+                    scratch = onednn_matmul16(a, b, self._amx[a.dtype])
+                    return BufferPlan(around_outputs=(scratch,)) if scratch else NO_BUFFERS
             if func is _aten.native_batch_norm_backward.default:
                 return self._cpu_batch_norm_backward(args[1])
             if func is _aten.mkldnn_rnn_layer.default:
