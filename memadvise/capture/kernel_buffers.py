@@ -237,8 +237,6 @@ def onednn_lstm_backward(
 # plus 24 bytes ideep adds) whose blocking constants were fitted on that CPU.
 ONEDNN_SCRATCH_EXTRA = 24
 CONV16_SCRATCH_1X1 = 5 * PAGE + ONEDNN_SCRATCH_EXTRA  # brgconv_1x1 forward/backward-data scratch pad
-CONV16_SCRATCH = 24 * PAGE + ONEDNN_SCRATCH_EXTRA  # brg_conv_fwd / brgconv_bwd_d, spatial filters
-CONV16_WEIGHT_SCRATCH = 25 * PAGE  # brgconv_bwd_w: scratch beyond its fp32 weight accumulators
 DEPTHWISE16_SCRATCH = 1024  # jit depthwise kernels: a bias/row buffer
 MATMUL16_A_TAIL = 1024  # brgemm matmul copies A's K tail (16 rows x 32 bf16) when K % 32 != 0
 MATMUL16_FIXED = 3072  # brgemm matmul: batch descriptors, AMX tile buffer and C block (M <= 16)
@@ -332,7 +330,31 @@ def _depthwise(x: torch.Tensor, groups: int) -> bool:
     return groups > 1 and groups == int(x.shape[1])
 
 
-def onednn_conv16_forward(x: torch.Tensor, w: torch.Tensor, groups: int, out_bytes: int) -> BufferPlan:
+def conv16_forward_scratch(x: torch.Tensor, w: torch.Tensor, stride: Any, padding: Any) -> int:
+    """oneDNN's scratch pad for a 16-bit brgemm convolution forward (``jit_brgemm_conv_utils.cpp:
+    init_scratchpad``: batch descriptors, AMX tile buffer, fp32 accumulators and, with padding, a copy
+    of the padded input in channels-last blocks, each piece booked with a 4 KiB page on top, plus 24
+    bytes). 1x1 filters without padding take five pages (:data:`CONV16_SCRATCH_1X1`). Spatial filters:
+    nine pages plus the padded input of the batch, N*(H+2p)*(W+2p)*max(C, 16)*2 bytes in pages, but
+    at most max(C, 16)/2 pages (oneDNN then copies one block of rows at a time); fitted on 150 stride-1 3x3
+    convolutions of our own (3-256 channels, 4x4-56x56 maps, batch 2: mean error 21%) and taken 1.5
+    times for larger filters or strides (which copy overlapping rows: measured 0.2-4.4 times)."""
+    kernel = tuple(int(k) for k in w.shape[2:])
+    if all(k == 1 for k in kernel) and not any(int(p) for p in padding):
+        return CONV16_SCRATCH_1X1
+    channels = max(int(x.shape[1]), 16)
+    padded = int(x.shape[0]) * channels * 2
+    for i, size in enumerate(x.shape[2:]):
+        padded *= int(size) + 2 * int(padding[i])
+    pages = 9 + min(-(-padded // PAGE), channels / 2)
+    if max(kernel) > 3 or any(int(v) > 1 for v in stride):
+        pages *= 1.5
+    return int(pages * PAGE) + ONEDNN_SCRATCH_EXTRA
+
+
+def onednn_conv16_forward(
+    x: torch.Tensor, w: torch.Tensor, groups: int, out_bytes: int, stride: Any = (1, 1), padding: Any = (0, 0)
+) -> BufferPlan:
     """Buffers of a 16-bit CPU convolution forward (PyTorch's ``mkldnn_convolution`` in
     aten/src/ATen/native/mkldnn/Conv.cpp, which every bf16/fp16 convolution takes where
     :func:`onednn_16bit` holds; ideep's ``convolution_forward``), checked against the allocator's
@@ -347,15 +369,13 @@ def onednn_conv16_forward(x: torch.Tensor, w: torch.Tensor, groups: int, out_byt
       two output-sized buffers around the output.
     * Depthwise (groups == channels): the jit depthwise kernel works on ``nChw16c`` blocks: input
       and output padded to 16 channels, one blocked output around the result, as in fp32.
-    * A channels-last input is used in place: PyTorch's channels-last weight copy, the scratch pad
-      and the reordered weight are alive with the output.
+    * A channels-last input is used in place: PyTorch's channels-last weight copy (a spatial filter's;
+      a 1x1 weight is already channels-last), the scratch pad and the reordered weight are alive
+      with the output.
 
-    The scratch pad is taken as :data:`CONV16_SCRATCH_1X1` for 1x1 filters and :data:`CONV16_SCRATCH`
-    otherwise (the brgemm kernels' batch, tile, accumulator and padded-input pieces: measured 16 KiB to
-    2.5 MB, typically 40-270 KB; large only for wide padded inputs, which this rule undercounts)."""
+    The scratch pad is :func:`conv16_forward_scratch`."""
     weight = _nbytes(w)
-    spatial = tuple(int(k) for k in w.shape[2:])
-    scratch = CONV16_SCRATCH_1X1 if all(k == 1 for k in spatial) else CONV16_SCRATCH
+    scratch = conv16_forward_scratch(x, w, stride, padding)
     if _depthwise(x, groups):
         channels = int(x.shape[1])
         pad = _rnd(channels, 16) / channels
@@ -364,8 +384,26 @@ def onednn_conv16_forward(x: torch.Tensor, w: torch.Tensor, groups: int, out_byt
             around_outputs=(int(out_bytes * pad),),
         )
     if _channels_last(x):
-        return BufferPlan(around_outputs=(weight, scratch, weight))
+        clone = (weight,) if math.prod(int(k) for k in w.shape[2:]) > 1 else ()
+        return BufferPlan(around_outputs=(*clone, scratch, weight))
     return BufferPlan(before_outputs=(scratch, _nbytes(x), weight), around_outputs=(out_bytes, out_bytes))
+
+
+def depthwise16_channels_last_backward(x: torch.Tensor, w: torch.Tensor) -> BufferPlan:
+    """16-bit depthwise convolution backward on a channels-last input (ConvNeXt's blocks hand one on).
+    With a filter over 3x3 or larger than the map (the fp32 rule's condition), oneDNN reduces the
+    weight gradient over 256 weight copies (256*W bytes of the 16-bit weight) beside a scratch pad of
+    their fp32 accumulators (512*W) and a row buffer of (H+1)*(W+1)*C*64 bytes + 8,584, whatever the
+    batch: to the byte on 48-384 channels, 4x4-32x32 maps, 5x5 and 7x7 filters, batch 1-4, one thread
+    (7x7 maps: within 10%). Otherwise a weight copy and a small scratch (2.5*W measured; 3*W taken)."""
+    weight = _nbytes(w)
+    kernel = tuple(int(k) for k in w.shape[2:])
+    spatial = tuple(int(n) for n in x.shape[2:])
+    if max(kernel) > 3 or any(k > n for k, n in zip(kernel, spatial, strict=True)):
+        rows = math.prod(n + 1 for n in spatial) * int(x.shape[1]) * 64 + 8584
+        copies = DEPTHWISE_CL_WEIGHTS * weight
+        return BufferPlan(around_outputs=(weight, copies, 2 * copies + rows))
+    return BufferPlan(around_outputs=(weight, 3 * weight))
 
 
 def onednn_conv16_backward(
@@ -380,9 +418,9 @@ def onednn_conv16_backward(
     * backward weights: the output gradient and the input reordered again, the weight gradient
       computed into a blocked buffer whose input channels are padded to 32 (``W32``: the weight's
       bytes from 32 channels on) beside oneDNN's scratch pad, then copied into the result. The
-      scratch pad holds fp32 weight accumulators, 2*``W32``, and the transposed activations: taken
-      as :data:`CONV16_WEIGHT_SCRATCH` for spatial filters and as 0.6 times input plus output for
-      1x1 filters (measured 0.2-0.7 on our shapes).
+      scratch pad holds fp32 weight accumulators, 2*``W32``, and transposed activations, fitted as
+      1.5 times one image's input and output gradient (34 shapes of our own: within 50% on most,
+      from -73% to +100%).
 
     The fake trace allocates the gradients at once: the output gradient copy, the input copy, the
     weight scratch pad and one input gradient go before them, the blocked weight gradient around
@@ -392,18 +430,16 @@ def onednn_conv16_backward(
         channels = int(x.shape[1])
         pad = _rnd(channels, 16) / channels
         if _channels_last(x):
-            # as in fp32, oneDNN's channels-last depthwise weight gradient is reduced in a buffer of
-            # 256 weight copies (measured to the byte on 192 channels; 48-96 channels take less)
-            return BufferPlan(around_outputs=(grad, max(inp, weight), DEPTHWISE_CL_WEIGHTS * weight))
+            return depthwise16_channels_last_backward(x, w)
         return BufferPlan(before_outputs=(int(grad * pad), int(inp * pad)), around_outputs=(int(inp * pad),))
     per_group = int(w.shape[1])
     padded = weight * _rnd(per_group, 32) // per_group
-    one_by_one = all(int(k) == 1 for k in w.shape[2:])
-    activations = (inp + grad) * 3 // 5 if one_by_one else CONV16_WEIGHT_SCRATCH
-    scratch = 2 * padded + activations
+    scratch = 2 * padded + 3 * (inp + grad) // (2 * max(int(x.shape[0]), 1))
     gradient = (inp,) if input_grad else ()
     if _channels_last(x):
-        return BufferPlan(around_outputs=(padded, scratch, *gradient))
+        # the input gradient is written in place; PyTorch's channels-last weight copy (spatial filters)
+        clone = (weight,) if math.prod(int(k) for k in w.shape[2:]) > 1 else ()
+        return BufferPlan(around_outputs=(*clone, padded, scratch))
     return BufferPlan(before_outputs=(grad, inp, scratch, *gradient), around_outputs=(padded,))
 
 
@@ -431,7 +467,7 @@ class KernelBufferModel:
             if func is _aten.convolution.default:
                 if self._onednn16(args[0]) and not args[6]:
                     out_bytes = _conv_output_bytes(args[0], args[1], args[3], args[4], args[5])
-                    return onednn_conv16_forward(args[0], args[1], args[8], out_bytes)
+                    return onednn_conv16_forward(args[0], args[1], args[8], out_bytes, args[3], args[4])
                 return self._cpu_conv_forward(*args)
             if func is _aten.convolution_backward.default:
                 if self._onednn16(args[1]) and not args[7]:
