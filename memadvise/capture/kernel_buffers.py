@@ -6,7 +6,8 @@ convolutions), so it can be re-measured when kernels change.
 
 A rule is a :class:`BufferPlan`: buffers freed before the operator's outputs are allocated (for
 instance a reordered copy of the input), and buffers alive while the outputs are allocated (for
-instance a blocked-layout output that is copied into the plain output and then freed).
+instance a blocked-layout output that is copied into the plain output and then freed), some of them
+allocated only once the first kind are freed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class BufferPlan:
     before_outputs: tuple[int, ...] = ()
     around_outputs: tuple[int, ...] = ()
     sized_output: tuple[int, int] | None = None
+    #: buffers allocated once ``before_outputs`` are freed, alive (as ``around_outputs``) while the
+    #: outputs are allocated: e.g. a copy of a blocked result that is cloned into the output
+    after_before: tuple[int, ...] = ()
 
 
 NO_BUFFERS = BufferPlan()
@@ -366,7 +370,8 @@ def onednn_conv16_forward(
       weight (its bytes; oneDNN pads output channels to its block of 32 on some shapes, not
       modelled), computes into a channels-last output and frees the three; PyTorch then copies that
       output into its own channels-last tensor and clones it back to the contiguous result:
-      two output-sized buffers around the output.
+      two output-sized buffers around the output, the second one allocated after the three are
+      freed.
     * Depthwise (groups == channels): the jit depthwise kernel works on ``nChw16c`` blocks: input
       and output padded to 16 channels, one blocked output around the result, as in fp32.
     * A channels-last input is used in place: PyTorch's channels-last weight copy (a spatial filter's;
@@ -386,7 +391,9 @@ def onednn_conv16_forward(
     if _channels_last(x):
         clone = (weight,) if math.prod(int(k) for k in w.shape[2:]) > 1 else ()
         return BufferPlan(around_outputs=(*clone, scratch, weight))
-    return BufferPlan(before_outputs=(scratch, _nbytes(x), weight), around_outputs=(out_bytes, out_bytes))
+    return BufferPlan(
+        before_outputs=(scratch, _nbytes(x), weight), around_outputs=(out_bytes,), after_before=(out_bytes,)
+    )
 
 
 def depthwise16_channels_last_backward(x: torch.Tensor, w: torch.Tensor) -> BufferPlan:
