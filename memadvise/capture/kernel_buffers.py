@@ -232,7 +232,6 @@ def onednn_lstm_backward(
     return BufferPlan(around_outputs=tuple(buffers))
 
 
-
 # -- 16-bit (bf16/fp16) oneDNN kernels ---------------------------------------------------------------
 # Measured on torch 2.14.1 (oneDNN 3.12) on a CPU with AVX-512, avx512_bf16, avx512_fp16 and AMX
 # (bf16 tiles, no fp16 tiles), one thread. Buffer *structure* (which copies exist, when they are
@@ -329,9 +328,19 @@ def onednn_matmul16(a: torch.Tensor, b: torch.Tensor, amx: bool) -> int:
     return scratch
 
 
-
 def _depthwise(x: torch.Tensor, groups: int) -> bool:
     return groups > 1 and groups == int(x.shape[1])
+
+
+def _conv16_blocked_weight(w: torch.Tensor, groups: int) -> int:
+    """Bytes of oneDNN's blocked copy of a 16-bit convolution weight (``AcdB16b32a2b`` and kin): output
+    channels padded to 16 and, from 32 input channels on, input channels to 32 (33 of 34 shapes
+    measured; one stride-2 layer of 48 output channels padded them to 64). Grouped: as given."""
+    if groups > 1:
+        return _nbytes(w)
+    out_channels, in_channels = int(w.shape[0]), int(w.shape[1])
+    padded_in = in_channels if in_channels < 32 else _rnd(in_channels, 32)
+    return _rnd(out_channels, 16) * padded_in * math.prod(int(k) for k in w.shape[2:]) * w.element_size()
 
 
 def conv16_forward_scratch(x: torch.Tensor, w: torch.Tensor, stride: Any, padding: Any) -> int:
@@ -367,9 +376,9 @@ def onednn_conv16_forward(
 
     * An NCHW input: oneDNN's brgemm convolutions want channels-last (``acdb``) activations and a
       blocked weight, so ideep allocates the scratch pad, reorders the input (its bytes) and the
-      weight (its bytes; oneDNN pads output channels to its block of 32 on some shapes, not
-      modelled), computes into a channels-last output and frees the three; PyTorch then copies that
-      output into its own channels-last tensor and clones it back to the contiguous result:
+      weight (:func:`_conv16_blocked_weight`), computes into a channels-last output and frees the
+      three; PyTorch then copies that output into its own channels-last tensor and clones it back to
+      the contiguous result:
       two output-sized buffers around the output, the second one allocated after the three are
       freed.
     * Depthwise (groups == channels): the jit depthwise kernel works on ``nChw16c`` blocks: input
@@ -380,6 +389,7 @@ def onednn_conv16_forward(
 
     The scratch pad is :func:`conv16_forward_scratch`."""
     weight = _nbytes(w)
+    reordered = _conv16_blocked_weight(w, groups)
     scratch = conv16_forward_scratch(x, w, stride, padding)
     if _depthwise(x, groups):
         channels = int(x.shape[1])
@@ -390,10 +400,9 @@ def onednn_conv16_forward(
         )
     if _channels_last(x):
         clone = (weight,) if math.prod(int(k) for k in w.shape[2:]) > 1 else ()
-        return BufferPlan(around_outputs=(*clone, scratch, weight))
-    return BufferPlan(
-        before_outputs=(scratch, _nbytes(x), weight), around_outputs=(out_bytes,), after_before=(out_bytes,)
-    )
+        return BufferPlan(around_outputs=(*clone, scratch, reordered))
+    before = (scratch, _nbytes(x), reordered)
+    return BufferPlan(before_outputs=before, around_outputs=(out_bytes,), after_before=(out_bytes,))
 
 
 def depthwise16_channels_last_backward(x: torch.Tensor, w: torch.Tensor) -> BufferPlan:
