@@ -240,6 +240,7 @@ def onednn_lstm_backward(
 # plus 24 bytes ideep adds) whose blocking constants were fitted on that CPU.
 ONEDNN_SCRATCH_EXTRA = 24
 CONV16_SCRATCH_1X1 = 5 * PAGE + ONEDNN_SCRATCH_EXTRA  # brgconv_1x1 forward/backward-data scratch pad
+CONV16_SCRATCH_AVX512 = 2 * PAGE + ONEDNN_SCRATCH_EXTRA  # brg_conv_fwd without AMX tiles (fp16)
 DEPTHWISE16_SCRATCH = 1024  # jit depthwise kernels: a bias/row buffer
 MATMUL16_A_TAIL = 1024  # brgemm matmul copies A's K tail (16 rows x 32 bf16) when K % 32 != 0
 MATMUL16_FIXED = 3072  # brgemm matmul: batch descriptors, AMX tile buffer and C block (M <= 16)
@@ -366,7 +367,13 @@ def conv16_forward_scratch(x: torch.Tensor, w: torch.Tensor, stride: Any, paddin
 
 
 def onednn_conv16_forward(
-    x: torch.Tensor, w: torch.Tensor, groups: int, out_bytes: int, stride: Any = (1, 1), padding: Any = (0, 0)
+    x: torch.Tensor,
+    w: torch.Tensor,
+    groups: int,
+    out_bytes: int,
+    stride: Any = (1, 1),
+    padding: Any = (0, 0),
+    amx: bool = True,
 ) -> BufferPlan:
     """Buffers of a 16-bit CPU convolution forward (PyTorch's ``mkldnn_convolution`` in
     aten/src/ATen/native/mkldnn/Conv.cpp, which every bf16/fp16 convolution takes where
@@ -387,10 +394,12 @@ def onednn_conv16_forward(
       a 1x1 weight is already channels-last), the scratch pad and the reordered weight are alive
       with the output.
 
-    The scratch pad is :func:`conv16_forward_scratch`."""
+    The scratch pad is :func:`conv16_forward_scratch` on AMX tiles. Without them (fp16 on a CPU with
+    avx512_fp16 but no AMX-FP16) oneDNN's AVX-512 brgemm kernel takes a two-page scratch pad
+    (:data:`CONV16_SCRATCH_AVX512`) and an unpadded weight copy (checked on four shapes)."""
     weight = _nbytes(w)
-    reordered = _conv16_blocked_weight(w, groups)
-    scratch = conv16_forward_scratch(x, w, stride, padding)
+    reordered = _conv16_blocked_weight(w, groups) if amx else weight
+    scratch = conv16_forward_scratch(x, w, stride, padding) if amx else CONV16_SCRATCH_AVX512
     if _depthwise(x, groups):
         channels = int(x.shape[1])
         pad = _rnd(channels, 16) / channels
@@ -423,7 +432,12 @@ def depthwise16_channels_last_backward(x: torch.Tensor, w: torch.Tensor) -> Buff
 
 
 def onednn_conv16_backward(
-    grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, groups: int, input_grad: bool = True
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    groups: int,
+    input_grad: bool = True,
+    amx: bool = True,
 ) -> BufferPlan:
     """Buffers of a 16-bit CPU ``convolution_backward`` through oneDNN (same sources and checks as
     :func:`onednn_conv16_forward`). On an NCHW input the real kernel runs in two stages:
@@ -440,8 +454,20 @@ def onednn_conv16_backward(
 
     The fake trace allocates the gradients at once: the output gradient copy, the input copy, the
     weight scratch pad and one input gradient go before them, the blocked weight gradient around
-    them. Depthwise: the gradient and input in 16-channel blocks, before the results."""
+    them. Depthwise: the gradient and input in 16-channel blocks, before the results.
+
+    Without AMX tiles (fp16 on avx512_fp16) oneDNN has no optimized fp16 weight-gradient kernel and
+    runs its reference one on the plain tensors: only a weight-sized buffer besides the results; the
+    backward-data stage is as above with a two-page scratch pad (checked on four shapes)."""
     weight, inp, grad = _nbytes(w), _nbytes(x), _nbytes(grad_out)
+    if not amx and not _depthwise(x, groups):
+        if _channels_last(x):
+            clone = (weight,) if math.prod(int(k) for k in w.shape[2:]) > 1 else ()
+            return BufferPlan(around_outputs=(*clone, weight, CONV16_SCRATCH_AVX512 + 128))
+        if not input_grad:
+            return BufferPlan(around_outputs=(weight,))
+        data = (grad, weight, CONV16_SCRATCH_AVX512 + 128)
+        return BufferPlan(before_outputs=data, around_outputs=(inp,), after_before=(inp,))
     if _depthwise(x, groups):
         channels = int(x.shape[1])
         pad = _rnd(channels, 16) / channels
@@ -483,11 +509,13 @@ class KernelBufferModel:
             if func is _aten.convolution.default:
                 if self._onednn16(args[0]) and not args[6]:
                     out_bytes = _conv_output_bytes(args[0], args[1], args[3], args[4], args[5])
-                    return onednn_conv16_forward(args[0], args[1], args[8], out_bytes, args[3], args[4])
+                    amx = self._amx[args[0].dtype]
+                    return onednn_conv16_forward(args[0], args[1], args[8], out_bytes, args[3], args[4], amx)
                 return self._cpu_conv_forward(*args)
             if func is _aten.convolution_backward.default:
                 if self._onednn16(args[1]) and not args[7]:
-                    return onednn_conv16_backward(args[0], args[1], args[2], args[9], bool(args[10][0]))
+                    amx = self._amx[args[1].dtype]
+                    return onednn_conv16_backward(args[0], args[1], args[2], args[9], bool(args[10][0]), amx)
                 return self._cpu_conv_backward(*args)
             if func in (_aten.mm.default, _aten.addmm.default):
                 a, b = (args[0], args[1]) if func is _aten.mm.default else (args[1], args[2])
