@@ -20,8 +20,6 @@ import torch
 
 CUDA_BLOCK_ROUNDING = 512
 SMALL_SPATIAL = 4
-LSTM_SCRATCH_BASE = 16952  # fitted rule for 16-bit LSTMs: scratch-pad bytes that do not scale with the shape
-LSTM_WORKSPACE_MIN = 28672
 DEPTHWISE_CL_WEIGHTS = 256  # weight copies in oneDNN's channels-last depthwise weight-gradient reduction
 PAGE = 4096  # input height x width at or under which oneDNN's backward changes algorithm
 
@@ -42,10 +40,6 @@ class BufferPlan:
 
 
 NO_BUFFERS = BufferPlan()
-
-
-def _pages(nbytes: int) -> int:
-    return -(-nbytes // PAGE) * PAGE
 
 
 def _channels_last(x: Any) -> bool:
@@ -485,6 +479,87 @@ def onednn_conv16_backward(
     return BufferPlan(before_outputs=(grad, inp, scratch, *gradient), around_outputs=(padded,))
 
 
+LSTM16_BRGEMM = 2048  # oneDNN's 16-bit brgemm LSTM: batch descriptors and AMX buffers (measured 928-2,984)
+
+
+def _lstm16_scratch(steps: int, batch: int, inputs: int, hidden: int, training: bool) -> int:
+    """Scratch pad of oneDNN's 16-bit brgemm LSTM forward (``rnn_utils::set_workspace_sizes`` and
+    ``set_offsets`` with bf16/fp16 states and fp32 gates): without a workspace (inference) it holds the
+    states (2(T+1)B rows of ld(max(I, H)) 16-bit values) and cell states (H 16-bit values a row); then
+    the fp32 gates of one step (of all T when B is 1), a 16-bit hidden row and, in training, an fp32
+    hidden-gradient row, each piece on a 4 KiB page, plus the registry's alignment, ideep's 24 bytes
+    and :data:`LSTM16_BRGEMM`."""
+    rows = 2 * (steps + 1) * batch
+    gate_steps = steps if batch == 1 and steps >= 2 else 1
+    pieces = [] if training else [rows * _good_ld(max(inputs, hidden), 2) * 2, rows * hidden * 2]
+    pieces += [gate_steps * batch * _good_ld(4 * hidden) * 4, batch * _good_ld(hidden, 2) * 2]
+    if training:
+        pieces.append(batch * _good_ld(hidden) * 4)
+    return _page_pieces([*pieces, 0]) + ONEDNN_RNN_BOOKINGS + ONEDNN_SCRATCH_EXTRA + LSTM16_BRGEMM
+
+
+def onednn_lstm16_forward(x: torch.Tensor, w_hh: torch.Tensor, training: bool) -> BufferPlan:
+    """Buffers of one 16-bit ``mkldnn_rnn_layer`` (PyTorch's RNN.cpp takes oneDNN for bf16 always and
+    for fp16 without grad mode; oneDNN runs its brgemm LSTM, on AMX tiles here), derived from the
+    same sources as :func:`onednn_lstm_forward` with 16-bit states and fp32 gates and checked against
+    the allocator's events (4 shapes: 1-20 steps, batch 1-8, input 32-256, hidden 48-256, one thread):
+
+    * PyTorch sums the biases (4H 16-bit values);
+    * ideep reorders the weights into brgemm blocks of 32 gate columns: I*4*rnd_up(H, 32) and
+      H*4*rnd_up(H, 32) 16-bit values (to the byte);
+    * training returns oneDNN's workspace: the 16-bit gates (T*B*ld(4H)) and hidden states
+      (T*B*ld(H)), 16-bit states and cell states, fp32 state and cell gradients, each on a 4 KiB page
+      (to the byte);
+    * the scratch pad :func:`_lstm16_scratch` (within 1 KiB)."""
+    steps, batch, inputs, hidden = int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(w_hh.shape[1])
+    padded = _rnd(hidden, 32)
+    weights = (inputs * 4 * padded * 2, hidden * 4 * padded * 2)
+    scratch = _lstm16_scratch(steps, batch, inputs, hidden, training)
+    around = (4 * hidden * 2, *weights, scratch)
+    if not training:
+        return BufferPlan(around_outputs=around)
+    rows = 2 * (steps + 1) * batch
+    ld_state = _good_ld(max(inputs, hidden))
+    workspace = _page_pieces(
+        [
+            steps * batch * _good_ld(4 * hidden, 2) * 2,
+            steps * batch * _good_ld(hidden, 2) * 2,
+            rows * _good_ld(max(inputs, hidden), 2) * 2,
+            rows * hidden * 2,
+            rows * ld_state * 4,
+            rows * ld_state * 4,
+            rows * hidden * 4,
+            0,
+        ]
+    )
+    return BufferPlan(around_outputs=around, sized_output=(3, workspace))
+
+
+def onednn_lstm16_backward(x: torch.Tensor, w_hh: torch.Tensor, grad_hy: Any, grad_cy: Any) -> BufferPlan:
+    """Buffers of one bf16 ``mkldnn_rnn_layer_backward`` (same sources and checks as
+    :func:`onednn_lstm16_forward`). oneDNN's 16-bit backward takes and gives fp32 gradients, so PyTorch
+    allocates fp32 buffers for all of them (the input gradient T*B*I, the output gradient T*B*H, two
+    state gradients in and two out B*H each, the weight gradients I*4H and H*4H, the bias gradient 4H)
+    and converts them to the 16-bit outputs at the end: they are alive while the outputs are
+    allocated, with the summed biases and the zero-filled state gradients nobody passed. Before that,
+    ideep reorders the weights into the backward's blocks (rnd_up(I, 32)*4H and rnd_up(H, 32)*4H
+    16-bit values), computes the weight gradients in fp32 ``ldigo`` buffers (I*ld(4H), H*ld(4H)) and
+    the bias gradient (4H fp32), beside a scratch pad (fitted as 1.5 times the training forward's:
+    measured 0.95-2.4 times)."""
+    steps, batch, inputs, hidden = int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(w_hh.shape[1])
+    gates = 4 * hidden
+    state = batch * hidden
+    fp32 = [steps * batch * inputs, steps * batch * hidden, state, state, state, state]
+    fp32 += [inputs * gates, hidden * gates, gates]
+    pytorch = [4 * n for n in fp32] + [gates * 2]
+    pytorch += [state * 2 for g in (grad_hy, grad_cy) if not isinstance(g, torch.Tensor)]
+    ld_gates = _good_ld(gates)
+    onednn = [_rnd(inputs, 32) * gates * 2, _rnd(hidden, 32) * gates * 2]
+    onednn += [inputs * ld_gates * 4, hidden * ld_gates * 4, gates * 4]
+    onednn.append(3 * _lstm16_scratch(steps, batch, inputs, hidden, training=True) // 2)
+    return BufferPlan(before_outputs=tuple(onednn), around_outputs=tuple(pytorch))
+
+
 class KernelBufferModel:
     """Rules for one target device: allocation rounding and kernel-internal buffers."""
 
@@ -536,30 +611,20 @@ class KernelBufferModel:
         """One direction of one layer of oneDNN's LSTM (``mkldnn_rnn_layer``), which PyTorch runs for
         ``nn.LSTM`` on CPU whenever its ``use_mkldnn`` allows (fp32/bf16, no projection, no packed
         sequence): the native path (GRU, packed sequences, ``proj_size``) is plain ATen operators
-        and needs no rule. fp32 follows :func:`onednn_lstm_forward`; other dtypes keep a fit."""
+        and needs no rule. fp32 follows :func:`onednn_lstm_forward`, bf16 and fp16
+        :func:`onednn_lstm16_forward`."""
         if x.dtype == torch.float32:
             return onednn_lstm_forward(x, w_hh, torch.is_grad_enabled())
-        steps, batch, hidden = int(x.shape[0]), int(x.shape[1]), int(w_hh.shape[1])
-        row = batch * hidden * x.element_size()
-        scratch = 4 * steps * row + LSTM_SCRATCH_BASE
-        plan_buffers = (_nbytes(w_ih), _nbytes(w_hh), _nbytes(b_ih), scratch)
-        if not torch.is_grad_enabled():
-            return BufferPlan(around_outputs=plan_buffers)
-        workspace = max(LSTM_WORKSPACE_MIN, _pages((15 * steps + 24) * row))
-        return BufferPlan(around_outputs=plan_buffers, sized_output=(3, workspace))
+        return onednn_lstm16_forward(x, w_hh, torch.is_grad_enabled())
 
     @staticmethod
     def _cpu_lstm_layer_backward(x: Any, w_ih: Any, w_hh: Any, *rest: Any) -> BufferPlan:
-        """Backward of one oneDNN LSTM layer direction: fp32 follows :func:`onednn_lstm_backward`;
-        other dtypes keep a fit (reordered weights, summed biases and a scratch pad)."""
+        """Backward of one oneDNN LSTM layer direction: fp32 follows :func:`onednn_lstm_backward`,
+        bf16 :func:`onednn_lstm16_backward` (fp16 LSTMs train on PyTorch's native path)."""
+        hx, cx, output, grads = rest[2], rest[3], rest[4], rest[7:10]
         if x.dtype == torch.float32:
-            hx, cx, output, grads = rest[2], rest[3], rest[4], rest[7:10]
             return onednn_lstm_backward(x, w_hh, hx, cx, output, *grads)
-        steps, batch, hidden = int(x.shape[0]), int(x.shape[1]), int(w_hh.shape[1])
-        scratch = 4 * steps * batch * hidden * x.element_size() + LSTM_SCRATCH_BASE
-        return BufferPlan(
-            around_outputs=(_nbytes(w_ih), _nbytes(w_hh), 4 * hidden * x.element_size(), scratch)
-        )
+        return onednn_lstm16_backward(x, w_hh, grads[1], grads[2])
 
     @staticmethod
     def _cpu_batch_norm_backward(x: Any) -> BufferPlan:
