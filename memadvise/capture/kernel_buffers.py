@@ -498,7 +498,9 @@ def _lstm16_scratch(steps: int, batch: int, inputs: int, hidden: int, training: 
     return _page_pieces([*pieces, 0]) + ONEDNN_RNN_BOOKINGS + ONEDNN_SCRATCH_EXTRA + LSTM16_BRGEMM
 
 
-def onednn_lstm16_forward(x: torch.Tensor, w_hh: torch.Tensor, training: bool) -> BufferPlan:
+def onednn_lstm16_forward(
+    x: torch.Tensor, w_hh: torch.Tensor, training: bool, amx: bool = True
+) -> BufferPlan:
     """Buffers of one 16-bit ``mkldnn_rnn_layer`` (PyTorch's RNN.cpp takes oneDNN for bf16 always and
     for fp16 without grad mode; oneDNN runs its brgemm LSTM, on AMX tiles here), derived from the
     same sources as :func:`onednn_lstm_forward` with 16-bit states and fp32 gates and checked against
@@ -512,6 +514,18 @@ def onednn_lstm16_forward(x: torch.Tensor, w_hh: torch.Tensor, training: bool) -
       (to the byte);
     * the scratch pad :func:`_lstm16_scratch` (within 1 KiB)."""
     steps, batch, inputs, hidden = int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(w_hh.shape[1])
+    if not amx:
+        # oneDNN's reference LSTM over matmul primitives (fp16 without AMX-FP16 tiles): weights in
+        # ``ldigo`` with a good leading dimension, states and the gates of every step; the matmul
+        # primitives' own scratch (measured 100-420 KB on our shapes) is not modelled
+        ld_gates = _good_ld(4 * hidden, 2)
+        rows = 2 * (steps + 1) * batch
+        pieces = [rows * _good_ld(max(inputs, hidden), 2) * 2, rows * hidden * 2]
+        pieces += [steps * batch * _good_ld(4 * hidden) * 4, batch * _good_ld(hidden, 2) * 2, 0]
+        scratch = _page_pieces(pieces) + ONEDNN_RNN_BOOKINGS + ONEDNN_SCRATCH_EXTRA
+        return BufferPlan(
+            around_outputs=(4 * hidden * 2, inputs * ld_gates * 2, hidden * ld_gates * 2, scratch)
+        )
     padded = _rnd(hidden, 32)
     weights = (inputs * 4 * padded * 2, hidden * 4 * padded * 2)
     scratch = _lstm16_scratch(steps, batch, inputs, hidden, training)
@@ -606,8 +620,7 @@ class KernelBufferModel:
                 return self._cpu_lstm_layer_backward(*args)
         return NO_BUFFERS
 
-    @staticmethod
-    def _cpu_lstm_layer(x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *rest: Any) -> BufferPlan:
+    def _cpu_lstm_layer(self, x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *rest: Any) -> BufferPlan:
         """One direction of one layer of oneDNN's LSTM (``mkldnn_rnn_layer``), which PyTorch runs for
         ``nn.LSTM`` on CPU whenever its ``use_mkldnn`` allows (fp32/bf16, no projection, no packed
         sequence): the native path (GRU, packed sequences, ``proj_size``) is plain ATen operators
@@ -615,7 +628,8 @@ class KernelBufferModel:
         :func:`onednn_lstm16_forward`."""
         if x.dtype == torch.float32:
             return onednn_lstm_forward(x, w_hh, torch.is_grad_enabled())
-        return onednn_lstm16_forward(x, w_hh, torch.is_grad_enabled())
+        amx = self._amx.get(x.dtype, False)
+        return onednn_lstm16_forward(x, w_hh, torch.is_grad_enabled(), amx)
 
     @staticmethod
     def _cpu_lstm_layer_backward(x: Any, w_ih: Any, w_hh: Any, *rest: Any) -> BufferPlan:
