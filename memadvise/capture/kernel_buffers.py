@@ -13,6 +13,7 @@ allocated only once the first kind are freed.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,8 +262,15 @@ def onednn_16bit(dtype: torch.dtype) -> bool:
 
 
 def amx_tiles(dtype: torch.dtype) -> bool:
-    """Whether oneDNN runs this 16-bit dtype on AMX tiles here (bf16: ``amx_bf16``; fp16: ``amx_fp16``);
-    without them it runs AVX-512 brgemm kernels, which convert fp16 operands to fp32 in their copies."""
+    """Whether oneDNN runs this 16-bit dtype on AMX tiles here (bf16: ``amx_bf16``; fp16: ``amx_fp16``),
+    as ``torch.cpu`` reports and ``ONEDNN_MAX_CPU_ISA`` allows. Without them oneDNN runs AVX-512
+    kernels: brgemm ones for fp16 (which convert operands to fp32 in their copies), for bf16 its jit
+    kernels on ``nChw16c`` blocks, whose convolution buffers follow the fp32 rules (checked with
+    ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``; the 16-bit matrix-product and LSTM scratch pads are the
+    AMX-measured ones there)."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap and cap not in ("ALL", "DEFAULT") and "AMX" not in cap:
+        return False  # oneDNN's own cap on the instruction sets it may use
     cpu = getattr(torch, "cpu", None)
     name = "_is_amx_tile_supported" if dtype == torch.bfloat16 else "_is_amx_fp16_supported"
     check = getattr(cpu, name, None)
@@ -597,20 +605,25 @@ class KernelBufferModel:
         if self.target.type == "cpu":
             if func is _aten.convolution.default:
                 if self._onednn16(args[0]) and not args[6]:
-                    out_bytes = _conv_output_bytes(args[0], args[1], args[3], args[4], args[5])
                     amx = self._amx[args[0].dtype]
+                    if not amx and args[0].dtype == torch.bfloat16 and not _depthwise(args[0], args[8]):
+                        return self._cpu_conv_forward(*args, onednn=True)
+                    out_bytes = _conv_output_bytes(args[0], args[1], args[3], args[4], args[5])
                     return onednn_conv16_forward(args[0], args[1], args[8], out_bytes, args[3], args[4], amx)
                 return self._cpu_conv_forward(*args)
             if func is _aten.convolution_backward.default:
                 if self._onednn16(args[1]) and not args[7]:
                     amx = self._amx[args[1].dtype]
+                    if not amx and args[1].dtype == torch.bfloat16 and not _depthwise(args[1], args[9]):
+                        return self._cpu_conv_backward(*args, onednn=True)
                     return onednn_conv16_backward(args[0], args[1], args[2], args[9], bool(args[10][0]), amx)
                 return self._cpu_conv_backward(*args)
             if func in (_aten.mm.default, _aten.addmm.default):
                 a, b = (args[0], args[1]) if func is _aten.mm.default else (args[1], args[2])
                 sixteen = isinstance(a, torch.Tensor) and a.dtype in self._onednn16_dtypes
                 if sixteen and a.dim() == b.dim() == 2:
-                    scratch = onednn_matmul16(a, b, self._amx[a.dtype])
+                    # bf16 without AMX tiles: taken as the AMX kernel's (measured within 1.2% on the MLP)
+                    scratch = onednn_matmul16(a, b, self._amx[a.dtype] or a.dtype == torch.bfloat16)
                     return BufferPlan(around_outputs=(scratch,)) if scratch else NO_BUFFERS
             if func is _aten.native_batch_norm_backward.default:
                 return self._cpu_batch_norm_backward(args[1])
@@ -628,8 +641,10 @@ class KernelBufferModel:
         :func:`onednn_lstm16_forward`."""
         if x.dtype == torch.float32:
             return onednn_lstm_forward(x, w_hh, torch.is_grad_enabled())
-        amx = self._amx.get(x.dtype, False)
-        return onednn_lstm16_forward(x, w_hh, torch.is_grad_enabled(), amx)
+        # bf16 LSTMs take oneDNN's brgemm LSTM with or without AMX tiles (checked with
+        # ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16); fp16 without AMX-FP16 its reference one
+        brgemm = self._amx.get(x.dtype, False) or x.dtype == torch.bfloat16
+        return onednn_lstm16_forward(x, w_hh, torch.is_grad_enabled(), brgemm)
 
     @staticmethod
     def _cpu_lstm_layer_backward(x: Any, w_ih: Any, w_hh: Any, *rest: Any) -> BufferPlan:
@@ -673,6 +688,8 @@ class KernelBufferModel:
         transposed: bool,
         output_padding: Any,
         groups: int,
+        *,
+        onednn: bool = False,
     ) -> BufferPlan:
         """oneDNN forward convolution on CPU (measured on ResNet-18 and a small U-Net).
 
@@ -681,7 +698,7 @@ class KernelBufferModel:
         input and weight copies are freed before the plain output exists, the blocked output after.
         A transposed convolution keeps two output-sized buffers instead.
         """
-        if not self._onednn_conv(x, w, groups, stride, dilation):
+        if not (onednn or self._onednn_conv(x, w, groups, stride, dilation)):
             return NO_BUFFERS
         if transposed:
             out_bytes = _conv_output_bytes(x, w, stride, padding, dilation, True, output_padding, groups)
@@ -705,6 +722,8 @@ class KernelBufferModel:
         output_padding: Any,
         groups: int,
         output_mask: Any,
+        *,
+        onednn: bool = False,
     ) -> BufferPlan:
         """oneDNN backward convolution on CPU (measured on ResNet-18 and a small U-Net).
 
@@ -713,7 +732,7 @@ class KernelBufferModel:
         gradient, so the larger of input and weight adds on top. Transposed: two gradient-sized
         buffers and an input copy.
         """
-        if not self._onednn_conv(x, w, groups, stride, dilation):
+        if not (onednn or self._onednn_conv(x, w, groups, stride, dilation)):
             return NO_BUFFERS
         weight, grad, inp = _nbytes(w), _nbytes(grad_out), _nbytes(x)
         if transposed:
