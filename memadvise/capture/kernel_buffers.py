@@ -303,12 +303,12 @@ def onednn_matmul16(a: torch.Tensor, b: torch.Tensor, amx: bool) -> int:
 
     Fitted on 110 shapes per layout with AMX (M 1-512, K and N 64-3072): the median error is 0% for
     each layout, but brgemm's blocking varies with M and N in ways not modelled (it copies all of B
-    when M is large against N), so a tenth of the shapes are off by more than -3%/+58% (B
-    transposed), -19%/+87% (B plain), -39%/+70% (A transposed). fp16 without
+    when M is large against N): 10th/90th percentiles of the error -3%/+58% (B transposed),
+    -19%/+87% (B plain), -39%/+70% (A transposed). fp16 without
     AMX tiles (avx512_fp16 kernels) converts its copies to fp32: a B block of 64 columns of a K chunk
     (Kc = K up to 512, 512 up to 1024, then 1024) and A rows of K + 64 for up to 256 rows,
     4*(64*Kc + min(M, 256)*(K + 64)) + 1152 bytes, whatever the layouts (fitted on the same shapes:
-    median error -2% to 0%, a tenth off by more than -43%/+28%); fp16 products of one row (M = 1)
+    median error -2% to 0%, 10th/90th percentiles within -43%/+28%); fp16 products of one row (M = 1)
     take ATen's gemv path instead, without scratch."""
     m, k, n = int(a.shape[0]), int(a.shape[1]), int(b.shape[1])
     if m * n * k <= 16 * 16 * 16:
