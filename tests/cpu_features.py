@@ -63,10 +63,23 @@ HAS_AVX512 = _has("_is_avx512_supported", "avx512f", "avx512bw", "avx512vl", "av
 #: on AMX kernels, whose scratch pads are several times larger than the AVX-512 ones.
 HAS_AMX = _has("_is_amx_tile_supported", "amx_tile", "amx_bf16") and _onednn_cap() >= 2
 
+#: avx512_fp16 (Sapphire Rapids and later): PyTorch sends fp16 convolutions, matrix products and LSTM
+#: inference to oneDNN (``torch.ops.mkldnn._is_mkldnn_fp16_supported``), which runs them on AVX-512
+#: kernels unless the CPU also has AMX-FP16 tiles.
+_CAP = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+_FP16_ISA = _onednn_cap() >= 2 or "FP16" in _CAP or "AVX10" in _CAP
+HAS_AVX512_FP16 = HAS_AVX512 and "avx512_fp16" in _proc_flags() and _FP16_ISA
+
+#: AMX-FP16 tiles (Granite Rapids and later): oneDNN runs fp16 on AMX as it does bf16.
+HAS_AMX_FP16 = _has("_is_amx_fp16_supported", "amx_fp16") and _onednn_cap() >= 2
+
 
 def describe() -> str:
     """One line for the test header: what oneDNN can use here."""
     capability = torch.backends.cpu.get_cpu_capability()
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     capped = f" (ONEDNN_MAX_CPU_ISA={cap})" if cap else ""
-    return f"CPU for oneDNN: avx512 {HAS_AVX512}, amx {HAS_AMX}{capped}; ATen kernels {capability}"
+    return (
+        f"CPU for oneDNN: avx512 {HAS_AVX512}, amx {HAS_AMX}, avx512_fp16 {HAS_AVX512_FP16}, "
+        f"amx_fp16 {HAS_AMX_FP16}{capped}; ATen kernels {capability}"
+    )

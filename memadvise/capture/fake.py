@@ -616,6 +616,8 @@ class FakeRecorder(TorchDispatchMode):
                 if plan.sized_output is not None:
                     index, nbytes = plan.sized_output
                     out = (*out[:index], torch.empty(nbytes, dtype=torch.uint8), *out[index + 1 :])
+            for nbytes in plan.after_before:
+                around_outputs.enter_context(self.transient(nbytes, name))
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor):
                     self.key(t)

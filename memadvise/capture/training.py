@@ -239,6 +239,10 @@ def _cast_in_place(model: torch.nn.Module, dtype: torch.dtype) -> None:
                 if id(buffer) not in buffers:
                     buffers[id(buffer)] = buffer.to(dtype)
                 module._buffers[name] = buffers[id(buffer)]
+        if isinstance(module, torch.nn.RNNBase):
+            # recurrent layers run on their list of flat weights, which ``Module.to`` refreshes too;
+            # left alone it would keep (and run on) the uncast weights
+            module._init_flat_weights()
 
 
 def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
