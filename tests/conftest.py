@@ -3,17 +3,12 @@ known misses (tests/cpu_features.py) and prints the peak-accuracy table."""
 
 from __future__ import annotations
 
-import os
+import gc
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# One intra-op thread for the whole suite and the processes it starts: on a small CI machine a second
-# thread mostly spins, and the accuracy tests need both sides of a comparison on the same thread count
-# (oneDNN sizes some scratch buffers by it). Set before torch is imported; a user's setting wins.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
@@ -22,9 +17,12 @@ if str(TESTS_DIR) not in sys.path:
 ACCURACY_RECORDS = pytest.StashKey[list[dict[str, Any]]]()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if os.environ["OMP_NUM_THREADS"] == "1" and "torch" in sys.modules:  # imported by a plugin first
-        sys.modules["torch"].set_num_threads(1)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection imported (torch, transformers, the test modules) out of the garbage
+    collector's reach: a full collection otherwise scans it all, ~0.2 s each time a test or the ground
+    truth collects garbage before measuring. Objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
