@@ -6,8 +6,10 @@ expert 0 3/8 of the routed rows."""
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import torch
-from torch import nn
 from transformers import MixtralConfig, MixtralForCausalLM
 
 VOCAB = 1024
@@ -18,37 +20,16 @@ SEQ_LEN = 256
 BATCH_SIZES = (32,)
 
 
-class ForcedRouter(nn.Module):
-    """Mixtral's top-k router whose choice is a fixed table (one row per token position)."""
-
-    def __init__(self, hidden: int, table: torch.Tensor) -> None:
-        super().__init__()
-        self.top_k = TOP_K
-        self.num_experts = EXPERTS
-        self.weight = nn.Parameter(torch.zeros(EXPERTS, hidden))
-        self.register_buffer("table", table)
-
-    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden_states = hidden_states.reshape(-1, self.weight.shape[1])
-        table = self.table.repeat(hidden_states.shape[0] // TOKENS, 1).to(hidden_states.dtype)
-        logits = nn.functional.linear(hidden_states, self.weight) + table
-        probs = torch.softmax(logits.float(), dim=-1)
-        top_value, top_index = torch.topk(probs, self.top_k, dim=-1)
-        top_value /= top_value.sum(dim=-1, keepdim=True)
-        return logits, top_value.to(hidden_states.dtype), top_index
+# The forced router of the CPU tests' loop MoE (tests/integration/models/moe_loop.py), at this size.
+_LOOP = runpy.run_path(
+    str(Path(__file__).resolve().parents[2] / "tests" / "integration" / "models" / "moe_loop.py")
+)
+ForcedRouter = _LOOP["ForcedRouter"]
 
 
 def routing_table(loads: list[int]) -> torch.Tensor:
-    """Scores that route ``loads[e]`` of every TOKENS tokens to expert ``e`` (top-k distinct experts)."""
-    left = list(loads)
-    table = torch.zeros(TOKENS, EXPERTS)
-    for t in range(TOKENS):
-        chosen = sorted(range(EXPERTS), key=lambda e: (-left[e], (e - t) % EXPERTS))[:TOP_K]
-        for rank, e in enumerate(chosen):
-            left[e] -= 1
-            table[t, e] = 20.0 - rank
-    assert all(n == 0 for n in left), "loads must sum to TOKENS x TOP_K, none above TOKENS"
-    return table
+    """Scores that route ``loads[e]`` of every TOKENS tokens to expert ``e``."""
+    return _LOOP["routing_table"](loads, TOKENS, TOP_K)
 
 
 def _build(loads: list[int]) -> torch.nn.Module:
@@ -68,7 +49,7 @@ def _build(loads: list[int]) -> torch.nn.Module:
     config._attn_implementation = "sdpa"
     model = MixtralForCausalLM(config)
     for layer in model.model.layers:
-        layer.mlp.gate = ForcedRouter(config.hidden_size, routing_table(loads))
+        layer.mlp.gate = ForcedRouter(config.hidden_size, routing_table(loads), TOP_K)
     return model
 
 

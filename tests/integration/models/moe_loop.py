@@ -22,32 +22,34 @@ TOKENS = 64  # the routing table's period: a batch of N tokens (a multiple of it
 
 
 class ForcedRouter(nn.Module):
-    """Mixtral's top-k router whose choice is a fixed table (one row per token position)."""
+    """Mixtral's top-k router whose choice is a fixed table (one row per token position, one column per
+    expert; batches of N tokens, a multiple of its rows, repeat it)."""
 
-    def __init__(self, hidden: int, table: torch.Tensor) -> None:
+    def __init__(self, hidden: int, table: torch.Tensor, top_k: int = TOP_K) -> None:
         super().__init__()
-        self.top_k = TOP_K
-        self.num_experts = EXPERTS
-        self.weight = nn.Parameter(torch.zeros(EXPERTS, hidden))
+        self.top_k = top_k
+        self.num_experts = table.shape[1]
+        self.weight = nn.Parameter(torch.zeros(self.num_experts, hidden))
         self.register_buffer("table", table)
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden_states = hidden_states.reshape(-1, self.weight.shape[1])
-        table = self.table.repeat(hidden_states.shape[0] // TOKENS, 1)
+        table = self.table.repeat(hidden_states.shape[0] // self.table.shape[0], 1).to(hidden_states.dtype)
         logits = nn.functional.linear(hidden_states, self.weight) + table
         probs = torch.softmax(logits.float(), dim=-1)
         top_value, top_index = torch.topk(probs, self.top_k, dim=-1)
         top_value /= top_value.sum(dim=-1, keepdim=True)
-        return logits, top_value, top_index
+        return logits, top_value.to(hidden_states.dtype), top_index
 
 
-def routing_table(loads: list[int], tokens: int = TOKENS) -> torch.Tensor:
-    """Scores that route ``loads[e]`` tokens to expert ``e`` (each token to TOP_K different experts):
-    each token takes the experts with the most rows still to fill."""
+def routing_table(loads: list[int], tokens: int = TOKENS, top_k: int = TOP_K) -> torch.Tensor:
+    """Scores that route ``loads[e]`` of every ``tokens`` tokens to expert ``e`` (each token to
+    ``top_k`` different experts): each token takes the experts with the most rows still to fill."""
+    experts = len(loads)
     left = list(loads)
-    table = torch.zeros(tokens, EXPERTS)
+    table = torch.zeros(tokens, experts)
     for t in range(tokens):
-        chosen = sorted(range(EXPERTS), key=lambda e: (-left[e], (e - t) % EXPERTS))[:TOP_K]
+        chosen = sorted(range(experts), key=lambda e: (-left[e], (e - t) % experts))[:top_k]
         for rank, e in enumerate(chosen):
             left[e] -= 1
             table[t, e] = 20.0 - rank  # far above the (zero) learned logits
