@@ -46,7 +46,6 @@ from memadvise.reporters import reporter_for
 
 if TYPE_CHECKING:
     from memadvise.model.profile import Profile
-    from memadvise.planner import Pins
 
 HELP = """Find a batch size, precision, checkpointing, optimizer and accumulation that fit a GPU.
 
@@ -232,18 +231,25 @@ def plan_command(
         budget = budget_for(gpu, reserve) if gpu is not None else local_budget(reserve)
     target = resolve_target(target)
     refuse_typed_trace_options(ctx, target)
-    profile = _profile(
+    from memadvise.analyzer import Scenario
+    from memadvise.planner import fsdp_trace_ranks
+
+    fake_cpu = (fake or getattr(device, "value", None) == "meta") and getattr(
+        target_device, "value", None
+    ) == "cpu"
+    profile, _ = load_or_profile(
         target,
-        pins,
+        Scenario(precision=pins.precision, optimizer=pins.optimizer),
         trace_batch_size,
         mode,
         device,
         fake,
         target_device,
         seq_len,
-        train_loop,
-        gpu,
-        memory_limit,
+        fsdp_trace_ranks(pins, fake_cpu),
+        train_loop=train_loop,
+        gpu=_catalog_name(gpu),
+        memory_limit=memory_limit,
         task=task,
         image_size=image_size,
         expert_load=expert_load,
@@ -317,47 +323,3 @@ def _catalog_name(gpu: str | None) -> str | None:
     except UsageError:
         return None
     return None if card is None else card.name
-
-
-def _profile(
-    target: str,
-    pins: Pins,
-    trace_batch_size: int,
-    mode: Mode,
-    device: object,
-    fake: bool,
-    target_device: object,
-    seq_len: int | None,
-    train_loop: TrainLoop = TrainLoop.tutorial,
-    gpu: str | None = None,
-    memory_limit: str | None = None,
-    task: object = None,
-    image_size: int | None = None,
-    expert_load: str | None = None,
-) -> Profile:
-    from memadvise.analyzer import Scenario
-    from memadvise.planner import fsdp_trace_ranks
-
-    wanted = Scenario(precision=pins.precision, optimizer=pins.optimizer)
-    fake_cpu = (fake or getattr(device, "value", None) == "meta") and getattr(
-        target_device, "value", None
-    ) == "cpu"
-    fsdp = fsdp_trace_ranks(pins, fake_cpu)
-    profile, _ = load_or_profile(
-        target,
-        wanted,
-        trace_batch_size,
-        mode,
-        device,
-        fake,
-        target_device,
-        seq_len,
-        fsdp,
-        train_loop=train_loop,
-        gpu=_catalog_name(gpu),
-        memory_limit=memory_limit,
-        task=task,
-        image_size=image_size,
-        expert_load=expert_load,
-    )
-    return profile
