@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import TYPE_CHECKING
 
-from memadvise.model.profile import Profile, module_label
+from memadvise.model.profile import LayerStats, Profile, module_label
 from memadvise.model.text import csv_cell
 
 if TYPE_CHECKING:
     import pandas as pd
 
-LAYER_COLUMNS = (
-    "name",
-    "type",
-    "calls",
-    "param_bytes",
-    "buffer_bytes",
-    "grad_bytes",
-    "optimizer_state_bytes",
-    "activation_bytes",
-    "output_bytes",
-    "forward_temp_bytes",
-    "backward_temp_bytes",
-)
+LAYER_COLUMNS = tuple(f.name for f in fields(LayerStats))  # name, type, calls, the byte counts
 
 
 def to_dataframe(profile: Profile, table: str = "layers") -> pd.DataFrame:
