@@ -312,15 +312,17 @@ def _child_measure(name: str, selftest: bool) -> dict[str, Any]:
 
 
 def _gpu_name(selftest: bool) -> str:
+    """This GPU's name in memadvise's catalog (for ``--gpu``), as ``bench/gpu_validate.py`` finds it."""
     if selftest:
         return "H100"
     import torch
 
-    name = torch.cuda.get_device_name(0)
-    for known in ("H200", "H100", "A100", "L40S", "L4", "A10G", "A10", "RTX 4090", "RTX 3090", "T4", "V100"):
-        if known.replace(" ", "").lower() in name.replace(" ", "").lower():
-            return known
-    return "H100"
+    from memadvise.planner.gpus import find_gpu
+
+    try:
+        return str(find_gpu(torch.cuda.get_device_name(0)).name)
+    except Exception:  # noqa: BLE001 - not in the catalog: trace for the default GPU
+        return "H100"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -343,7 +345,8 @@ def run(args: argparse.Namespace) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cases": {n: {"about": CASES[n]["about"]} for n in names},
     }
-    out = Path(args.out) if args.out else RESULTS / f"gpu_llm_{gpu.lower().replace(' ', '')}.json"
+    slug = "".join(c for c in gpu.lower() if c.isalnum())
+    out = Path(args.out) if args.out else RESULTS / f"gpu_llm_{slug}.json"
     if selftest:
         out = Path(tempfile.mkdtemp()) / out.name
     t0 = time.perf_counter()
