@@ -10,7 +10,6 @@ import runpy
 from pathlib import Path
 
 import torch
-from transformers import MixtralConfig, MixtralForCausalLM
 
 VOCAB = 1024
 EXPERTS = 8
@@ -20,37 +19,26 @@ SEQ_LEN = 256
 BATCH_SIZES = (32,)
 
 
-# The forced router of the CPU tests' loop MoE (tests/integration/models/moe_loop.py), at this size.
+# The CPU tests' loop MoE (tests/integration/models/moe_loop.py), built at this size.
 _LOOP = runpy.run_path(
     str(Path(__file__).resolve().parents[2] / "tests" / "integration" / "models" / "moe_loop.py")
 )
-ForcedRouter = _LOOP["ForcedRouter"]
-
-
-def routing_table(loads: list[int]) -> torch.Tensor:
-    """Scores that route ``loads[e]`` of every TOKENS tokens to expert ``e``."""
-    return _LOOP["routing_table"](loads, TOKENS, TOP_K)
 
 
 def _build(loads: list[int]) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = MixtralConfig(
-        vocab_size=VOCAB,
-        hidden_size=256,
-        intermediate_size=2048,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=EXPERTS,
-        num_experts_per_tok=TOP_K,
-        max_position_embeddings=SEQ_LEN,
-        experts_implementation="eager",
+    return _LOOP["build_routed"](
+        loads,
+        vocab=VOCAB,
+        hidden=256,
+        intermediate=2048,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        top_k=TOP_K,
+        tokens=TOKENS,
+        positions=SEQ_LEN,
+        attention="sdpa",
     )
-    config._attn_implementation = "sdpa"
-    model = MixtralForCausalLM(config)
-    for layer in model.model.layers:
-        layer.mlp.gate = ForcedRouter(config.hidden_size, routing_table(loads), TOP_K)
-    return model
 
 
 def build_model() -> torch.nn.Module:

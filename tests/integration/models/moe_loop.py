@@ -57,37 +57,52 @@ def routing_table(loads: list[int], tokens: int = TOKENS, top_k: int = TOP_K) ->
     return table
 
 
-def _build(loads: list[int]) -> torch.nn.Module:
+def build_routed(
+    loads: list[int],
+    *,
+    vocab: int = VOCAB,
+    hidden: int = 32,
+    intermediate: int = 256,
+    layers: int = 1,
+    heads: int = 2,
+    kv_heads: int = 1,
+    top_k: int = TOP_K,
+    tokens: int = TOKENS,
+    positions: int = 256,
+    attention: str = "eager",
+) -> torch.nn.Module:
+    """A Mixtral with eager experts whose routers send ``loads[e]`` of every ``tokens`` tokens to expert
+    ``e`` (``len(loads)`` experts, each token to ``top_k`` of them); this file's model by default."""
     torch.manual_seed(0)
     config = MixtralConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=256,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_local_experts=EXPERTS,
-        num_experts_per_tok=TOP_K,
-        max_position_embeddings=256,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        num_local_experts=len(loads),
+        num_experts_per_tok=top_k,
+        max_position_embeddings=positions,
         experts_implementation="eager",
     )
-    config._attn_implementation = "eager"
+    config._attn_implementation = attention
     model = MixtralForCausalLM(config)
     for layer in model.model.layers:
-        layer.mlp.gate = ForcedRouter(config.hidden_size, routing_table(loads))
+        layer.mlp.gate = ForcedRouter(config.hidden_size, routing_table(loads, tokens, top_k), top_k)
     return model
 
 
 def build_model() -> torch.nn.Module:
-    return _build([TOKENS * TOP_K // EXPERTS] * EXPERTS)
+    return build_routed([TOKENS * TOP_K // EXPERTS] * EXPERTS)
 
 
 def build_worst() -> torch.nn.Module:
-    return _build([TOKENS] * TOP_K + [0] * (EXPERTS - TOP_K))
+    return build_routed([TOKENS] * TOP_K + [0] * (EXPERTS - TOP_K))
 
 
 def build_skewed() -> torch.nn.Module:
-    return _build([56, 24, 24, 24])
+    return build_routed([56, 24, 24, 24])
 
 
 def example_inputs(batch_size: int, seq_len: int = 32) -> dict[str, torch.Tensor]:
