@@ -7,15 +7,12 @@ fake CPU trace, +0.7% after).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import groundtruth
 import pytest
 
 import memadvise
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import groundtruth  # noqa: E402
 
 MODEL_FILE = """\
 import torch

@@ -7,17 +7,14 @@ temporary folder laid out as huggingface_hub lays it out, with HF_HUB_OFFLINE=1.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
+import groundtruth
 import pytest
 from typer.testing import CliRunner
 
 import memadvise
 from memadvise.cli import app
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import groundtruth  # noqa: E402
 
 TRUTH_FILE = """\
 import torch

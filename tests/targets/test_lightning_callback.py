@@ -13,9 +13,8 @@ from memadvise.errors import UsageError
 from memadvise.model.profile import load_profile
 
 pytest.importorskip("lightning")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import groundtruth  # noqa: E402
+import groundtruth
 import lightning_model as lm  # noqa: E402
 
 integration = pytest.importorskip("memadvise.integrations.lightning")

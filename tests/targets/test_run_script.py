@@ -6,14 +6,12 @@ import shutil
 import sys
 from pathlib import Path
 
+import groundtruth
 import pytest
 from typer.testing import CliRunner
 
 from memadvise.cli import app
 from memadvise.model.profile import load_profile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import groundtruth  # noqa: E402
 
 MODEL = """\
 import torch

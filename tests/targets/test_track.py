@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import groundtruth
 import pytest
 import torch
 
 import memadvise
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import groundtruth  # noqa: E402
 
 MODEL_FILE = """\
 import torch
